@@ -1,0 +1,7 @@
+"""`python -m runner` is the `ebpf-run` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,91 @@
+"""Built-in values a spec can use, their types, and where they are available.
+
+Most built-ins are BPF helper calls that work in any program. `syscall_nr` and
+`arg0`..`arg5` depend on the hook's context (a kprobe on the syscall function
+sees the wrapper's pt_regs, a syscall tracepoint has its own record, the raw
+sys_enter tracepoint has pt_regs in args[0] and the number in args[1]); the
+prologue of each generated function computes them for its own context, so the
+action code is the same whatever hook was attached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, FrozenSet, Tuple
+
+# Contexts: the shape of `ctx` in a generated function.
+SYSCALL_KPROBE = "syscall_kprobe"  # kprobe on __x64_sys_NAME: ctx is the wrapper's pt_regs
+SYSCALL_TP = "syscall_tracepoint"  # syscalls:sys_enter_NAME or raw_syscalls:sys_enter
+SYSCALL_RAW = "syscall_raw"  # raw tracepoint sys_enter
+KPROBE = "kprobe"  # kprobe or uprobe on a function: ctx is its pt_regs
+KRETPROBE = "kretprobe"
+TRACEPOINT = "tracepoint"
+RAW_TRACEPOINT = "raw_tracepoint"
+
+SYSCALL_CONTEXTS = frozenset({SYSCALL_KPROBE, SYSCALL_TP, SYSCALL_RAW})
+
+# C signature and BCC program type of each context.
+SIGNATURE: Dict[str, str] = {
+    SYSCALL_KPROBE: "struct pt_regs *ctx",
+    KPROBE: "struct pt_regs *ctx",
+    KRETPROBE: "struct pt_regs *ctx",
+    SYSCALL_TP: "void *ctx",
+    TRACEPOINT: "void *ctx",
+    SYSCALL_RAW: "struct bpf_raw_tracepoint_args *ctx",
+    RAW_TRACEPOINT: "struct bpf_raw_tracepoint_args *ctx",
+}
+PROG_TYPE: Dict[str, str] = {
+    SYSCALL_KPROBE: "KPROBE", KPROBE: "KPROBE", KRETPROBE: "KPROBE",
+    SYSCALL_TP: "TRACEPOINT", TRACEPOINT: "TRACEPOINT",
+    SYSCALL_RAW: "RAW_TRACEPOINT", RAW_TRACEPOINT: "RAW_TRACEPOINT",
+}
+
+
+@dataclass(frozen=True)
+class Builtin:
+    name: str
+    type: str  # a layout.SCALARS key, or "char[16]" for comm
+    c: str  # C expression, valid once the prologue has run
+    contexts: FrozenSet[str]  # where it is available; empty means everywhere
+    doc: str
+
+
+_ANY: FrozenSet[str] = frozenset()
+_ARGS_CTX = SYSCALL_CONTEXTS | {KPROBE}
+
+BUILTINS: Dict[str, Builtin] = {
+    b.name: b
+    for b in (
+        Builtin("pid", "u32", "(u32)(bpf_get_current_pid_tgid() >> 32)", _ANY,
+                "process ID (the kernel's tgid), as user space sees it"),
+        Builtin("tgid", "u32", "(u32)(bpf_get_current_pid_tgid() >> 32)", _ANY,
+                "same as pid"),
+        Builtin("tid", "u32", "(u32)bpf_get_current_pid_tgid()", _ANY, "thread ID"),
+        Builtin("uid", "u32", "(u32)bpf_get_current_uid_gid()", _ANY, "real user ID"),
+        Builtin("gid", "u32", "(u32)(bpf_get_current_uid_gid() >> 32)", _ANY, "real group ID"),
+        Builtin("ktime", "u64", "bpf_ktime_get_ns()", _ANY, "monotonic time in ns"),
+        Builtin("cpu", "u32", "bpf_get_smp_processor_id()", _ANY, "current CPU"),
+        Builtin("comm", "char[16]", "", _ANY,
+                "the current task's name (at syscall entry: the caller's)"),
+        Builtin("syscall_nr", "s64", "er_syscall_nr", SYSCALL_CONTEXTS,
+                "the system call's number"),
+        Builtin("retval", "s64", "(s64)PT_REGS_RC(ctx)", frozenset({KRETPROBE}),
+                "the function's return value"),
+        *(
+            Builtin(f"arg{i}", "u64", f"er_arg{i}", _ARGS_CTX,
+                    f"argument {i} of the syscall or probed function")
+            for i in range(6)
+        ),
+    )
+}
+
+# Registers holding syscall arguments in the user pt_regs, and the syscall number.
+SYSCALL_REGS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "x86_64": ("orig_ax", ("di", "si", "dx", "r10", "r8", "r9")),
+    "aarch64": ("syscallno", tuple(f"regs[{i}]" for i in range(6))),
+}
+
+
+def available(name: str, context: str) -> bool:
+    b = BUILTINS[name]
+    return not b.contexts or context in b.contexts

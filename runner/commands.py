@@ -1,0 +1,65 @@
+"""`validate` and `render`: the stages up to code generation, no kernel needed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from .errors import SpecError
+from .model import Spec
+from .pipeline import check, compile_spec
+
+
+def validate(paths: List[str]) -> int:
+    errors: List[SpecError] = []
+    for path in paths:
+        try:
+            spec = check(path)
+        except SpecError as e:
+            errors.append(e)
+            continue
+        print(f"{path}: ok ({_summary(spec)})")
+    if errors:
+        raise SpecError([d for e in errors for d in e.diagnostics])
+    return 0
+
+
+def _summary(spec: Spec) -> str:
+    parts = [f"{len(spec.probes)} probe{'s' if len(spec.probes) != 1 else ''}"]
+    if spec.programs:
+        parts.append(f"{len(spec.programs)} programs")
+    user_maps = [m for m in spec.maps]
+    if user_maps:
+        parts.append(f"{len(user_maps)} map{'s' if len(user_maps) != 1 else ''}")
+    return ", ".join(parts)
+
+
+def layout_table(spec: Spec) -> str:
+    rows = [("struct", "field", "type", "offset", "size")]
+    for s in spec.structs:
+        for m in s.members:
+            rows.append((s.name, m.name + (" (padding)" if m.padding else ""), str(m.type),
+                         str(m.offset), str(m.size)))
+        rows.append((s.name, "(total)", "", "", str(s.layout.size)))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+                     for r in rows)
+
+
+def render(path: str, out: Optional[str], arch: Optional[str]) -> int:
+    compiled = compile_spec(path, arch)
+    stem = Path(path).stem
+    if out:
+        d = Path(out)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{stem}.c").write_text(compiled.rendered.c)
+        (d / f"{stem.replace('-', '_')}.py").write_text(compiled.rendered.python)
+        print(f"wrote {d / (stem + '.c')} and {d / (stem.replace('-', '_') + '.py')}")
+        return 0
+    w = sys.stdout.write
+    w(f"=== {stem}.c (BPF C for BCC) ===\n{compiled.rendered.c}\n")
+    w(f"=== {stem.replace('-', '_')}.py (ctypes view) ===\n{compiled.rendered.python}\n")
+    w(f"=== layout ===\n{layout_table(compiled.spec)}\n")
+    return 0

@@ -1,0 +1,2 @@
+def doctor() -> int:
+    return 3

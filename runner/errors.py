@@ -1,0 +1,74 @@
+"""One exception hierarchy for ebpf-run; the CLI maps each class to an exit code.
+
+Spec errors carry a location in the YAML (1-based line and column) and are
+collected, so a user sees every problem of a spec at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a spec file. Line and column are 1-based, as editors show them."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    location: Location
+    message: str
+    hint: Optional[str] = None
+    source_line: Optional[str] = None
+
+    def render(self) -> str:
+        """`FILE:LINE:COL: error: MESSAGE`, the source line with a caret, then the hint."""
+        out = [f"{self.location}: error: {self.message}"]
+        if self.source_line is not None:
+            out.append("    " + self.source_line.rstrip("\n"))
+            out.append("    " + " " * (self.location.col - 1) + "^")
+        if self.hint:
+            out.append(f"    hint: {self.hint}")
+        return "\n".join(out)
+
+
+class EbpfRunError(Exception):
+    """Base of every error ebpf-run reports without a traceback."""
+
+    exit_code = 3
+
+
+class SpecError(EbpfRunError):
+    """The spec is wrong: bad YAML, schema or meaning. Exit 1."""
+
+    exit_code = 1
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]):
+        self.diagnostics = tuple(diagnostics)
+        super().__init__("\n".join(d.render() for d in self.diagnostics))
+
+
+class UsageError(EbpfRunError):
+    """The command line is wrong. Exit 2."""
+
+    exit_code = 2
+
+
+class EnvironmentProblem(EbpfRunError):
+    """Something the machine lacks (BCC, root, tracefs, headers). Says how to fix it. Exit 3."""
+
+    exit_code = 3
+
+
+class KernelError(EbpfRunError):
+    """The kernel refused: compile, load or attach failed. Exit 3."""
+
+    exit_code = 3

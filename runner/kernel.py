@@ -1,0 +1,368 @@
+"""Stage 5: the kernel. The only module that imports bcc.
+
+It compiles the rendered C, fills tail-call tables, attaches each probe by the
+first attach option that works (saying why the earlier ones did not), opens the
+channels to user space, polls them, reads the loss counters and map contents,
+and releases everything on close. Callers see project exceptions only.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from .errors import EnvironmentProblem, KernelError
+from .model import Candidate, Function, Map, Probe, Spec, TableFill
+
+TRACEFS = "/sys/kernel/tracing"
+ORIGIN_RE = re.compile(r"/\* (\S.*?\(line \d+\)[^*]*?)\s*(?::|\*/)")
+NOISE = ("modprobe: not found", "modprobe: FATAL")
+
+DataCallback = Callable[[int, int], None]  # (address, size) of one record
+LostCallback = Callable[[int], None]
+
+
+def import_bcc() -> Any:
+    """Import BCC, or say exactly how to get it."""
+    try:
+        import bcc
+    except ImportError as e:
+        raise EnvironmentProblem(
+            f"BCC's Python module cannot be imported ({e}). Install it from the distribution "
+            "(apt-get install python3-bpfcc) and run ebpf-run with /usr/bin/python3 or a venv "
+            "made with --system-site-packages; ./scripts/setup does both. Do not pip install "
+            "'bcc': that PyPI package is unrelated.") from None
+    if not hasattr(bcc, "BPF"):
+        raise EnvironmentProblem(
+            f"the 'bcc' module at {getattr(bcc, '__file__', '?')} is not BCC (the unrelated "
+            "PyPI package?). pip uninstall bcc; apt-get install python3-bpfcc") from None
+    return bcc
+
+
+@dataclass(frozen=True)
+class Attached:
+    probe: str
+    method: Optional[str]  # None when nothing attached
+    skipped: Tuple[Tuple[str, str], ...]  # (method, reason) of the options tried first
+    optional: bool
+
+
+@dataclass
+class Kernel:
+    """A loaded spec. Use as a context manager: leaving it releases everything."""
+
+    spec: Spec
+    c_source: str
+    bpf: Any = None
+    bcc: Any = None
+    _ring_cbs: List[Any] = field(default_factory=list)
+    has_perf: bool = False
+    has_ring: bool = False
+    trace_pipe: Any = None
+
+    def __enter__(self) -> "Kernel":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- load ------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        check_privileges()
+        self.bcc = import_bcc()
+        check_headers()
+        with _CapturedStderr() as err:
+            try:
+                self.bpf = self.bcc.BPF(text=self.c_source.encode())
+            except Exception as e:  # BCC raises bare Exception for every failure
+                failure: Optional[Exception] = e
+            else:
+                failure = None
+        if failure is not None:
+            raise self._load_error(failure, err.text) from None
+
+    def _load_error(self, failure: Exception, stderr: str) -> Exception:
+        text = str(failure)
+        if "kernel headers" in text.lower() or "unable to find kernel" in text.lower():
+            return EnvironmentProblem(f"{text.strip()}. {HEADERS_FIX}")
+        errors = [ln for ln in stderr.splitlines() if " error: " in ln]
+        if not errors:
+            return KernelError(f"BCC could not load the program: {text.strip()}\n{stderr}")
+        return KernelError("the generated C does not compile:\n" + "\n".join(
+            self._explain_compile_error(ln) for ln in errors[:10]))
+
+    def _explain_compile_error(self, line: str) -> str:
+        m = re.match(r".*?:(\d+):(\d+): error: (.*)", line)
+        if not m:
+            return line
+        num = int(m.group(1))
+        lines = self.c_source.splitlines()
+        code = lines[num - 1].strip() if 0 < num <= len(lines) else "?"
+        origin = next((o.group(1) for ln in reversed(lines[:num])
+                       if (o := ORIGIN_RE.search(ln))), "the generated prologue")
+        return (f"  generated line {num}: {m.group(3)}\n      {code}\n"
+                f"    from spec element: {origin}")
+
+    # -- attach ----------------------------------------------------------------------------
+
+    def attach(self, probe: Probe) -> Attached:
+        skipped: List[Tuple[str, str]] = []
+        for cand in probe.candidates:
+            reason = self._unavailable(cand)
+            if reason is None:
+                reason = self._try_attach(probe, cand)
+                if reason is None:
+                    return Attached(probe.name, cand.describe, tuple(skipped), probe.optional)
+            skipped.append((cand.describe, reason))
+        return Attached(probe.name, None, tuple(skipped), probe.optional)
+
+    def _unavailable(self, cand: Candidate) -> Optional[str]:
+        """A reason this option cannot work here, found without loading anything."""
+        if cand.kind in ("kprobe", "kretprobe") and not os.path.exists(
+                f"{TRACEFS}/kprobe_events"):
+            return "kernel has no kprobes (CONFIG_KPROBES is off)"
+        if cand.kind == "tracepoint":
+            cat, _, name = cand.target.partition(":")
+            if not os.path.isdir(f"{TRACEFS}/events/{cat}/{name}"):
+                return f"no tracepoint {cand.target} in {TRACEFS}/events"
+        if cand.kind == "uprobe":
+            path = cand.target.rsplit(":", 1)[0]
+            if not os.path.exists(path):
+                return f"{path} does not exist"
+        return None
+
+    def _try_attach(self, probe: Probe, cand: Candidate) -> Optional[str]:
+        b = self.bpf
+        name = cand.function.c_name
+        try:
+            fn = self._load_function(cand.function)
+            for table in probe.tables:
+                self._fill(table, cand.function.context)
+            if cand.kind == "kprobe" and cand.syscall:
+                event = b.get_syscall_fnname(cand.syscall.encode()).decode()
+                if b.ksymname(event) == -1:
+                    raise KernelError(f"no kernel symbol {event}")
+                b.attach_kprobe(event=event, fn_name=name)
+            elif cand.kind == "kprobe":
+                b.attach_kprobe(event=cand.target, fn_name=name)
+            elif cand.kind == "kretprobe":
+                b.attach_kretprobe(event=cand.target, fn_name=name)
+            elif cand.kind == "tracepoint":
+                b.attach_tracepoint(tp=cand.target, fn_name=name)
+            elif cand.kind == "raw_tracepoint":
+                b.attach_raw_tracepoint(tp=cand.target, fn_name=name)
+            elif cand.kind == "uprobe":
+                path, sym = cand.target.rsplit(":", 1)
+                b.attach_uprobe(name=path, sym=sym, fn_name=name)
+            del fn
+        except Exception as e:  # BCC's bare Exceptions: turn them into a reason
+            self._unload(name)
+            return _reason(e)
+        return None
+
+    def _load_function(self, fn: Function) -> Any:
+        prog_type = getattr(self.bcc.BPF, fn.prog_type)
+        return self.bpf.load_func(fn.c_name.encode(), prog_type)
+
+    def _unload(self, c_name: str) -> None:
+        fn = self.bpf.funcs.pop(c_name.encode(), None)
+        if fn is not None:
+            os.close(fn.fd)
+
+    def _fill(self, table: TableFill, context: str) -> None:
+        """Default into every slot, then the named entries; read back; only then attach."""
+        arr = self.bpf[table.map.name.encode()]
+        fds = {}
+
+        def fd_of(prog: str) -> int:
+            if prog not in fds:
+                fn = self._load_function(_program_function(self.spec, prog, context))
+                fds[prog] = fn.fd
+            return fds[prog]
+
+        want: Dict[int, int] = {}
+        if table.default:
+            for slot in range(table.map.max_entries):
+                want[slot] = fd_of(table.default)
+        for slot, prog, _ in table.entries:
+            want[slot] = fd_of(prog)
+        for slot, fd in want.items():
+            arr[ct.c_int(slot)] = ct.c_int(fd)
+        ids = {fd: _prog_id(fd) for fd in set(want.values())}
+        for slot, fd in want.items():
+            got = _read_prog_slot(self.bcc, arr.map_fd, slot)
+            if got != ids[fd]:
+                raise KernelError(f"tail-call table {table.map.name}[{slot}] holds program id "
+                                  f"{got}, expected {ids[fd]}")
+
+    # -- channels --------------------------------------------------------------------------
+
+    def open_perf(self, m: Map, on_data: DataCallback, on_lost: LostCallback,
+                  wakeup_events: int = 1) -> None:
+        def data(_cpu: int, addr: int, size: int) -> None:
+            on_data(addr, size)
+
+        self.bpf[m.name.encode()].open_perf_buffer(
+            data, page_cnt=m.pages, lost_cb=on_lost, wakeup_events=wakeup_events)
+        self.has_perf = True
+
+    def open_ring(self, m: Map, on_data: DataCallback) -> None:
+        # Our own callback type instead of BCC's wrapper: BCC converts every return value
+        # with int() inside a try, which costs about a microsecond per event.
+        lib = self.bcc.libbcc.lib
+
+        def cb(_ctx: Any, addr: int, size: int) -> int:
+            on_data(addr, size)
+            return 0
+
+        fn = self.bcc.table._RINGBUF_CB_TYPE(cb)
+        self._ring_cbs.append(fn)
+        fd = self.bpf[m.name.encode()].map_fd
+        b = self.bpf
+        if not b._ringbuf_manager:
+            b._ringbuf_manager = lib.bpf_new_ringbuf(fd, fn, None)
+            if not b._ringbuf_manager:
+                raise KernelError(f"could not open ring buffer {m.name}")
+        elif lib.bpf_add_ringbuf(b._ringbuf_manager, fd, fn, None) < 0:
+            raise KernelError(f"could not open ring buffer {m.name}")
+        self.has_ring = True
+
+    def open_trace_pipe(self, tag: int) -> Any:
+        cfg = self.bpf[b"er_config"]
+        cfg[ct.c_int(0)] = ct.c_uint32(tag)
+        self.trace_pipe = self.bpf.trace_open(nonblocking=True)
+        return self.trace_pipe
+
+    def poll(self, timeout_ms: int) -> None:
+        if self.has_ring and self.has_perf:
+            self.bpf.ring_buffer_poll(timeout_ms // 2)
+            self.bpf.perf_buffer_poll(timeout_ms // 2)
+        elif self.has_ring:
+            self.bpf.ring_buffer_poll(timeout_ms)
+        elif self.has_perf:
+            self.bpf.perf_buffer_poll(timeout_ms)
+
+    def drain(self) -> None:
+        """Read what is left in every buffer without waiting."""
+        if self.has_ring:
+            self.bpf.ring_buffer_consume()
+        if self.has_perf:
+            self.bpf.perf_buffer_consume()
+
+    # -- maps ------------------------------------------------------------------------------
+
+    def drop_counts(self) -> List[int]:
+        if not self.spec.drops:
+            return []
+        table = self.bpf[b"er_drops"]
+        return [sum(int(v) for v in table.getvalue(table.Key(d.index)))
+                for d in self.spec.drops]
+
+    def map_items(self, m: Map) -> List[Tuple[bytes, List[bytes]]]:
+        """(key bytes, [value bytes per CPU, or one]) for every entry, in map order."""
+        table = self.bpf[m.name.encode()]
+        out = []
+        for k, v in table.items():
+            values = list(v) if m.kind.startswith("percpu") else [v]
+            out.append((bytes(k), [bytes(x) for x in values]))
+        return out
+
+    # -- cleanup ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self.bpf is not None:
+            bpf, self.bpf = self.bpf, None
+            try:
+                bpf.cleanup()
+            finally:
+                self._ring_cbs.clear()
+
+
+HEADERS_FIX = ("Install the headers of the running kernel (apt-get install "
+               "linux-headers-$(uname -r)) or run ./scripts/setup, which links the nearest "
+               "available ones; `ebpf-run doctor` shows what is found.")
+
+
+def check_privileges() -> None:
+    if os.geteuid() == 0 or _has_caps(("bpf", 39), ("perfmon", 38)):
+        return
+    raise EnvironmentProblem("loading BPF programs needs root, or CAP_BPF and CAP_PERFMON: "
+                             "run ebpf-run with sudo")
+
+
+def _has_caps(*caps: Tuple[str, int]) -> bool:
+    try:
+        with open("/proc/self/status") as f:
+            eff = next(int(ln.split()[1], 16) for ln in f if ln.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        return False
+    return all(eff & (1 << bit) for _, bit in caps)
+
+
+def check_headers() -> None:
+    release = os.uname().release
+    if os.environ.get("BCC_KERNEL_SOURCE"):
+        return
+    if not os.path.exists(f"/lib/modules/{release}/build") and not os.path.exists(
+            "/sys/kernel/kheaders.tar.xz"):
+        raise EnvironmentProblem(f"no kernel headers for {release}. {HEADERS_FIX}")
+
+
+def tracefs_mounted() -> bool:
+    return os.path.exists(f"{TRACEFS}/events")
+
+
+def _program_function(spec: Spec, prog: str, context: str) -> Function:
+    for p in spec.programs:
+        if p.name == prog:
+            for fn in p.functions:
+                if fn.context == context:
+                    return fn
+    raise KernelError(f"program {prog} has no {context} variant")  # build.py prevents this
+
+
+def _prog_id(fd: int) -> int:
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        for line in f:
+            if line.startswith("prog_id:"):
+                return int(line.split()[1])
+    raise KernelError(f"cannot read the id of BPF program fd {fd}")
+
+
+def _read_prog_slot(bcc: Any, map_fd: int, slot: int) -> int:
+    """A prog_array slot read from user space gives the program's id."""
+    key = ct.c_uint32(slot)
+    val = ct.c_uint32(0)
+    rc = bcc.libbcc.lib.bpf_lookup_elem(map_fd, ct.byref(key), ct.byref(val))
+    return val.value if rc == 0 else -1
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if "not traceable" in text or "Failed to attach BPF program" in text and "kprobe" in text:
+        return f"{text} (kernel has no kprobes, or the function cannot be probed)"
+    return text
+
+
+class _CapturedStderr:
+    """Collect what clang and libbcc write to fd 2 during a compile, minus known noise."""
+
+    def __enter__(self) -> "_CapturedStderr":
+        self.file = tempfile.TemporaryFile(mode="w+b")
+        self.saved = os.dup(2)
+        os.dup2(self.file.fileno(), 2)
+        self.text = ""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.file.seek(0)
+        raw = self.file.read().decode("utf-8", "replace")
+        self.file.close()
+        self.text = "\n".join(ln for ln in raw.splitlines() if not ln.startswith(NOISE))

@@ -1,0 +1,154 @@
+"""Stage 1: read a YAML spec into plain data plus the location of every node.
+
+PyYAML's safe composer builds a node graph with marks; we turn it into plain
+dicts/lists/scalars ourselves so that we can (a) refuse duplicate keys, which
+YAML loaders silently collapse, (b) record where each value came from, keyed by
+its path (a tuple of keys and indexes, the same paths jsonschema reports), and
+(c) bound alias expansion, so a "billion laughs" document fails fast.
+Only the safe loader is used: a spec is data and never executes code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Tuple, Union
+
+import yaml
+
+from .errors import Diagnostic, Location, SpecError
+
+PathKey = Tuple[Union[str, int], ...]
+MAX_NODES = 100_000  # a generous bound for a spec; alias bombs blow far past it
+MAX_DEPTH = 64
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded spec: its data, the location of every value, and its text."""
+
+    file: str
+    data: Dict[str, Any]
+    positions: Dict[PathKey, Location] = field(repr=False)
+    key_positions: Dict[PathKey, Location] = field(repr=False)
+    lines: Tuple[str, ...] = field(repr=False)
+
+    def where(self, path: PathKey, *, key: bool = False) -> Location:
+        """The location of the value at `path` (or of its key), else its nearest parent's."""
+        table = self.key_positions if key else self.positions
+        p = tuple(path)
+        while p:
+            if p in table:
+                return table[p]
+            if p in self.positions:
+                return self.positions[p]
+            p = p[:-1]
+        return self.positions.get((), Location(self.file, 1, 1))
+
+    def diagnostic(
+        self, path: PathKey, message: str, hint: str | None = None, *, key: bool = False
+    ) -> Diagnostic:
+        loc = self.where(path, key=key)
+        src = self.lines[loc.line - 1] if 0 < loc.line <= len(self.lines) else None
+        return Diagnostic(loc, message, hint, src)
+
+
+class _Builder:
+    def __init__(self, file: str):
+        self.file = file
+        self.positions: Dict[PathKey, Location] = {}
+        self.key_positions: Dict[PathKey, Location] = {}
+        self.count = 0
+        self.constructor = yaml.SafeLoader.__new__(yaml.SafeLoader)
+        yaml.constructor.SafeConstructor.__init__(self.constructor)
+
+    def loc(self, node: yaml.Node) -> Location:
+        # PyYAML marks are 0-based; editors and compilers count from 1.
+        return Location(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def build(self, node: yaml.Node, path: PathKey, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise _Fail(node, f"the document expands to more than {MAX_NODES} values "
+                              "(an alias bomb?)")
+        if depth > MAX_DEPTH:
+            raise _Fail(node, f"nesting deeper than {MAX_DEPTH} levels")
+        self.positions[path] = self.loc(node)
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(n, (*path, i), depth + 1) for i, n in enumerate(node.value)]
+        return self.constructor.construct_object(node, deep=True)
+
+    def mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> Dict[str, Any]:
+        if any(k.tag == "tag:yaml.org,2002:merge" for k, _ in node.value):
+            raise _Fail(node, "YAML merge keys (<<) are not supported in specs")
+        out: Dict[str, Any] = {}
+        for knode, vnode in node.value:
+            if not isinstance(knode, yaml.ScalarNode):
+                raise _Fail(knode, "a mapping key must be a plain scalar")
+            # Keep the key as written: YAML 1.1 would turn `on:` into True and `59:` into 59.
+            key = str(knode.value)
+            if key in out:
+                first = self.key_positions[(*path, key)]
+                raise _Fail(knode, f"duplicate key '{key}' (first defined at line {first.line})")
+            self.key_positions[(*path, key)] = self.loc(knode)
+            out[key] = self.build(vnode, (*path, key), depth + 1)
+        return out
+
+
+class _Fail(Exception):
+    def __init__(self, node: yaml.Node, message: str):
+        self.node = node
+        self.message = message
+
+
+def load_text(text: str, file: str) -> Document:
+    lines = tuple(text.splitlines())
+    builder = _Builder(file)
+
+    def diag(line0: int, col0: int, message: str) -> SpecError:
+        src = lines[line0] if 0 <= line0 < len(lines) else None
+        return SpecError([Diagnostic(Location(file, line0 + 1, col0 + 1), message, None, src)])
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line0, col0 = (mark.line, mark.column) if mark else (0, 0)
+        raise diag(line0, col0, f"invalid YAML: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:  # e.g. a reader error on control characters
+        raise diag(0, 0, f"invalid YAML: {e}") from None
+    if root is None:
+        raise diag(0, 0, "the spec is empty; it must be a mapping with at least 'name'")
+    if not isinstance(root, yaml.MappingNode):
+        m = root.start_mark
+        raise diag(m.line, m.column, "the top level of a spec must be a mapping (key: value)")
+    try:
+        data = builder.build(root, (), 0)
+    except _Fail as f:
+        m = f.node.start_mark
+        raise diag(m.line, m.column, f.message) from None
+    except yaml.YAMLError as e:
+        raise diag(0, 0, f"invalid YAML value: {e}") from None
+    except RecursionError:
+        raise diag(0, 0, "the document is nested too deeply") from None
+    return Document(file, data, builder.positions, builder.key_positions, lines)
+
+
+def load_file(path: str | Path) -> Document:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise SpecError([Diagnostic(Location(str(path), 1, 1), f"cannot read spec: {e.strerror}")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise SpecError([Diagnostic(Location(str(path), line, col),
+                                    "the spec is not valid UTF-8")]) from None
+    return load_text(text, str(path))
+
+

@@ -1,0 +1,222 @@
+"""The model: what build.py makes of a valid spec, and all that the templates
+and the runtime read. Frozen dataclasses; nothing here computes.
+
+Every element keeps `origin`, a short text naming the spec element it came
+from (e.g. "probes.hello.do[0] (line 9)"), which the generated code prints in
+comments so a reader, or a compile error, can be traced back to the spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple, Union
+
+from .layout import Layout, Member, TypeRef
+
+
+@dataclass(frozen=True)
+class Struct:
+    name: str  # C name without "struct"
+    layout: Layout
+    origin: str
+    internal: bool = False  # made by ebpf-run (message records), not declared by the spec
+
+    @property
+    def members(self) -> Tuple[Member, ...]:
+        return self.layout.members
+
+
+@dataclass(frozen=True)
+class Map:
+    name: str
+    kind: str  # schema map type
+    key: Optional[TypeRef]
+    value: Optional[TypeRef]
+    key_c: str  # C spelling of the key type ("u64", "struct k_t")
+    value_c: str
+    key_size: int
+    value_size: int
+    max_entries: int
+    pages: int  # perf: pages per CPU; ringbuf: total pages
+    origin: str
+
+
+@dataclass(frozen=True)
+class Drop:
+    """One in-kernel loss counter: a slot of the per-CPU array er_drops."""
+
+    index: int
+    channel: str  # the map (or "messages") the loss belongs to
+    reason: str  # "buffer full", "map full", "tail-call miss"
+
+
+# Actions. `c_*` fields hold C expressions prepared by build.py.
+
+
+@dataclass(frozen=True)
+class Assign:
+    """One field of a record being filled."""
+
+    member: str
+    how: str  # "expr" | "comm" | "string"
+    c_value: str  # C expression, or a C string literal for "string"
+    size: int  # bytes to copy for "string" (literal plus NUL)
+
+
+@dataclass(frozen=True)
+class Emit:
+    origin: str
+    map: Map
+    struct: Struct
+    assigns: Tuple[Assign, ...]
+    drop: Optional[Drop]  # ring buffer reserve failures; perf losses come from the kernel
+    submit_flags: str
+
+
+@dataclass(frozen=True)
+class Print:
+    """A message. Via the buffer it is an Emit of an internal struct; via trace_pipe, printk."""
+
+    origin: str
+    message_id: int
+    emit: Optional[Emit]
+    printk_format: str  # a C string literal (trace_pipe mode)
+    printk_args: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Update:
+    """count/add: atomically add `c_amount` to map[key]."""
+
+    origin: str
+    map: Map
+    key_assigns: Tuple[Assign, ...]  # for a struct key
+    key_expr: Optional[str]  # for a scalar key
+    c_amount: str
+    drop: Drop
+
+
+@dataclass(frozen=True)
+class TailCall:
+    origin: str
+    map: Map
+    c_index: str
+    drop: Drop
+
+
+Action = Union[Emit, Print, Update, TailCall, "Choose", "If"]
+
+
+@dataclass(frozen=True)
+class Case:
+    labels: Tuple[str, ...]  # C integer literals; empty tuple means default
+    comment: str  # syscall names, for readers
+    actions: Tuple[Action, ...]
+
+
+@dataclass(frozen=True)
+class Choose:
+    origin: str
+    c_value: str
+    cases: Tuple[Case, ...]
+
+
+@dataclass(frozen=True)
+class If:
+    origin: str
+    c_condition: str
+    then: Tuple[Action, ...]
+    otherwise: Tuple[Action, ...]
+
+
+
+
+@dataclass(frozen=True)
+class Function:
+    """One generated BPF function: a probe or program in one context."""
+
+    c_name: str  # er_<name>__<variant>
+    context: str  # builtins context
+    signature: str
+    prog_type: str  # BCC program type name
+    filter_nr: Optional[int]  # raw sys_enter fallback: only this syscall
+    needs_nr: bool
+    needs_args: Tuple[int, ...]
+    actions: Tuple[Action, ...]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to attach a probe, tried in order."""
+
+    kind: str  # kprobe | kretprobe | tracepoint | raw_tracepoint | uprobe
+    target: str  # what BCC attaches to (a syscall name for syscall kprobes)
+    syscall: Optional[str]  # set for the kprobe form of `syscall:`
+    function: Function
+    describe: str  # e.g. "tracepoint syscalls:sys_enter_execve"
+
+
+@dataclass(frozen=True)
+class TableFill:
+    map: Map
+    default: Optional[str]  # program name
+    entries: Tuple[Tuple[int, str, str], ...]  # (slot, program, slot label)
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    origin: str
+    optional: bool
+    candidates: Tuple[Candidate, ...]
+    tables: Tuple[TableFill, ...]  # prog_arrays reachable from this probe, filled before attach
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    origin: str
+    functions: Tuple[Function, ...]  # one per context of the probes that reach it
+
+
+@dataclass(frozen=True)
+class EventOutput:
+    map: Map
+    struct: Struct
+    format: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class MessageDef:
+    id: int
+    struct: Optional[Struct]
+    format: str  # Python str.format text with built-in names as fields
+    origin: str
+
+
+@dataclass(frozen=True)
+class MapOutput:
+    map: Map
+    format: str
+    separator: str
+    every: Optional[float]
+    at_exit: bool
+    origin: str
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    file: str  # as given, for the generated header (never an absolute path)
+    arch: str
+    structs: Tuple[Struct, ...]  # in dependency order, internal ones last
+    maps: Tuple[Map, ...]
+    probes: Tuple[Probe, ...]
+    programs: Tuple[Program, ...]
+    drops: Tuple[Drop, ...]
+    messages: Tuple[MessageDef, ...]
+    messages_via: str  # "buffer" | "trace_pipe"
+    message_buffer: Optional[Map]  # ebpf-run's own ring buffer for print actions
+    events: Tuple[EventOutput, ...]
+    map_outputs: Tuple[MapOutput, ...]

@@ -1,0 +1,165 @@
+"""Stage 2: check a loaded spec against schema.json, with located messages.
+
+jsonschema reports `oneOf` failures as one vague error; for the places where a
+spec picks one shape among several (actions, attach targets, values) we look at
+which keys the user wrote and report the errors of the shape they meant.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, List, Optional
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+
+from .errors import Diagnostic, SpecError
+from .hints import did_you_mean
+from .loader import Document
+from .resources import schema
+
+_validator: Optional[jsonschema.protocols.Validator] = None
+
+
+def validator() -> jsonschema.protocols.Validator:
+    global _validator
+    if _validator is None:
+        cls = jsonschema.validators.validator_for(schema())
+        _validator = cls(schema())
+    return _validator
+
+
+def check(doc: Document) -> None:
+    """Raise SpecError with every schema problem of `doc`, in document order."""
+    diags = [d for e in validator().iter_errors(doc.data) for d in _explain(doc, e)]
+    if diags:
+        uniq = {(d.location.line, d.location.col, d.message): d for d in diags}
+        raise SpecError(sorted(uniq.values(), key=lambda d: (d.location.line, d.location.col)))
+
+
+def _explain(doc: Document, err: ValidationError) -> Iterator[Diagnostic]:
+    if err.validator in ("oneOf", "anyOf") and err.context:
+        yield from _explain_choice(doc, err)
+        return
+    path = tuple(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = list(err.schema.get("properties", {}))
+        for key in _extra_keys(err):
+            yield doc.diagnostic((*path, key), f"unknown key '{key}'" + _where(path),
+                                 did_you_mean(key, allowed) or _allowed(allowed), key=True)
+        return
+    if err.validator == "required":
+        missing = [k for k in err.validator_value if k not in err.instance]
+        for k in missing:
+            yield doc.diagnostic(path, f"missing key '{k}'" + _where(path))
+        return
+    if err.validator == "propertyNames":
+        bad = err.instance if isinstance(err.instance, str) else None
+        loc_path = (*path, bad) if bad is not None else path
+        yield doc.diagnostic(loc_path, f"'{bad}' is not a valid name here" + _where(path),
+                             "names are C identifiers: letters, digits, '_'", key=True)
+        return
+    yield doc.diagnostic(path, _plain(err) + _where(path))
+
+
+def _explain_choice(doc: Document, err: ValidationError) -> Iterator[Diagnostic]:
+    inst = err.instance
+    path = tuple(err.absolute_path)
+    if isinstance(inst, dict):
+        # Pick the branch whose `required` keys the user wrote (e.g. `print:`).
+        for branch in _branches(err):
+            req = branch.get("required", [])
+            if req and all(k in inst for k in req):
+                sub = [e for e in err.context if _branch_of(err, e) is branch]
+                if sub:
+                    for e in sub:
+                        yield from _explain(doc, e)
+                    return
+        names = sorted({k for b in _branches(err) for k in b.get("required", [])[:1]})
+        if names and len(inst) >= 1:
+            key = next(iter(inst))
+            if key not in names:
+                yield doc.diagnostic((*path, key), f"unknown {_kind(path)} '{key}'",
+                                     did_you_mean(key, names) or _allowed(names), key=True)
+                return
+    # Branches of the wrong shape (a list where a mapping was written) say nothing useful.
+    here = [e for e in err.context if not (e.validator == "type" and not e.relative_path)]
+    if not here:
+        kinds = [t for e in err.context for t in _as_list(e.validator_value)]
+        yield doc.diagnostic(path, f"expected {_type_words(kinds)}, got {_describe(inst)}"
+                             + _where(path))
+        return
+    yield from _explain(doc, best_match(here))
+
+
+def _as_list(v: Any) -> List[Any]:
+    return v if isinstance(v, list) else [v]
+
+
+def _branches(err: ValidationError) -> List[Dict[str, Any]]:
+    return [b for b in err.schema.get(err.validator, []) if isinstance(b, dict)]
+
+
+def _branch_of(err: ValidationError, sub: ValidationError) -> Optional[Dict[str, Any]]:
+    idx = sub.relative_schema_path[0] if sub.relative_schema_path else None
+    branches = err.schema.get(err.validator, [])
+    return branches[idx] if isinstance(idx, int) and idx < len(branches) else None
+
+
+def _extra_keys(err: ValidationError) -> List[str]:
+    props = err.schema.get("properties", {})
+    return [k for k in err.instance if k not in props]
+
+
+def _kind(path: tuple) -> str:
+    if "do" in path or "then" in path or "else" in path or "cases" in path or "default" in path:
+        return "action"
+    if "attach" in path:
+        return "attach kind"
+    return "key"
+
+
+def _where(path: tuple) -> str:
+    return f" (in {'.'.join(str(p) for p in path)})" if path else ""
+
+
+def _allowed(names: List[str]) -> Optional[str]:
+    return f"expected one of: {', '.join(sorted(names))}" if names else None
+
+
+def _plain(err: ValidationError) -> str:
+    v = err.validator
+    if v == "type":
+        return f"expected {_type_words(err.validator_value)}, got {_describe(err.instance)}"
+    if v == "enum":
+        return (f"{err.instance!r} is not one of "
+                f"{', '.join(repr(x) for x in err.validator_value)}")
+    if v == "pattern":
+        return f"{err.instance!r} is not allowed here ({err.schema.get('description', '')})"
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return f"{err.instance!r} is out of range ({v} {err.validator_value})"
+    if v in ("maxLength", "minLength", "maxItems", "minItems", "minProperties", "maxProperties"):
+        return f"{_describe(err.instance)} breaks {v}={err.validator_value}"
+    return err.message
+
+
+def _type_words(t: Any) -> str:
+    words = {"object": "a mapping", "array": "a list", "string": "a string",
+             "integer": "an integer", "number": "a number", "boolean": "true or false"}
+    if isinstance(t, list):
+        return " or ".join(dict.fromkeys(words.get(x, x) for x in t))
+    return words.get(t, str(t))
+
+
+def _describe(v: Any) -> str:
+    if isinstance(v, bool):
+        return f"boolean {str(v).lower()}"
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, list):
+        return f"a list of {len(v)}"
+    if isinstance(v, str):
+        s = v if len(v) <= 40 else v[:37] + "..."
+        return f"string {s!r}"
+    if v is None:
+        return "nothing (null)"
+    return f"{type(v).__name__} {v!r}"
