@@ -9,6 +9,7 @@ fixes a spec in one pass. Everything the templates print is decided here.
 from __future__ import annotations
 
 import builtins as py_builtins
+import contextlib
 import keyword
 import string
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
@@ -44,10 +45,14 @@ from .model import (
 )
 from .strings import c_string
 
-C_KEYWORDS = frozenset("""auto break case char const continue default do double else enum extern
-float for goto if inline int long register restrict return short signed sizeof static struct
-switch typedef union unsigned void volatile while _Bool _Complex _Imaginary _Alignas _Alignof
-_Atomic _Generic _Noreturn _Static_assert _Thread_local asm typeof""".split())
+C_KEYWORDS = frozenset({
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
+    "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
+    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
+    "union", "unsigned", "void", "volatile", "while", "_Bool", "_Complex", "_Imaginary",
+    "_Alignas", "_Alignof", "_Atomic", "_Generic", "_Noreturn", "_Static_assert",
+    "_Thread_local", "asm", "typeof",
+})
 # Type names and BCC/kernel words a map, struct or field must not shadow in the C.
 RESERVED = frozenset(SCALARS) | {"ctx", "bool", "true", "false", "NULL", "size_t", "ssize_t"}
 HASH_KINDS = ("hash", "lru_hash", "percpu_hash")
@@ -229,10 +234,8 @@ class _Builder:
 
     def build_maps(self) -> None:
         for name, m in self.data.get("maps", {}).items():
-            try:
+            with contextlib.suppress(_Skip):
                 self.maps[name] = self.build_map(("maps", name), name, m)
-            except _Skip:
-                pass
 
     def build_map(self, path: PathKey, name: str, m: Dict[str, Any]) -> Map:
         self.name_ok(path, name, "map")
@@ -263,10 +266,10 @@ class _Builder:
                          f"struct {value.base} is {self.type_size(value)} bytes: a perf event is "
                          f"built on the 512-byte BPF stack (limit {MAX_PERF_EVENT})",
                          "use a ringbuf map, which builds events in the buffer itself")
-        if (key is None and kind not in BUFFER_KINDS + ("prog_array",)) or \
+        if (key is None and kind not in (*BUFFER_KINDS, "prog_array")) or \
                 (kind in BUFFER_KINDS and value is None):
             raise _Skip
-        if kind in ARRAY_KINDS + ("prog_array",) and "max_entries" not in m:
+        if kind in (*ARRAY_KINDS, "prog_array") and "max_entries" not in m:
             self.err(path, f"a {kind} map needs 'max_entries'")
         pages = self.buffer_pages(path, kind, m)
         return Map(
@@ -524,10 +527,8 @@ class _Builder:
         needs: Set[str] = set()
         for i, a in enumerate(raw):
             apath = (*path, i)
-            try:
+            with contextlib.suppress(_Skip):
                 out.append(self.action(apath, a, ctxs, needs))
-            except _Skip:
-                pass
         return tuple(out), needs
 
     def action(self, path: PathKey, a: Dict[str, Any], ctxs: Tuple[str, ...],
@@ -696,10 +697,8 @@ class _Builder:
                 self.err(fpath, f"struct '{struct.name}' has no field '{fname}'",
                          did_you_mean(fname, fields) or known("fields", fields), key=True)
                 continue
-            try:
+            with contextlib.suppress(_Skip):
                 out.append(self.assign(fpath, fname, fields[fname].type, raw, ctxs, needs))
-            except _Skip:
-                pass
         return tuple(out)
 
     def emit_action(self, path: PathKey, e: Dict[str, Any], ctxs: Tuple[str, ...],
@@ -850,8 +849,8 @@ class _Builder:
                 self.err(path, f"events of '{m.name}' are already printed by an earlier entry")
             fmt = entry.get("format") or default_format(struct)
             try:
-                self.format_fields((*path, "format"), fmt,
-                                   {f.name for f in struct.layout.fields}, f"field of {struct.name}")
+                names = {f.name for f in struct.layout.fields}
+                self.format_fields((*path, "format"), fmt, names, f"field of {struct.name}")
                 self.check_format((*path, "format"), fmt, sample_record(struct, self.structs))
             except _Skip:
                 continue

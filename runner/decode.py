@@ -53,8 +53,9 @@ def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any
     """bytes of a map key or value -> a plain Python value."""
     if t.is_struct:
         cls = getattr(module, t.base)
-        one: Callable[[bytes], Any] = lambda b: getattr(module, f"er_fields_{t.base}")(
-            cls.from_buffer_copy(b))
+        def one(b: bytes) -> Any:
+            return getattr(module, f"er_fields_{t.base}")(
+                    cls.from_buffer_copy(b))
         unit = ctypes.sizeof(cls)
     elif t.is_string:
         return lambda b: b.split(b"\0", 1)[0].decode("utf-8", "replace")

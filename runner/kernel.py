@@ -64,7 +64,7 @@ class Kernel:
     has_ring: bool = False
     trace_pipe: Any = None
 
-    def __enter__(self) -> "Kernel":
+    def __enter__(self) -> Kernel:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -344,7 +344,7 @@ def _read_prog_slot(bcc: Any, map_fd: int, slot: int) -> int:
 
 def _reason(e: Exception) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    if "not traceable" in text or "Failed to attach BPF program" in text and "kprobe" in text:
+    if "not traceable" in text or ("Failed to attach BPF program" in text and "kprobe" in text):
         return f"{text} (kernel has no kprobes, or the function cannot be probed)"
     return text
 
@@ -352,7 +352,7 @@ def _reason(e: Exception) -> str:
 class _CapturedStderr:
     """Collect what clang and libbcc write to fd 2 during a compile, minus known noise."""
 
-    def __enter__(self) -> "_CapturedStderr":
+    def __enter__(self) -> _CapturedStderr:
         self.file = tempfile.TemporaryFile(mode="w+b")
         self.saved = os.dup(2)
         os.dup2(self.file.fileno(), 2)

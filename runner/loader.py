@@ -141,7 +141,8 @@ def load_file(path: str | Path) -> Document:
     try:
         raw = p.read_bytes()
     except OSError as e:
-        raise SpecError([Diagnostic(Location(str(path), 1, 1), f"cannot read spec: {e.strerror}")])
+        msg = f"cannot read spec: {e.strerror}"
+        raise SpecError([Diagnostic(Location(str(path), 1, 1), msg)]) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

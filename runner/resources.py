@@ -8,7 +8,7 @@ importlib.resources finds them in a checkout and in an installed package alike.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any, Dict
 
@@ -20,7 +20,7 @@ def read_text(*parts: str) -> str:
     return node.read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema() -> Dict[str, Any]:
     loaded: Dict[str, Any] = json.loads(read_text("schema.json"))
     return loaded

@@ -160,7 +160,7 @@ class Runner:
                 sink.event(channel, fmt.format_map(fields), fields)
                 self.received[channel] += 1
                 self._counted()
-            except BaseException as e:  # noqa: BLE001 - must not vanish in ctypes
+            except BaseException as e:
                 self._fail(e)
 
         return on_event
@@ -183,7 +183,7 @@ class Runner:
                 self.sink.message(fmt.format_map(fields), fields)
                 self.received["messages"] += 1
                 self._counted()
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:
                 self._fail(e)
 
         return on_message
@@ -286,7 +286,7 @@ class _signals:
     def __init__(self, runner: Runner):
         self.runner = runner
 
-    def __enter__(self) -> "_signals":
+    def __enter__(self) -> _signals:
         self.saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         for s in self.saved:
             signal.signal(s, self.handle)

@@ -146,7 +146,7 @@ def _type_words(t: Any) -> str:
     words = {"object": "a mapping", "array": "a list", "string": "a string",
              "integer": "an integer", "number": "a number", "boolean": "true or false"}
     if isinstance(t, list):
-        return " or ".join(dict.fromkeys(words.get(x, x) for x in t))
+        return " or ".join(dict.fromkeys(str(words.get(x, x)) for x in t))
     return words.get(t, str(t))
 
 

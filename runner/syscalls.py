@@ -7,7 +7,7 @@ spec names `timer_create` and gets 222 on x86_64 and 107 on arm64.
 from __future__ import annotations
 
 import platform
-from functools import lru_cache
+from functools import cache
 from typing import Dict
 
 from .resources import read_text
@@ -19,7 +19,7 @@ def host_arch() -> str:
     return ARCHES.get(platform.machine(), platform.machine())
 
 
-@lru_cache(maxsize=None)
+@cache
 def table(arch: str) -> Dict[str, int]:
     """name -> number for `arch`; raises KeyError for an architecture we have no table for."""
     if arch not in ARCHES.values():

@@ -1,0 +1,107 @@
+"""Run ebpf-run as a user would, in a subprocess, and read what it printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import List, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+# Compiles take ~0.3 s here but ~15 s under software emulation (the 6.1 VM).
+READY_TIMEOUT = float(os.environ.get("EBPF_RUN_READY_TIMEOUT", "120"))
+
+
+class Run:
+    """One ebpf-run process; collects stdout and stderr lines as they arrive."""
+
+    def __init__(self, *args: str, env: Optional[dict] = None):
+        self.args = [sys.executable, "-m", "runner", *args]
+        self.proc = subprocess.Popen(
+            self.args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+        self.out: List[str] = []
+        self.err: List[str] = []
+        self._threads = [threading.Thread(target=self._read, args=(s, d), daemon=True)
+                         for s, d in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _read(stream, dest: List[str]) -> None:
+        for raw in iter(stream.readline, b""):
+            dest.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def wait_for(self, predicate, timeout: float, what: str) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return
+            if self.proc.poll() is not None:
+                time.sleep(0.2)  # let the readers catch up
+                if predicate():
+                    return
+                raise AssertionError(f"ebpf-run exited ({self.proc.returncode}) before {what}:"
+                                     f"\nstdout: {self.out}\nstderr: {self.err}")
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}:\nstdout: {self.out}\n"
+                             f"stderr: {self.err}")
+
+    def wait_ready(self) -> Run:
+        self.wait_for(lambda: any("ready" in ln for ln in self.err), READY_TIMEOUT, "ready")
+        return self
+
+    def wait_output(self, predicate, timeout: float = 10, what: str = "output") -> None:
+        self.wait_for(lambda: predicate(self.out), timeout, what)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.finish(timeout)
+
+    def finish(self, timeout: float = 60) -> int:
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"ebpf-run did not exit: {self.err}") from None
+        for t in self._threads:
+            t.join(5)
+        return rc
+
+    def json(self) -> List[dict]:
+        return [json.loads(ln) for ln in self.out]
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def trigger_exec() -> int:
+    """A shell that prints its pid then execs /bin/true: two execve calls, a known pid."""
+    out = subprocess.run(["sh", "-c", "echo $$; exec /bin/true"], capture_output=True,
+                         text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def loaded_programs() -> List[dict]:
+    """Every BPF program in the kernel, from bpftool."""
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout or "[]")
+
+
+def ebpf_run_programs() -> List[str]:
+    """Names of loaded programs that ebpf-run generated (all start with er_)."""
+    return [p.get("name", "") for p in loaded_programs() if p.get("name", "").startswith("er_")]

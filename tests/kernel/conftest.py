@@ -1,0 +1,42 @@
+import os
+import time
+
+import pytest
+from harness import ebpf_run_programs
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.kernel)
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind():
+    """Every kernel test ends with no program of ebpf-run's left in the kernel."""
+    yield
+    if os.geteuid() == 0:
+        assert_nothing_loaded()
+
+
+def assert_nothing_loaded(grace: float = 3.0) -> None:
+    """The kernel frees programs asynchronously (a prog_array's entries are released by a
+    work item once its last user fd closes), so allow a short grace period."""
+    end = time.monotonic() + grace
+    while (left := ebpf_run_programs()) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert left == [], f"programs left loaded after ebpf-run exited: {left}"
+
+
+def kprobes_available() -> bool:
+    return os.path.exists("/sys/kernel/tracing/kprobe_events")
+
+
+@pytest.fixture
+def expected_syscall_attach():
+    """The attach line each syscall probe must print on this kernel."""
+    if os.environ.get("EBPF_RUN_VM") == "1":
+        assert kprobes_available(), "the second-kernel VM must offer kprobes"
+    if kprobes_available():
+        return "attached to kprobe on the execve syscall"
+    return ("attached to tracepoint syscalls:sys_enter_execve (kprobe on the execve syscall: "
+            "kernel has no kprobes")
