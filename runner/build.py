@@ -434,10 +434,10 @@ class _Builder:
         path: PathKey = ("probes", name)
         raw = self.data["probes"][name]
         cands = self.candidates(name)
+        ctxs = tuple(c[3] for c in cands)
+        actions, needs = self.actions((*path, "do"), raw["do"], ctxs)  # checked either way
         if not cands:
             return None
-        ctxs = tuple(c[3] for c in cands)
-        actions, needs = self.actions((*path, "do"), raw["do"], ctxs)
         out = []
         for kind, target, sysname, ctx, nr, variant, _ in cands:
             fn = self.function(f"er_{name}__{variant}", ctx, nr, needs, actions)
@@ -715,8 +715,9 @@ class _Builder:
         return self.make_emit(origin, m, struct, assigns)
 
     def make_emit(self, origin: str, m: Map, struct: Struct, assigns: Tuple[Assign, ...]) -> Emit:
-        drop = self.drop(m.name, "buffer full") if m.kind == "ringbuf" else None
-        return Emit(origin, m, struct, assigns, drop, "0")
+        # Counted in the kernel for perf buffers too: the kernel reports a perf loss only
+        # when a later sample fits, so after a final burst its own count arrives late or never.
+        return Emit(origin, m, struct, assigns, self.drop(m.name, "buffer full"), "0")
 
     def update(self, path: PathKey, u: Dict[str, Any], kind: str, ctxs: Tuple[str, ...],
                needs: Set[str], origin: str) -> Update:

@@ -21,6 +21,8 @@ from .errors import Diagnostic, Location, SpecError
 PathKey = Tuple[Union[str, int], ...]
 MAX_NODES = 100_000  # a generous bound for a spec; alias bombs blow far past it
 MAX_DEPTH = 64
+SAFE_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in
+                      ("map", "seq", "str", "int", "float", "bool", "null", "timestamp"))
 
 
 @dataclass(frozen=True)
@@ -74,10 +76,14 @@ class _Builder:
         if depth > MAX_DEPTH:
             raise _Fail(node, f"nesting deeper than {MAX_DEPTH} levels")
         self.positions[path] = self.loc(node)
+        if node.tag not in SAFE_TAGS:
+            raise _Fail(node, f"YAML tag '{node.tag}' is not allowed: a spec is plain data")
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(n, (*path, i), depth + 1) for i, n in enumerate(node.value)]
+        if node.tag == "tag:yaml.org,2002:timestamp":
+            return str(node.value)  # a date-like scalar is text here, not a datetime
         return self.constructor.construct_object(node, deep=True)
 
     def mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> Dict[str, Any]:

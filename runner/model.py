@@ -69,7 +69,7 @@ class Emit:
     map: Map
     struct: Struct
     assigns: Tuple[Assign, ...]
-    drop: Optional[Drop]  # ring buffer reserve failures; perf losses come from the kernel
+    drop: Drop  # reserve (ring) or output (perf) failures: buffer full
     submit_flags: str
 
 

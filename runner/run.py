@@ -25,7 +25,11 @@ from .pipeline import compile_spec
 
 POLL_MS = 100
 LOSS_REPORT_S = 1.0
-TRACE_LINE = re.compile(rb"bpf_trace_printk: er-(\d+): (.*)$")
+# A trace_pipe line from bpf_trace_printk: "  TASK-PID  [CPU] FLAGS  TIME: bpf_trace_printk: MSG".
+# The task name is at most 16 characters, so text written to trace_marker further along
+# a line can never pose as a message.
+TRACE_LINE = re.compile(
+    rb"^ *.{1,16}-\d+ +(?:\( *[-\d]+\) +)?\[\d+\] \S+ +\d+\.\d+: bpf_trace_printk: er-(\d+): (.*)$")
 
 
 @dataclass(frozen=True)
@@ -200,13 +204,16 @@ class Runner:
                 return
             if not line:
                 return
-            m = TRACE_LINE.search(line.rstrip(b"\n"))
+            m = TRACE_LINE.match(line.rstrip(b"\n"))
             if m and int(m.group(1)) == tag:  # another run's or tracer's line otherwise
                 self.sink.message(m.group(2).decode("utf-8", "replace"), {})
                 self.received["messages"] += 1
                 self._counted()
 
     def _lost_handler(self, channel: str) -> Any:
+        # The kernel's own perf loss records duplicate the in-kernel counter (which is exact
+        # and never late), so they are only kept for cross-checking; given no handler, BCC
+        # would print "Possibly lost" lines of its own.
         def on_lost(count: int) -> None:
             self.perf_lost[channel] = self.perf_lost.get(channel, 0) + count
 
@@ -258,7 +265,6 @@ class Runner:
         counts = k.drop_counts() if k.bpf is not None else []
         rows: List[Tuple[str, str, int]] = [
             (_channel(d), d.reason, n) for d, n in zip(self.spec.drops, counts)]
-        rows += [(ch, "perf buffer full", n) for ch, n in self.perf_lost.items()]
         out = []
         for channel, reason, total in rows:
             before = self.reported.get((channel, reason), 0)

@@ -1,0 +1,179 @@
+"""One test per kind of spec error: the exact message and its line:column."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.errors import SpecError
+from runner.pipeline import check
+
+# name -> (spec text, expected first diagnostic: "LINE:COL: error: MESSAGE", hint or None)
+CASES = {
+    'yaml_syntax': (
+        'name: x\nprobes: {a: [1, 2}\n',
+        "2:18: error: invalid YAML: expected ',' or ']', but got '}'",
+        None,
+    ),
+    'duplicate_key': (
+        'name: x\nname: y\n',
+        "2:1: error: duplicate key 'name' (first defined at line 1)",
+        None,
+    ),
+    'empty': (
+        '',
+        "1:1: error: the spec is empty; it must be a mapping with at least 'name'",
+        None,
+    ),
+    'not_mapping': (
+        '- name: x\n',
+        '1:1: error: the top level of a spec must be a mapping (key: value)',
+        None,
+    ),
+    'unknown_key': (
+        'name: x\nprobe:\n  p: {attach: {syscall: execve}, do: []}\n',
+        "2:1: error: unknown key 'probe'",
+        "did you mean 'probes'?",
+    ),
+    'unknown_type': (
+        'name: x\nstructs:\n  s:\n    - a: u23\n',
+        "4:10: error: unknown type 'u23'",
+        "did you mean 'u32'?",
+    ),
+    'pointer': (
+        'name: x\nstructs:\n  s:\n    - a: char *\n',
+        "4:10: error: pointer type 'char *' is not supported: a pointer means nothing in user space; copy the data into a char[N] or integer field instead",
+        None,
+    ),
+    'literal_too_long': (
+        'name: x\nstructs:\n  s:\n    - m: char[4]\nmaps:\n  out: {type: ringbuf, value: s}\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - emit: {to: out, set: {m: Hello}}\n',
+        '11:34: error: literal of 5 bytes does not fit in char[4] (room for 3 plus the NUL)',
+        None,
+    ),
+    'type_does_not_fit': (
+        'name: x\nstructs:\n  s:\n    - t: u32\nmaps:\n  out: {type: ringbuf, value: s}\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - emit: {to: out, set: {t: ktime}}\n',
+        "11:34: error: 'ktime' is a u64 and does not fit in a u32",
+        'use a u64 (or wider) field',
+    ),
+    'emit_not_buffer': (
+        'name: x\nmaps:\n  counts: {type: hash}\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - emit: {to: counts}\n',
+        "8:20: error: map 'counts' is a hash, not a perf_event_array or ringbuf",
+        None,
+    ),
+    'unknown_map': (
+        'name: x\nmaps:\n  counts: {type: hash}\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - count: {map: cuonts, key: uid}\n',
+        "8:22: error: unknown map 'cuonts'",
+        "did you mean 'counts'?",
+    ),
+    'c_keyword': (
+        'name: x\nmaps:\n  switch: {type: hash}\nprobes:\n  p:\n    attach: {syscall: execve}\n    do: []\n',
+        "3:3: error: map name 'switch' is a C or Python keyword",
+        'choose another name',
+    ),
+    'missing_tail_target': (
+        'name: x\nmaps:\n  t: {type: prog_array, max_entries: 8}\nprobes:\n  p:\n    attach: {raw_tracepoint: sys_enter}\n    do:\n      - tail_call: {map: t, index: syscall_nr}\nprograms:\n  a:\n    do: []\ntail_calls:\n  t:\n    default: a\n    entries:\n      1: b\n',
+        "16:10: error: unknown program 'b'",
+        'known programs: a',
+    ),
+    'print_placeholder': (
+        'name: x\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - print: "pid {pdi}"\n',
+        "6:16: error: '{pdi}' names no built-in",
+        "did you mean 'pid'?",
+    ),
+    'event_placeholder': (
+        'name: x\nstructs:\n  s:\n    - pid: u32\nmaps:\n  out: {type: ringbuf, value: s}\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - emit: {to: out, set: {pid: pid}}\noutput:\n  - events: out\n    format: "{pid} {uid}"\n',
+        "14:13: error: '{uid}' names no field of s",
+        "did you mean 'pid'?",
+    ),
+    'unknown_syscall': (
+        'name: x\nprobes:\n  p:\n    attach: {syscall: exceve}\n    do: []\n',
+        "4:23: error: unknown syscall 'exceve' on x86_64",
+        "did you mean 'execve'?",
+    ),
+    'duplicate_field': (
+        'name: x\nstructs:\n  s:\n    - a: u8\n    - a: u16\n',
+        "5:7: error: duplicate field 'a' in struct 's'",
+        None,
+    ),
+    'python_tag': (
+        'name: !!python/object/apply:os.system ["true"]\n',
+        "1:7: error: YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed: a spec is plain data",
+        None,
+    ),
+    'syscall_nr_outside_syscall': (
+        'name: x\nprobes:\n  p:\n    attach: {tracepoint: "sched:sched_switch"}\n    do:\n      - print: "{syscall_nr}"\n',
+        "6:16: error: 'syscall_nr' is not available in a tracepoint program",
+        'syscall_nr works in: syscall kprobe, syscall raw, syscall tracepoint',
+    ),
+    'bad_condition': (
+        'name: x\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - if: "uid = 0"\n        then: []\n',
+        "6:13: error: bad condition: unexpected character '='",
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_error_kind(tmp_path, name):
+    text, expected, hint = CASES[name]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        check(str(path))
+    first = info.value.diagnostics[0]
+    assert f"{first.location.line}:{first.location.col}: error: {first.message}" == expected
+    assert first.hint == hint
+    rendered = str(info.value).splitlines()
+    assert rendered[0] == f"{path}:{expected}"
+    if text.strip():  # the source line and a caret under the column
+        line, col = first.location.line, first.location.col
+        assert rendered[1] == "    " + text.splitlines()[line - 1]
+        assert rendered[2] == "    " + " " * (col - 1) + "^"
+
+
+def test_non_utf8_is_located(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(b'name: x\ndescription: "\xff"\n')
+    with pytest.raises(SpecError) as info:
+        check(str(path))
+    assert str(info.value) == f"{path}:2:15: error: the spec is not valid UTF-8"
+
+
+def test_all_errors_are_collected(tmp_path):
+    path = tmp_path / "many.yaml"
+    path.write_text(
+        "name: x\n"
+        "maps:\n"
+        "  counts: {type: hash}\n"
+        "probes:\n"
+        "  p:\n"
+        "    attach: {syscall: exceve}\n"
+        "    do:\n"
+        "      - count: {map: cuonts, key: uid}\n"
+        "      - print: \"{pdi}\"\n")
+    with pytest.raises(SpecError) as info:
+        check(str(path))
+    where = [(d.location.line, d.location.col) for d in info.value.diagnostics]
+    assert where == [(6, 23), (8, 22), (9, 16)]
+
+
+def test_unknown_keys_everywhere_are_refused(tmp_path):
+    path = tmp_path / "k.yaml"
+    path.write_text("name: x\nprobes:\n  p:\n    attach: {syscall: execve}\n    do: []\n"
+                    "    optionl: true\n")
+    with pytest.raises(SpecError) as info:
+        check(str(path))
+    d = info.value.diagnostics[0]
+    assert (d.location.line, d.location.col, d.hint) == (6, 5, "did you mean 'optional'?")
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        prev = f"*a{i - 1}"
+        lines.append(f"a{i}: &a{i} [{', '.join([prev] * 10)}]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("name: x\n" + "\n".join(lines) + "\n")
+    with pytest.raises(SpecError) as info:
+        check(str(path))
+    assert "alias bomb" in str(info.value)
+
