@@ -12,6 +12,7 @@ An unexpected internal error keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Callable, List, Optional
 
@@ -72,6 +73,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(_format_error(e), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        # The reader went away (`ebpf-run ... | head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 0
 
 
