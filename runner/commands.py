@@ -62,4 +62,20 @@ def render(path: str, out: Optional[str], arch: Optional[str]) -> int:
     w(f"=== {stem}.c (BPF C for BCC) ===\n{compiled.rendered.c}\n")
     w(f"=== {stem.replace('-', '_')}.py (ctypes view) ===\n{compiled.rendered.python}\n")
     w(f"=== layout ===\n{layout_table(compiled.spec)}\n")
+    tables = tail_call_tables(compiled.spec)
+    if tables:
+        w(f"=== tail-call tables ({compiled.spec.arch}) ===\n{tables}\n")
     return 0
+
+
+def tail_call_tables(spec: Spec) -> str:
+    """What each prog_array will hold once filled, for review."""
+    lines = []
+    for probe in spec.probes:
+        for t in probe.tables:
+            default = f"{t.default} in all {t.map.max_entries} slots, then" if t.default else \
+                "empty slots, then"
+            lines.append(f"{t.map.name} (used by probe {probe.name}): {default}")
+            lines += [f"  [{slot}] {label} -> {prog}" if label != str(slot) else
+                      f"  [{slot}] -> {prog}" for slot, prog, label in t.entries]
+    return "\n".join(lines)

@@ -61,13 +61,15 @@ class Runner:
     # -- lifecycle -------------------------------------------------------------------------
 
     def run(self) -> int:
-        started = time.monotonic()
         with _signals(self), Kernel(self.spec, self.c_source) as k:
             k.load()
             self.attach_all(k)
             self.open_channels(k)
             attached = sum(1 for p in self.spec.probes if self._attached.get(p.name))
             self.sink.note(f"ready ({attached} probe{'s' if attached != 1 else ''} attached)")
+            # --duration, dump intervals and the summary's run time count from here: a slow
+            # compile (seconds under emulation) must not eat into the tracing time.
+            started = time.monotonic()
             try:
                 self.loop(k, started)
             finally:

@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 # Compiles take ~0.3 s here but ~15 s under software emulation (the 6.1 VM).
 READY_TIMEOUT = float(os.environ.get("EBPF_RUN_READY_TIMEOUT", "120"))
+# Everything runs 3-5x slower in the second-kernel VM (tests/vm/run sets EBPF_RUN_VM=1).
+SLOW = 5.0 if os.environ.get("EBPF_RUN_VM") == "1" else 1.0
 
 
 class Run:
@@ -58,7 +60,7 @@ class Run:
         return self
 
     def wait_output(self, predicate, timeout: float = 10, what: str = "output") -> None:
-        self.wait_for(lambda: predicate(self.out), timeout, what)
+        self.wait_for(lambda: predicate(self.out), timeout * SLOW, what)
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> int:
         if self.proc.poll() is None:

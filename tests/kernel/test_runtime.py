@@ -3,7 +3,6 @@ output formats, loss accounting, run control, and failing attaches."""
 
 from __future__ import annotations
 
-import ctypes.util
 import json
 import os
 import signal

@@ -77,3 +77,20 @@ def test_render_shows_layout_table():
         "data_t  message  char[12]      24    12",
         "data_t  (total)                      36",
     ]
+
+
+def test_unprivileged_run_exits_3_saying_why():
+    import os
+    import shutil
+
+    import pytest
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root to drop to an unprivileged user")
+    res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          sys.executable, "-m", "runner", "specs/hello.yaml"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+    assert res.returncode == 3, res.stderr
+    assert res.stderr.strip() == ("ebpf-run: error: loading BPF programs needs root, or CAP_BPF "
+                                  "and CAP_PERFMON: run ebpf-run with sudo")
