@@ -12,6 +12,7 @@ import builtins as py_builtins
 import contextlib
 import keyword
 import string
+from dataclasses import replace
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from . import builtins as bi
@@ -99,6 +100,7 @@ class _Builder:
         self.msg_structs: List[Struct] = []
         self.via = self.data.get("messages", {}).get("via", "buffer")
         self.messages_map: Optional[Map] = None
+        self.fentry_owners: Dict[str, str] = {}
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -364,9 +366,8 @@ class _Builder:
                     ("raw_tracepoint", "sys_enter", None, bi.SYSCALL_RAW, nr, "raw", path),
                 ]
             elif kind == "fentry":
-                self.err((*path, kind), "fentry probes are not supported yet",
-                         "use kprobe (ebpf-run falls back to tracepoints where kprobes are "
-                         "missing)", key=True)
+                # BCC names trampoline programs after their function: kfunc__<function>.
+                out.append((kind, target, None, bi.FENTRY, None, f"kfunc__{target}", path))
             else:
                 ctx = {"kprobe": bi.KPROBE, "uprobe": bi.KPROBE, "kretprobe": bi.KRETPROBE,
                        "tracepoint": bi.TRACEPOINT, "raw_tracepoint": bi.RAW_TRACEPOINT}[kind]
@@ -377,10 +378,10 @@ class _Builder:
                     ctx = bi.SYSCALL_RAW
                 out.append((kind, target, None, ctx, None, f"{kind}{i}" if
                             isinstance(raw, list) else kind, path))
-        variants = [c[5] for c in out]
+        variants = [c[5] for c in out if c[0] != "fentry"]
         # Two options of the same kind need distinct function names.
-        return [c if variants.count(c[5]) == 1 else (*c[:5], f"{c[5]}{i}", c[6])
-                for i, c in enumerate(out)]
+        return [c if c[0] == "fentry" or variants.count(c[5]) == 1 else
+                (*c[:5], f"{c[5]}{i}", c[6]) for i, c in enumerate(out)]
 
     def tail_maps(self, actions: Any) -> Set[str]:
         found: Set[str] = set()
@@ -439,14 +440,33 @@ class _Builder:
         if not cands:
             return None
         out = []
-        for kind, target, sysname, ctx, nr, variant, _ in cands:
-            fn = self.function(f"er_{name}__{variant}", ctx, nr, needs, actions)
+        for kind, target, sysname, ctx, nr, variant, cpath in cands:
+            c_name = variant if kind == "fentry" else f"er_{name}__{variant}"
+            if kind == "fentry" and not self.fentry_ok(cpath, name, target, raw["do"]):
+                continue
+            fn = self.function(c_name, ctx, nr, needs, actions)
+            if kind == "fentry":
+                fn = replace(fn, kfunc=target)
             describe = f"{kind} {target}" if not sysname else f"kprobe on the {target} syscall"
             out.append(Candidate(kind, target, sysname, fn, describe))
         tables = tuple(self.table_fill(m) for m, owner in sorted(owners.items())
                        if owner == name and m in self.maps)
         return Probe(name, self.origin(path), bool(raw.get("optional", False)), tuple(out),
                      tuple(t for t in tables if t))
+
+    def fentry_ok(self, path: PathKey, probe: str, target: str, actions: Any) -> bool:
+        owner = self.fentry_owners.setdefault(target, probe)
+        if owner != probe:
+            self.err((*path, "fentry"), f"fentry {target} is already used by probe '{owner}'",
+                     "BCC names a trampoline program after its function, so one per function",
+                     key=True)
+            return False
+        if self.tail_maps(actions):
+            self.err((*path, "fentry"), "a probe with an fentry option cannot tail_call",
+                     "tail-call targets must match the caller's program type; use kprobe or "
+                     "a tracepoint for dispatchers", key=True)
+            return False
+        return True
 
     def build_program(self, name: str, ctxs: Tuple[str, ...]) -> Optional[Program]:
         path: PathKey = ("programs", name)

@@ -21,6 +21,7 @@ KPROBE = "kprobe"  # kprobe or uprobe on a function: ctx is its pt_regs
 KRETPROBE = "kretprobe"
 TRACEPOINT = "tracepoint"
 RAW_TRACEPOINT = "raw_tracepoint"
+FENTRY = "fentry"  # BPF trampoline: ctx is the function's arguments as u64s
 
 SYSCALL_CONTEXTS = frozenset({SYSCALL_KPROBE, SYSCALL_TP, SYSCALL_RAW})
 
@@ -33,11 +34,13 @@ SIGNATURE: Dict[str, str] = {
     TRACEPOINT: "void *ctx",
     SYSCALL_RAW: "struct bpf_raw_tracepoint_args *ctx",
     RAW_TRACEPOINT: "struct bpf_raw_tracepoint_args *ctx",
+    FENTRY: "",  # KFUNC_PROBE(function) declares it: unsigned long long *ctx
 }
 PROG_TYPE: Dict[str, str] = {
     SYSCALL_KPROBE: "KPROBE", KPROBE: "KPROBE", KRETPROBE: "KPROBE",
     SYSCALL_TP: "TRACEPOINT", TRACEPOINT: "TRACEPOINT",
     SYSCALL_RAW: "RAW_TRACEPOINT", RAW_TRACEPOINT: "RAW_TRACEPOINT",
+    FENTRY: "TRACING",
 }
 
 
@@ -51,7 +54,7 @@ class Builtin:
 
 
 _ANY: FrozenSet[str] = frozenset()
-_ARGS_CTX = SYSCALL_CONTEXTS | {KPROBE}
+_ARGS_CTX = SYSCALL_CONTEXTS | {KPROBE, FENTRY}
 
 BUILTINS: Dict[str, Builtin] = {
     b.name: b

@@ -79,7 +79,7 @@ class Kernel:
         check_headers()
         with _CapturedStderr() as err:
             try:
-                self.bpf = self.bcc.BPF(text=self.c_source.encode())
+                self.bpf = _quiet_bpf_class(self.bcc)(text=self.c_source.encode())
             except Exception as e:  # BCC raises bare Exception for every failure
                 failure: Optional[Exception] = e
             else:
@@ -131,6 +131,8 @@ class Kernel:
             cat, _, name = cand.target.partition(":")
             if not os.path.isdir(f"{TRACEFS}/events/{cat}/{name}"):
                 return f"no tracepoint {cand.target} in {TRACEFS}/events"
+        if cand.kind == "fentry":
+            return self._fentry_precheck()
         if cand.kind == "uprobe":
             path = cand.target.rsplit(":", 1)[0]
             if not os.path.exists(path):
@@ -141,7 +143,8 @@ class Kernel:
         b = self.bpf
         name = cand.function.c_name
         try:
-            fn = self._load_function(cand.function)
+            # attach_kfunc loads its own program (quietly, below); the rest are loaded here.
+            fn = None if cand.kind == "fentry" else self._load_function(cand.function)
             for table in probe.tables:
                 self._fill(table, cand.function.context)
             if cand.kind == "kprobe" and cand.syscall:
@@ -160,10 +163,20 @@ class Kernel:
             elif cand.kind == "uprobe":
                 path, sym = cand.target.rsplit(":", 1)
                 b.attach_uprobe(name=path, sym=sym, fn_name=name)
+            elif cand.kind == "fentry":
+                with _CapturedStderr():  # libbpf prints its own "Failed to load program"
+                    b.attach_kfunc(fn_name=cand.target.encode())
             del fn
         except Exception as e:  # BCC's bare Exceptions: turn them into a reason
             self._unload(name)
             return _reason(e)
+        return None
+
+    def _fentry_precheck(self) -> Optional[str]:
+        if not os.path.exists("/sys/kernel/btf/vmlinux"):
+            return "no kernel BTF (/sys/kernel/btf/vmlinux)"
+        if not self.bcc.BPF.support_kfunc():
+            return "BCC reports no BPF trampoline support on this kernel"
         return None
 
     def _load_function(self, fn: Function) -> Any:
@@ -352,8 +365,25 @@ def _read_prog_slot(bcc: Any, map_fd: int, slot: int) -> int:
     return val.value if rc == 0 else -1
 
 
+def _quiet_bpf_class(bcc: Any) -> Any:
+    """BCC's BPF, minus attaching by function-name prefix while compiling.
+
+    BCC attaches functions named kprobe__*, kfunc__* and so on from its constructor, before
+    any table is filled and with no fallback. ebpf-run attaches everything itself, in order.
+    """
+
+    class QuietBPF(bcc.BPF):  # type: ignore[misc, name-defined]
+        def _trace_autoload(self) -> None:
+            return None
+
+    return QuietBPF
+
+
 def _reason(e: Exception) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if text == "Need super-user privileges to run" and os.geteuid() == 0:
+        # BCC words every EPERM from a load as a privilege problem; as root it is the kernel.
+        return "the kernel refused to load the program (EPERM) although we are root"
     if "not traceable" in text or ("Failed to attach BPF program" in text and "kprobe" in text):
         return f"{text} (kernel has no kprobes, or the function cannot be probed)"
     return text

@@ -84,7 +84,10 @@ class _Builder:
             return [self.build(n, (*path, i), depth + 1) for i, n in enumerate(node.value)]
         if node.tag == "tag:yaml.org,2002:timestamp":
             return str(node.value)  # a date-like scalar is text here, not a datetime
-        return self.constructor.construct_object(node, deep=True)
+        value = self.constructor.construct_object(node, deep=True)
+        if isinstance(value, str):
+            _check_text(node, value)
+        return value
 
     def mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> Dict[str, Any]:
         if any(k.tag == "tag:yaml.org,2002:merge" for k, _ in node.value):
@@ -95,12 +98,22 @@ class _Builder:
                 raise _Fail(knode, "a mapping key must be a plain scalar")
             # Keep the key as written: YAML 1.1 would turn `on:` into True and `59:` into 59.
             key = str(knode.value)
+            _check_text(knode, key)
             if key in out:
                 first = self.key_positions[(*path, key)]
                 raise _Fail(knode, f"duplicate key '{key}' (first defined at line {first.line})")
             self.key_positions[(*path, key)] = self.loc(knode)
             out[key] = self.build(vnode, (*path, key), depth + 1)
         return out
+
+
+def _check_text(node: yaml.Node, text: str) -> None:
+    """YAML escapes can spell lone surrogates ("\\ud800"), which no encoding can carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Fail(node, "the text contains a lone surrogate (\\ud800-\\udfff), which is "
+                    "not a character") from None
 
 
 class _Fail(Exception):

@@ -143,6 +143,7 @@ class Function:
     needs_nr: bool
     needs_args: Tuple[int, ...]
     actions: Tuple[Action, ...]
+    kfunc: Optional[str] = None  # fentry: the kernel function (KFUNC_PROBE declares c_name)
 
 
 @dataclass(frozen=True)

@@ -105,5 +105,7 @@ def loaded_programs() -> List[dict]:
 
 
 def ebpf_run_programs() -> List[str]:
-    """Names of loaded programs that ebpf-run generated (all start with er_)."""
-    return [p.get("name", "") for p in loaded_programs() if p.get("name", "").startswith("er_")]
+    """Names of loaded programs that ebpf-run generated: er_*, and kfunc__* for fentry
+    (BCC names trampoline programs after their kernel function)."""
+    return [p.get("name", "") for p in loaded_programs()
+            if p.get("name", "").startswith(("er_", "kfunc__"))]

@@ -285,3 +285,36 @@ def test_duration_stops_cleanly(tmp_path):
     assert res.returncode == 0, res.stderr
     last = json.loads(res.stdout.splitlines()[-1])
     assert last["type"] == "summary" and 1.0 <= last["seconds"] < 3
+
+
+def test_fentry_where_it_works_else_the_fallback(tmp_path):
+    from conftest import kprobes_available
+
+    spec = write(tmp_path, """\
+        name: trampoline
+        probes:
+          sleeps:
+            attach:
+              - fentry: do_nanosleep
+              - tracepoint: "syscalls:sys_enter_clock_nanosleep"
+            do:
+              - if: "pid == PID"
+                then: [{print: "sleep by {comm}"}]
+        """)
+    sleeper = subprocess.Popen(["sh", "-c", "read x; exec sleep 0.1"], stdin=subprocess.PIPE)
+    path = tmp_path / "spec.yaml"
+    path.write_text(path.read_text().replace("PID", str(sleeper.pid)))
+    with Run(spec) as run:
+        run.wait_ready()
+        line = next(ln for ln in run.err if "sleeps: attached" in ln)
+        if kprobes_available():  # Debian's 6.1 in tests/vm: trampolines work there
+            assert line == "ebpf-run: sleeps: attached to fentry do_nanosleep", line
+        else:  # this project's 6.18 refuses them
+            assert line.startswith("ebpf-run: sleeps: attached to tracepoint "
+                                   "syscalls:sys_enter_clock_nanosleep (fentry do_nanosleep: ")
+        assert sleeper.stdin is not None
+        sleeper.stdin.write(b"go\n")
+        sleeper.stdin.close()
+        sleeper.wait(30)
+        run.wait_output(lambda out: "sleep by sleep" in out)
+        assert run.stop() == 0

@@ -138,6 +138,16 @@ def test_non_utf8_is_located(tmp_path):
     assert str(info.value) == f"{path}:2:15: error: the spec is not valid UTF-8"
 
 
+def test_lone_surrogate_is_located(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text('name: x\ndescription: "a\\udc80"\n')
+    with pytest.raises(SpecError) as info:
+        check(str(path))
+    assert str(info.value).splitlines()[0] == (
+        f"{path}:2:14: error: the text contains a lone surrogate (\\ud800-\\udfff), "
+        "which is not a character")
+
+
 def test_all_errors_are_collected(tmp_path):
     path = tmp_path / "many.yaml"
     path.write_text(
