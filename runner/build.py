@@ -44,7 +44,7 @@ from .model import (
     TailCall,
     Update,
 )
-from .strings import c_string
+from .strings import c_string, comment_text
 
 C_KEYWORDS = frozenset({
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
@@ -61,6 +61,7 @@ ARRAY_KINDS = ("array", "percpu_array")
 BUFFER_KINDS = ("perf_event_array", "ringbuf")
 DEFAULT_PAGES = {"perf_event_array": 64, "ringbuf": 256}
 PAGE = 4096
+MAX_STRUCT = 65536
 MAX_PERF_EVENT = 400  # perf events are built on the 512-byte BPF stack
 COMM_LEN = 16
 EEXIST = 17
@@ -112,7 +113,7 @@ class _Builder:
         text = ".".join(str(p) for p in path)
         for i in (p for p in path if isinstance(p, int)):
             text = text.replace(f".{i}", f"[{i}]", 1)
-        return f"{text} (line {self.doc.where(path).line})"
+        return comment_text(f"{text} (line {self.doc.where(path).line})")
 
     def name_ok(self, path: PathKey, name: str, what: str) -> bool:
         problem = None
@@ -144,7 +145,7 @@ class _Builder:
         if self.diags:
             return None
         return Spec(
-            name=self.data["name"], file=self.doc.file, arch=self.arch,
+            name=self.data["name"], file=comment_text(self.doc.file), arch=self.arch,
             structs=tuple(self.structs.values()) + tuple(self.msg_structs),
             maps=tuple(self.maps.values()), probes=tuple(probes),
             programs=tuple(p for p in programs if p), drops=tuple(self.drops),
@@ -178,10 +179,15 @@ class _Builder:
                     out.append((fname, t, self.origin(fpath)))
             parsed[sname] = out
         for sname in self.struct_order(parsed):
-            self.structs[sname] = Struct(
-                sname, lay_out(tuple(parsed[sname]), {k: v.layout for k, v in
-                                                      self.structs.items()}),
-                self.origin(("structs", sname)))
+            if any(t.is_struct and t.base not in self.structs for _, t, _ in parsed[sname]):
+                continue  # a struct it contains was refused, and reported
+            layout = lay_out(tuple(parsed[sname]), {k: v.layout for k, v in
+                                                   self.structs.items()})
+            if layout.size > MAX_STRUCT:
+                self.err(("structs", sname), f"struct '{sname}' is {layout.size} bytes; the "
+                         f"limit is {MAX_STRUCT} (the largest BPF map value)", key=True)
+                continue
+            self.structs[sname] = Struct(sname, layout, self.origin(("structs", sname)))
 
     def parse_type(self, path: PathKey, text: str) -> Optional[TypeRef]:
         try:
@@ -287,8 +293,8 @@ class _Builder:
                  default: str) -> Optional[TypeRef]:
         text = m.get(which, default)
         t = self.parse_type((*path, which), text)
-        if t is None:
-            raise _Skip
+        if t is None or (t.is_struct and t.base not in self.structs):
+            raise _Skip  # reported already, here or where the struct was refused
         return t
 
     def buffer_pages(self, path: PathKey, kind: str, m: Dict[str, Any]) -> int:
@@ -447,7 +453,8 @@ class _Builder:
             fn = self.function(c_name, ctx, nr, needs, actions)
             if kind == "fentry":
                 fn = replace(fn, kfunc=target)
-            describe = f"{kind} {target}" if not sysname else f"kprobe on the {target} syscall"
+            describe = comment_text(f"{kind} {target}" if not sysname else
+                                    f"kprobe on the {target} syscall")
             out.append(Candidate(kind, target, sysname, fn, describe))
         tables = tuple(self.table_fill(m) for m, owner in sorted(owners.items())
                        if owner == name and m in self.maps)
@@ -500,6 +507,9 @@ class _Builder:
 
     def slot(self, path: PathKey, label: str) -> Optional[int]:
         if label.isdigit():
+            if len(label) > 10:  # no table is that large; spare int() thousands of digits
+                self.err(path, f"slot {label[:16]}... is far beyond any table", key=True)
+                return None
             return int(label)
         if label in self.sysnums:
             return self.sysnums[label]
@@ -604,6 +614,9 @@ class _Builder:
 
     def case_label(self, path: PathKey, label: str, by_syscall: bool) -> Optional[int]:
         if label.lstrip("-").isdigit():
+            if len(label) > 21 or not -(2**63) <= int(label) < 2**64:
+                self.err(path, f"case '{label[:24]}' does not fit in 64 bits", key=True)
+                return None
             return int(label)
         if not by_syscall:
             self.err(path, f"case '{label}' is not a number", "cases are syscall names only "
@@ -776,6 +789,8 @@ class _Builder:
     def print_action(self, path: PathKey, text: str, ctxs: Tuple[str, ...], needs: Set[str],
                      origin: str) -> Print:
         names = self.format_fields(path, text, set(bi.BUILTINS), "built-in")
+        self.check_format(path, text, {n: sample_value(parse_type(bi.BUILTINS[n].type), {})
+                                       for n in names})
         for n in names:
             self.check_available(path, n, ctxs)
             if bi.BUILTINS[n].contexts:

@@ -105,6 +105,12 @@ def compile_condition(text: str, operand: Callable[[str, int], str]) -> Tuple[st
 
     def parse_operand(t: Token) -> str:
         if t.kind == "num":
+            digits = t.text.lstrip("-")
+            if len(digits) > 1 and digits[0] == "0" and digits[1] not in "xX":
+                raise ExprError(f"{t.text}: leading zeros are not allowed (C would read "
+                                "octal); write the decimal value or 0x...", t.pos)
+            if len(digits) > 40:
+                raise ExprError(f"{t.text[:20]}... does not fit in 64 bits", t.pos)
             value = int(t.text, 0)
             if not -(2**63) <= value < 2**64:
                 raise ExprError(f"{t.text} does not fit in 64 bits", t.pos)

@@ -10,6 +10,7 @@ Only the safe loader is used: a spec is data and never executes code.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
@@ -84,9 +85,19 @@ class _Builder:
             return [self.build(n, (*path, i), depth + 1) for i, n in enumerate(node.value)]
         if node.tag == "tag:yaml.org,2002:timestamp":
             return str(node.value)  # a date-like scalar is text here, not a datetime
-        value = self.constructor.construct_object(node, deep=True)
+        where = f" (in {'.'.join(map(str, path))})" if path else ""
+        try:
+            value = self.constructor.construct_object(node, deep=True)
+        except Exception as e:  # PyYAML constructors raise anything
+            # e.g. `!!int "abc"`, `!!bool "maybe"`, `!!int ""`, thousands of digits
+            raise _Fail(node, f"invalid {node.tag.rsplit(':', 1)[-1]} value{where}: "
+                        f"{_first_line(e)}") from None
         if isinstance(value, str):
             _check_text(node, value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _Fail(node, f"{str(node.value)[:20]!r} is not a finite number{where}")
+        if isinstance(value, int) and value.bit_length() > 64:
+            raise _Fail(node, f"integer too large (more than 64 bits){where}")
         return value
 
     def mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> Dict[str, Any]:
@@ -105,6 +116,11 @@ class _Builder:
             self.key_positions[(*path, key)] = self.loc(knode)
             out[key] = self.build(vnode, (*path, key), depth + 1)
         return out
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 def _check_text(node: yaml.Node, text: str) -> None:
@@ -136,8 +152,15 @@ def load_text(text: str, file: str) -> Document:
         mark = e.problem_mark or e.context_mark
         line0, col0 = (mark.line, mark.column) if mark else (0, 0)
         raise diag(line0, col0, f"invalid YAML: {e.problem or e.context}") from None
-    except yaml.YAMLError as e:  # e.g. a reader error on control characters
-        raise diag(0, 0, f"invalid YAML: {e}") from None
+    except yaml.reader.ReaderError as e:  # a control character, say
+        line0 = text.count("\n", 0, e.position)
+        col0 = e.position - (text.rfind("\n", 0, e.position) + 1)
+        raise diag(line0, col0, f"invalid YAML: the character {e.character!r} is not "
+                   "allowed here") from None
+    except yaml.YAMLError as e:
+        raise diag(0, 0, f"invalid YAML: {_first_line(e)}") from None
+    except RecursionError:
+        raise diag(0, 0, "the document is nested too deeply") from None
     if root is None:
         raise diag(0, 0, "the spec is empty; it must be a mapping with at least 'name'")
     if not isinstance(root, yaml.MappingNode):

@@ -1,27 +1,54 @@
-"""The stages in order, for the commands that need them: load -> schema -> build -> render."""
+"""The stages in order, for the commands that need them: load -> schema -> build -> render.
+
+`compile_spec` keeps its result in a cache (runner/cache.py) keyed by the spec's bytes and
+ebpf-run's own code, so a repeated run imports neither YAML, jsonschema nor Jinja.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from . import build, loader, render, schema
-from .model import Spec
+from . import cache
+
+if TYPE_CHECKING:
+    from .model import Spec
+    from .render import Rendered
 
 
 @dataclass(frozen=True)
 class Compiled:
     spec: Spec
-    rendered: render.Rendered
+    rendered: Rendered
 
 
 def check(path: str, arch: Optional[str] = None) -> Spec:
     """Load, schema-check and meaning-check one spec; raise SpecError with every problem."""
+    from . import build, loader, schema
+
     doc = loader.load_file(path)
     schema.check(doc)
     return build.build(doc, arch)
 
 
 def compile_spec(path: str, arch: Optional[str] = None) -> Compiled:
+    from .syscalls import host_arch
+
+    arch = arch or host_arch()
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError:
+        raw = None  # check() reports it, with its location
+    k = cache.key(path, raw, arch) if raw is not None else None
+    if k is not None:
+        hit = cache.load(k)
+        if isinstance(hit, Compiled):
+            return hit
+    from .render import render
+
     spec = check(path, arch)
-    return Compiled(spec, render.render(spec))
+    compiled = Compiled(spec, render(spec))
+    if k is not None:
+        cache.store(k, compiled)
+    return compiled

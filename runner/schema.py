@@ -7,6 +7,8 @@ which keys the user wrote and report the errors of the shape they meant.
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any, Dict, Iterator, List, Optional
 
 import jsonschema
@@ -23,9 +25,31 @@ _validator: Optional[jsonschema.protocols.Validator] = None
 def validator() -> jsonschema.protocols.Validator:
     global _validator
     if _validator is None:
-        cls = jsonschema.validators.validator_for(schema())
+        base = jsonschema.validators.validator_for(schema())
+        cls = jsonschema.validators.extend(
+            base,
+            validators={"pattern": _pattern},
+            # 2.0 is an integer to JSON Schema; to a spec's page count it is a float.
+            type_checker=base.TYPE_CHECKER.redefine("integer", _is_int),
+        )
         _validator = cls(schema())
     return _validator
+
+
+def _is_int(_checker: Any, value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _pattern(_validator: Any, pattern: str, instance: Any, _schema: Any) -> Iterator[Any]:
+    """JSON Schema's `$` is the end of the text; Python's also matches before a final
+    newline, which would let "name\n" through. Anchor with \\Z instead."""
+    if isinstance(instance, str) and not re.search(_anchored(pattern), instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@functools.cache
+def _anchored(pattern: str) -> str:
+    return pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
 
 
 def check(doc: Document) -> None:
@@ -96,12 +120,22 @@ def _as_list(v: Any) -> List[Any]:
 
 
 def _branches(err: ValidationError) -> List[Dict[str, Any]]:
-    return [b for b in err.schema.get(err.validator, []) if isinstance(b, dict)]
+    return [_resolve(b) for b in err.schema.get(err.validator, []) if isinstance(b, dict)]
+
+
+def _resolve(branch: Dict[str, Any]) -> Dict[str, Any]:
+    """Follow a local "$ref" (all of schema.json's are "#/$defs/NAME")."""
+    ref = branch.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        target = schema()["$defs"].get(ref[len("#/$defs/"):])
+        if isinstance(target, dict):
+            return target
+    return branch
 
 
 def _branch_of(err: ValidationError, sub: ValidationError) -> Optional[Dict[str, Any]]:
     idx = sub.relative_schema_path[0] if sub.relative_schema_path else None
-    branches = err.schema.get(err.validator, [])
+    branches = _branches(err)
     return branches[idx] if isinstance(idx, int) and idx < len(branches) else None
 
 

@@ -18,6 +18,19 @@ def c_string(text: str) -> str:
                          for b in text.encode("utf-8")) + '"'
 
 
+_COMMENT_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                    " ._-+,:;=@()[]/<>#%&!~^|{}$'")
+
+
+def comment_text(text: str) -> str:
+    """Text fit for a C comment and a Python docstring: anything else becomes '?'.
+
+    No '*' (no "*/"), no quote or backslash (no closing or escaping a docstring), no newline.
+    File names and attach targets pass through here on their way into generated code.
+    """
+    return "".join(c if c in _COMMENT_SAFE else "?" for c in text)
+
+
 def py_literal(value: object) -> str:
     """A Python literal for a str/int/float/bool/None value."""
     return repr(value)
