@@ -789,8 +789,8 @@ class _Builder:
     def print_action(self, path: PathKey, text: str, ctxs: Tuple[str, ...], needs: Set[str],
                      origin: str) -> Print:
         names = self.format_fields(path, text, set(bi.BUILTINS), "built-in")
-        self.check_format(path, text, {n: sample_value(parse_type(bi.BUILTINS[n].type), {})
-                                       for n in names})
+        self.check_format(path, text, *({n: sample_value(parse_type(bi.BUILTINS[n].type), {}, hi)
+                                         for n in names} for hi in (False, True)))
         for n in names:
             self.check_available(path, n, ctxs)
             if bi.BUILTINS[n].contexts:
@@ -887,7 +887,8 @@ class _Builder:
             try:
                 names = {f.name for f in struct.layout.fields}
                 self.format_fields((*path, "format"), fmt, names, f"field of {struct.name}")
-                self.check_format((*path, "format"), fmt, sample_record(struct, self.structs))
+                self.check_format((*path, "format"), fmt, sample_record(struct, self.structs),
+                                  sample_record(struct, self.structs, True))
             except _Skip:
                 continue
             out[m.name] = EventOutput(m, struct, fmt, self.origin(path))
@@ -899,12 +900,15 @@ class _Builder:
                     out[m.name] = EventOutput(m, struct, default_format(struct), m.origin)
         return tuple(out.values())
 
-    def check_format(self, path: PathKey, fmt: str, sample: Dict[str, Any]) -> None:
-        try:
-            fmt.format_map(sample)
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
-            self.err(path, f"format cannot be applied: {e}")
-            raise _Skip from None
+    def check_format(self, path: PathKey, fmt: str, *samples: Dict[str, Any]) -> None:
+        """Try the format on the lowest and the highest values its fields can take."""
+        for sample in samples:
+            try:
+                fmt.format_map(sample)
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError,
+                    OverflowError) as e:
+                self.err(path, f"format cannot be applied: {e}")
+                raise _Skip from None
 
     def build_map_outputs(self) -> Tuple[MapOutput, ...]:
         out = []
@@ -918,11 +922,11 @@ class _Builder:
                 continue
             assert m.key is not None and m.value is not None
             fmt = entry.get("format", "{key}: {value}")
-            sample = {"key": sample_value(m.key, self.structs),
-                      "value": sample_value(m.value, self.structs)}
+            samples = [{"key": sample_value(m.key, self.structs, hi),
+                        "value": sample_value(m.value, self.structs, hi)} for hi in (False, True)]
             try:
                 self.format_fields((*path, "format"), fmt, {"key", "value"}, "of key/value")
-                self.check_format((*path, "format"), fmt, sample)
+                self.check_format((*path, "format"), fmt, *samples)
             except _Skip:
                 continue
             if "every" not in entry and entry.get("at_exit") is False:
@@ -936,16 +940,20 @@ def default_format(struct: Struct) -> str:
     return " ".join(f"{f.name}={{{f.name}}}" for f in struct.layout.fields)
 
 
-def sample_value(t: TypeRef, structs: Dict[str, Struct]) -> Any:
-    """A value shaped like what the decoder produces for `t`, to try formats on."""
+def sample_value(t: TypeRef, structs: Dict[str, Struct], high: bool = False) -> Any:
+    """A value shaped like what the decoder produces for `t`, to try formats on: the
+    type's lowest value, or with `high` its highest (`{ktime:c}` passes with 0 only)."""
     if t.is_string:
-        return ""
+        return "x" * ((t.count or 1) - 1) if high else ""
     if t.is_struct:
-        one: Any = sample_record(structs[t.base], structs)
+        one: Any = sample_record(structs[t.base], structs, high)
     else:
-        one = 0
+        assert t.scalar is not None
+        bits = t.scalar.bits - (1 if t.scalar.signed else 0)
+        one = (2**bits - 1) if high else (-(2**bits) if t.scalar.signed else 0)
     return [one] * t.count if t.count is not None else one
 
 
-def sample_record(struct: Struct, structs: Dict[str, Struct]) -> Dict[str, Any]:
-    return {f.name: sample_value(f.type, structs) for f in struct.layout.fields}
+def sample_record(struct: Struct, structs: Dict[str, Struct],
+                  high: bool = False) -> Dict[str, Any]:
+    return {f.name: sample_value(f.type, structs, high) for f in struct.layout.fields}

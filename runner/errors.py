@@ -72,3 +72,10 @@ class KernelError(EbpfRunError):
     """The kernel refused: compile, load or attach failed. Exit 3."""
 
     exit_code = 3
+
+
+class OutputError(EbpfRunError):
+    """A spec's format failed on a real record (the checker tries formats on sample values,
+    which cannot cover everything). Exit 1: the spec needs fixing."""
+
+    exit_code = 1

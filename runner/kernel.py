@@ -140,37 +140,48 @@ class Kernel:
         return None
 
     def _try_attach(self, probe: Probe, cand: Candidate) -> Optional[str]:
-        b = self.bpf
         name = cand.function.c_name
-        try:
-            # attach_kfunc loads its own program (quietly, below); the rest are loaded here.
-            fn = None if cand.kind == "fentry" else self._load_function(cand.function)
-            for table in probe.tables:
-                self._fill(table, cand.function.context)
-            if cand.kind == "kprobe" and cand.syscall:
-                event = b.get_syscall_fnname(cand.syscall.encode()).decode()
-                if b.ksymname(event) == -1:
-                    raise KernelError(f"no kernel symbol {event}")
-                b.attach_kprobe(event=event, fn_name=name)
-            elif cand.kind == "kprobe":
-                b.attach_kprobe(event=cand.target, fn_name=name)
-            elif cand.kind == "kretprobe":
-                b.attach_kretprobe(event=cand.target, fn_name=name)
-            elif cand.kind == "tracepoint":
-                b.attach_tracepoint(tp=cand.target, fn_name=name)
-            elif cand.kind == "raw_tracepoint":
-                b.attach_raw_tracepoint(tp=cand.target, fn_name=name)
-            elif cand.kind == "uprobe":
-                path, sym = cand.target.rsplit(":", 1)
-                b.attach_uprobe(name=path, sym=sym, fn_name=name)
-            elif cand.kind == "fentry":
-                with _CapturedStderr():  # libbpf prints its own "Failed to load program"
-                    b.attach_kfunc(fn_name=cand.target.encode())
-            del fn
-        except Exception as e:  # BCC's bare Exceptions: turn them into a reason
-            self._unload(name)
-            return _reason(e)
-        return None
+        # libbcc and libbpf print their own complaints on fd 2; the reason we give says it.
+        with _CapturedStderr() as noise:
+            try:
+                # attach_kfunc loads its own program; the others are loaded here.
+                if cand.kind != "fentry":
+                    self._load_function(cand.function)
+                for table in probe.tables:
+                    self._fill(table, cand.function.context)
+                self._attach(cand, name)
+            except Exception as e:  # BCC's bare Exceptions: turn them into a reason
+                failure: Optional[Exception] = e
+            else:
+                failure = None
+        if failure is None:
+            return None
+        self._unload(name)
+        reason = _reason(failure)
+        detail = noise.text.strip().splitlines()
+        return f"{reason} [{detail[-1].strip()}]" if detail and len(reason) < 40 else reason
+
+    def _attach(self, cand: Candidate, c_name: str) -> None:
+        b = self.bpf
+        name, target = c_name.encode(), cand.target.encode()  # BCC wants bytes
+        if cand.kind == "kprobe" and cand.syscall:
+            event = b.get_syscall_fnname(cand.syscall.encode())
+            if b.ksymname(event) == -1:
+                raise KernelError(f"no kernel symbol {event.decode()}")
+            b.attach_kprobe(event=event, fn_name=name)
+        elif cand.kind == "kprobe":
+            b.attach_kprobe(event=target, fn_name=name)
+        elif cand.kind == "kretprobe":
+            b.attach_kretprobe(event=target, fn_name=name)
+        elif cand.kind == "tracepoint":
+            b.attach_tracepoint(tp=target, fn_name=name)
+        elif cand.kind == "raw_tracepoint":
+            b.attach_raw_tracepoint(tp=target, fn_name=name)
+        elif cand.kind == "uprobe":
+            path, sym = target.rsplit(b":", 1)
+            b.attach_uprobe(name=path, sym=sym, fn_name=name)
+        elif cand.kind == "fentry":
+            b.attach_kfunc(fn_name=target)
 
     def _fentry_precheck(self) -> Optional[str]:
         if not os.path.exists("/sys/kernel/btf/vmlinux"):

@@ -9,15 +9,17 @@ once the poll has returned.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import decode
-from .errors import KernelError
+from .errors import KernelError, OutputError
 from .kernel import Attached, Kernel
 from .model import Drop, MapOutput, Spec
 from .output import JsonSink, Sink
@@ -142,7 +144,7 @@ class Runner:
         for ev in self.spec.events:
             dec = decode.record_decoder(self.types, ev.struct, ev.map.kind == "perf_event_array")
             self.received[ev.map.name] = 0
-            handler = self._event_handler(ev.map.name, ev.format, dec)
+            handler = self._event_handler(ev.map.name, ev.format, dec, ev.origin)
             if ev.map.kind == "perf_event_array":
                 k.open_perf(ev.map, handler, self._lost_handler(ev.map.name))
             else:
@@ -155,7 +157,8 @@ class Runner:
             else:
                 k.open_trace_pipe(os.getpid() & 0xFFFFFFFF)
 
-    def _event_handler(self, channel: str, fmt: str, dec: decode.RecordDecoder) -> Any:
+    def _event_handler(self, channel: str, fmt: str, dec: decode.RecordDecoder,
+                       origin: str) -> Any:
         sink = self.sink
 
         def on_event(addr: int, size: int) -> None:
@@ -163,7 +166,7 @@ class Runner:
                 return
             try:
                 fields = dec(addr, size)
-                sink.event(channel, fmt.format_map(fields), fields)
+                sink.event(channel, _format(fmt, fields, origin), fields)
                 self.received[channel] += 1
                 self._counted()
             except BaseException as e:
@@ -172,8 +175,8 @@ class Runner:
         return on_event
 
     def _message_handler(self) -> Any:
-        decoders = {m.id: (decode.record_decoder(self.types, m.struct, False), m.format)
-                    for m in self.spec.messages if m.struct is not None}
+        decoders = {m.id: (decode.record_decoder(self.types, m.struct, False), m.format,
+                           m.origin) for m in self.spec.messages if m.struct is not None}
         id_type = __import__("ctypes").c_uint32
 
         def on_message(addr: int, size: int) -> None:
@@ -183,10 +186,10 @@ class Runner:
                 msg_id = id_type.from_address(addr).value
                 if msg_id not in decoders:
                     raise KernelError(f"a message with unknown id {msg_id} arrived")
-                dec, fmt = decoders[msg_id]
+                dec, fmt, origin = decoders[msg_id]
                 fields = dec(addr, size)
                 fields.pop("er_id")
-                self.sink.message(fmt.format_map(fields), fields)
+                self.sink.message(_format(fmt, fields, origin), fields)
                 self.received["messages"] += 1
                 self._counted()
             except BaseException as e:
@@ -278,6 +281,14 @@ class Runner:
         return out
 
 
+def _format(fmt: str, fields: Dict[str, Any], origin: str) -> str:
+    try:
+        return fmt.format_map(fields)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError) as e:
+        raise OutputError(f"the format of {origin} failed on a real record: {e}; the record "
+                          f"was {fields}") from None
+
+
 def _channel(d: Drop) -> str:
     return "messages" if d.channel == "er_messages" else d.channel
 
@@ -304,12 +315,20 @@ class _signals:
         self.runner.stop_reason = signal.Signals(signum).name
 
     def __exit__(self, *exc: object) -> None:
-        for s, h in self.saved.items():
-            signal.signal(s, h)
+        # Everything is released by now. Ignore further Ctrl-C / SIGTERM for the few
+        # milliseconds left: Python's default handler would turn a late one into a
+        # KeyboardInterrupt traceback or a death by signal instead of exit 0.
+        for s in self.saved:
+            signal.signal(s, signal.SIG_IGN)
 
 
 def run_spec(path: str, options: Options) -> int:
     compiled = compile_spec(path)
+    for stream in (sys.stdout, sys.stderr):
+        # A format like {x:c} can make text no encoding carries (a lone surrogate):
+        # print it escaped rather than fail mid-run.
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     sink = JsonSink() if options.json else Sink()
     runner = Runner(compiled.spec, compiled.rendered.c, compiled.rendered.python, options, sink)
     return runner.run()

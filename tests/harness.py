@@ -92,7 +92,8 @@ class Run:
 
 def trigger_exec() -> int:
     """A shell that prints its pid then execs /bin/true: two execve calls, a known pid."""
-    out = subprocess.run(["sh", "-c", "echo $$; exec /bin/true"], capture_output=True,
+    # Absolute paths: a PATH search would add an execve per directory tried.
+    out = subprocess.run(["/bin/sh", "-c", "echo $$; exec /bin/true"], capture_output=True,
                          text=True, check=True)
     return int(out.stdout.strip())
 
