@@ -1,7 +1,17 @@
-"""`python -m runner` is the `ebpf-run` command."""
+"""`python -m runner` and the `ebpf-run` console script."""
 
 import sys
 
-from .cli import main
 
-sys.exit(main())
+def entry() -> int:
+    try:
+        from .cli import main
+
+        return main()
+    except KeyboardInterrupt:
+        # Ctrl-C before ebpf-run's own handler is in place: nothing is loaded yet.
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

@@ -51,7 +51,9 @@ class Sink:
 
     def summary(self, seconds: float, channels: Dict[str, Dict[str, int]],
                 lost: List[Dict[str, Any]]) -> None:
-        parts = [f"{name}: {c['received']} received" for name, c in channels.items()]
+        parts = [f"{name}: {c['received']} received" if "received" in c else
+                 f"{name}: {c['dumps']} dump{'s' if c['dumps'] != 1 else ''}"
+                 for name, c in channels.items()]
         losses = [f"{x['channel']}: {x['count']} lost ({x['reason']})" for x in lost]
         self.note(f"summary: ran {seconds:.1f}s; " + "; ".join(parts + losses or ["no records"])
                   + ("" if losses else "; nothing lost"))

@@ -56,6 +56,7 @@ class Runner:
         self.stop_reason: Optional[str] = None
         self.error: Optional[BaseException] = None
         self.received: Dict[str, int] = {}
+        self.dumps: Dict[str, int] = {}
         self.records = 0
         self.perf_lost: Dict[str, int] = {}
         self.reported: Dict[Tuple[str, str], int] = {}
@@ -131,9 +132,13 @@ class Runner:
                     self.dump(k, out)
             self.flush()
         lost = self.report_losses(k)
-        channels = {name: {"received": n, "lost": sum(x["count"] for x in lost
-                                                      if x["channel"] == name)}
-                    for name, n in self.received.items()}
+        def lost_on(name: str) -> int:
+            return sum(x["count"] for x in lost if x["channel"] == name)
+
+        channels: Dict[str, Dict[str, int]] = {
+            name: {"received": n, "lost": lost_on(name)} for name, n in self.received.items()}
+        for name, n in self.dumps.items():
+            channels[name] = {"dumps": n, "lost": lost_on(name)}
         if self.stop_reason != "output closed":
             self.sink.summary(time.monotonic() - started, channels, lost)
         self.raise_callback_error()
@@ -264,6 +269,7 @@ class Runner:
         text = out.separator.join(out.format.format_map({"key": key, "value": value})
                                   for key, value in entries)
         self.sink.map_dump(out.map.name, text, entries)
+        self.dumps[out.map.name] = self.dumps.get(out.map.name, 0) + 1
         self.flush()
 
     def report_losses(self, k: Kernel) -> List[Dict[str, Any]]:

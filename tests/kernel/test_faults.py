@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
 
 import pytest
-from harness import ROOT, SPECS, Run, loaded_programs
+from harness import ROOT, SLOW, SPECS, Run, loaded_programs
 
 PY = sys.executable
 
@@ -223,12 +223,15 @@ def test_a_signal_during_startup_leaves_nothing(tmp_path, sig, delay):
             do: [{print: "exec"}]
         """)
     with Run(spec) as run:
-        time.sleep(delay)
+        # Scaled under emulation (tests/vm), where Python's own start-up takes ~1 s: a
+        # signal inside the interpreter's start-up is beyond any program's reach.
+        time.sleep(delay * SLOW)
         rc = run.stop(sig)
     no_traceback(run.err)
     # Before ebpf-run installs its handlers (the first ~0.2 s: imports) SIGTERM still kills
-    # the process the default way; by then nothing has been loaded.
-    assert rc == 0 or (sig == signal.SIGTERM and rc == -sig and not run.err), (rc, run.err)
+    # the process the default way and SIGINT ends it with 130; nothing is loaded by then.
+    early = (sig == signal.SIGTERM and rc == -sig) or (sig == signal.SIGINT and rc == 130)
+    assert rc == 0 or (early and not run.err), (rc, run.err)
     assert_none_named("er_sig__")
 
 

@@ -22,7 +22,7 @@ def test_wheel_carries_resources_and_runs_outside_checkout(tmp_path):
                    "runner/data/syscalls-aarch64.txt"):
         assert needed in names, needed
     entry = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "ebpf-run = runner.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    assert "ebpf-run = runner.__main__:entry" in zipfile.ZipFile(wheel).read(entry).decode()
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA")))
     assert b"Requires-Dist: bcc" not in meta  # BCC comes from the distribution, never PyPI
     site = tmp_path / "site"
