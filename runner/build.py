@@ -490,8 +490,9 @@ class _Builder:
     def function(self, c_name: str, ctx: str, nr: Optional[int], needs: Set[str],
                  actions: Tuple[Action, ...]) -> Function:
         args = tuple(sorted(int(n[3:]) for n in needs if n.startswith("arg")))
+        helpers = tuple(h for h, names in bi.HELPER_LOCALS.items() if needs & names)
         return Function(c_name, ctx, bi.SIGNATURE[ctx], bi.PROG_TYPE[ctx], nr,
-                        "syscall_nr" in needs, args, actions)
+                        "syscall_nr" in needs, args, actions, helpers=helpers)
 
     def table_fill(self, mapname: str) -> Optional[TableFill]:
         m = self.maps[mapname]
@@ -633,8 +634,7 @@ class _Builder:
                                      + (f" ({did_you_mean(name, bi.BUILTINS)})"
                                         if did_you_mean(name, bi.BUILTINS) else ""), col)
             self.check_available(path, name, ctxs)
-            if b.contexts:
-                needs.add(name)
+            needs.add(name)  # contextual ones shape the prologue; some share a helper call
             return b.c
 
         try:
@@ -677,8 +677,7 @@ class _Builder:
                                                               if k != "comm")))
             raise _Skip
         self.check_available(path, b.name, ctxs)
-        if b.contexts:
-            needs.add(b.name)
+        needs.add(b.name)  # contextual ones shape the prologue; some share a helper call
         src = SCALARS[b.type]
         if src.bits > target.bits:
             self.err(path, f"'{b.name}' is a {src.name} and does not fit in a {target.name}",
@@ -750,7 +749,8 @@ class _Builder:
     def make_emit(self, origin: str, m: Map, struct: Struct, assigns: Tuple[Assign, ...]) -> Emit:
         # Counted in the kernel for perf buffers too: the kernel reports a perf loss only
         # when a later sample fits, so after a final burst its own count arrives late or never.
-        return Emit(origin, m, struct, assigns, self.drop(m.name, "buffer full"), "0")
+        return Emit(origin, m, struct, assigns, self.drop(m.name, "buffer full"), "0",
+                    zero_fill=not _fills_every_byte(struct, assigns))
 
     def update(self, path: PathKey, u: Dict[str, Any], kind: str, ctxs: Tuple[str, ...],
                needs: Set[str], origin: str) -> Update:
@@ -793,8 +793,7 @@ class _Builder:
                                          for n in names} for hi in (False, True)))
         for n in names:
             self.check_available(path, n, ctxs)
-            if bi.BUILTINS[n].contexts:
-                needs.add(n)
+            needs.add(n)
         msg_id = len(self.messages) + 1
         if self.via == "trace_pipe":
             return self.printk(path, text, names, msg_id, origin)
@@ -957,3 +956,15 @@ def sample_value(t: TypeRef, structs: Dict[str, Struct], high: bool = False) -> 
 def sample_record(struct: Struct, structs: Dict[str, Struct],
                   high: bool = False) -> Dict[str, Any]:
     return {f.name: sample_value(f.type, structs, high) for f in struct.layout.fields}
+
+
+def _fills_every_byte(struct: Struct, assigns: Tuple[Assign, ...]) -> bool:
+    """Whether the assignments write the whole record, so zeroing it first is wasted work.
+
+    Every member must be assigned and there must be no padding; a string literal writes only
+    its bytes and the NUL, and comm writes exactly its length, so those must fill the field.
+    """
+    sizes = {m.name: m.size for m in struct.members}
+    if any(m.padding for m in struct.members) or {a.member for a in assigns} != set(sizes):
+        return False
+    return all(a.how == "expr" or a.size == sizes[a.member] for a in assigns)

@@ -59,13 +59,13 @@ _ARGS_CTX = SYSCALL_CONTEXTS | {KPROBE, FENTRY}
 BUILTINS: Dict[str, Builtin] = {
     b.name: b
     for b in (
-        Builtin("pid", "u32", "(u32)(bpf_get_current_pid_tgid() >> 32)", _ANY,
+        Builtin("pid", "u32", "(u32)(er_pid_tgid >> 32)", _ANY,
                 "process ID (the kernel's tgid), as user space sees it"),
-        Builtin("tgid", "u32", "(u32)(bpf_get_current_pid_tgid() >> 32)", _ANY,
+        Builtin("tgid", "u32", "(u32)(er_pid_tgid >> 32)", _ANY,
                 "same as pid"),
-        Builtin("tid", "u32", "(u32)bpf_get_current_pid_tgid()", _ANY, "thread ID"),
-        Builtin("uid", "u32", "(u32)bpf_get_current_uid_gid()", _ANY, "real user ID"),
-        Builtin("gid", "u32", "(u32)(bpf_get_current_uid_gid() >> 32)", _ANY, "real group ID"),
+        Builtin("tid", "u32", "(u32)er_pid_tgid", _ANY, "thread ID"),
+        Builtin("uid", "u32", "(u32)er_uid_gid", _ANY, "real user ID"),
+        Builtin("gid", "u32", "(u32)(er_uid_gid >> 32)", _ANY, "real group ID"),
         Builtin("ktime", "u64", "bpf_ktime_get_ns()", _ANY, "monotonic time in ns"),
         Builtin("cpu", "u32", "bpf_get_smp_processor_id()", _ANY, "current CPU"),
         Builtin("comm", "char[16]", "", _ANY,
@@ -80,6 +80,14 @@ BUILTINS: Dict[str, Builtin] = {
             for i in range(6)
         ),
     )
+}
+
+# Helpers whose one result serves several built-ins: a function that uses any of them calls
+# the helper once, at entry, into er_<key> (bpf_get_current_<key>()), rather than once per use:
+# helper calls are opaque to clang, so it cannot merge them itself.
+HELPER_LOCALS: Dict[str, FrozenSet[str]] = {
+    "pid_tgid": frozenset({"pid", "tgid", "tid"}),
+    "uid_gid": frozenset({"uid", "gid"}),
 }
 
 # Registers holding syscall arguments in the user pt_regs, and the syscall number.

@@ -9,27 +9,32 @@ EBPF_RUN_NO_CACHE=1, nothing is cached.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import hashlib
 import os
 import pickle
 import stat
-import tempfile
-from pathlib import Path
 from typing import Any, Optional
 
-PACKAGE = Path(__file__).resolve().parent
+try:  # the builtin module: hashlib's OpenSSL set-up costs 2-3 ms of every start-up
+    from _sha256 import sha256
+except ImportError:  # pragma: no cover
+    from hashlib import sha256
+
+# os.path rather than pathlib: a cache hit is the start-up path, and importing pathlib
+# costs about 7 ms there (BCC itself never imports it).
+PACKAGE = os.path.dirname(os.path.realpath(__file__))
 KEEP = 64
 
 
-def directory() -> Optional[Path]:
+def directory() -> Optional[str]:
     if os.environ.get("EBPF_RUN_NO_CACHE") == "1":
         return None
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    d = base / "ebpf-run"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    d = os.path.join(base, "ebpf-run")
     try:
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = d.stat()
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        st = os.stat(d)
     except OSError:
         return None
     if st.st_uid != os.geteuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
@@ -39,15 +44,19 @@ def directory() -> Optional[Path]:
 
 @functools.cache
 def _tool_fingerprint() -> str:
-    h = hashlib.sha256()
-    for p in sorted([*PACKAGE.glob("*.py"), *PACKAGE.glob("templates/*.j2"),
-                     PACKAGE / "schema.json", *PACKAGE.glob("data/*.txt")]):
-        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    h = sha256()
+    files = [os.path.join(PACKAGE, "schema.json")]
+    for sub, ext in (("", ".py"), ("templates", ".j2"), ("data", ".txt")):
+        d = os.path.join(PACKAGE, sub)
+        files += [os.path.join(d, n) for n in os.listdir(d) if n.endswith(ext)]
+    for p in sorted(files, key=os.path.basename):
+        with open(p, "rb") as f:
+            h.update(os.path.basename(p).encode() + b"\0" + f.read() + b"\0")
     return h.hexdigest()
 
 
 def key(spec_name: str, spec_bytes: bytes, arch: str) -> str:
-    h = hashlib.sha256()
+    h = sha256()
     for part in (_tool_fingerprint().encode(), spec_name.encode(), arch.encode(), spec_bytes):
         h.update(len(part).to_bytes(8, "little") + part)
     return h.hexdigest()
@@ -58,7 +67,7 @@ def load(k: str) -> Optional[Any]:
     if d is None:
         return None
     try:
-        with open(d / f"{k}.pickle", "rb") as f:
+        with open(os.path.join(d, f"{k}.pickle"), "rb") as f:
             return pickle.load(f)  # our own pickles, in a directory only we can write
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
         return None
@@ -68,18 +77,22 @@ def store(k: str, value: Any) -> None:
     d = directory()
     if d is None:
         return
+    import tempfile  # only on a miss
+
     try:
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
         with os.fdopen(fd, "wb") as f:
             pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, d / f"{k}.pickle")
+        os.replace(tmp, os.path.join(d, f"{k}.pickle"))
         _prune(d)
     except OSError:
         pass  # a cache that cannot be written is only slower
 
 
-def _prune(d: Path) -> None:
+def _prune(d: str) -> None:
     """Keep the most recently written entries only."""
-    entries = sorted(d.glob("*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
+    entries = sorted((e for e in os.scandir(d) if e.name.endswith(".pickle")),
+                     key=lambda e: e.stat().st_mtime, reverse=True)
     for old in entries[KEEP:]:
-        old.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(old.path)

@@ -9,10 +9,12 @@ Every record's size is checked on arrival.
 from __future__ import annotations
 
 import ctypes
+import string
+import struct as _struct
 import sys
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List, Optional
 
 from .errors import KernelError
 from .layout import TypeRef
@@ -37,10 +39,17 @@ class RecordDecoder:
     slack: int  # perf samples are padded up to 8 bytes; ring buffer records are exact
 
     def __call__(self, addr: int, size: int) -> Dict[str, Any]:
+        self.check(size)
+        return self.fields(self.cls.from_address(addr))
+
+    def check(self, size: int) -> None:
         if not self.size <= size <= self.size + self.slack:
             raise KernelError(f"a {self.struct.name} record arrived with {size} bytes, expected "
                               f"{self.size}: the program and its user-space view disagree")
-        return self.fields(self.cls.from_address(addr))
+
+    def at(self, buf: bytes, offset: int) -> Dict[str, Any]:
+        """The record at buf[offset:] (its size already checked)."""
+        return self.fields(self.cls.from_buffer_copy(buf, offset))
 
 
 def record_decoder(module: types.ModuleType, struct: Struct, padded: bool) -> RecordDecoder:
@@ -67,3 +76,67 @@ def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any
     if t.count is None:
         return one
     return lambda b: [one(b[i * unit:(i + 1) * unit]) for i in range(t.count or 0)]
+
+
+# -- text lines for a whole batch of ring buffer records -----------------------------------
+
+BatchFormatter = Callable[[bytes], List[str]]
+_INT_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
+_SAFE_SPEC = set(string.ascii_letters + string.digits + " <>=^+-#,_.%")
+
+
+def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str) -> Optional[BatchFormatter]:
+    """A function from a run of ring records (8-byte headers included) to their text lines.
+
+    Generated once per channel: struct.iter_unpack reads every record and one f-string per
+    record formats it, in a list comprehension; no ctypes object, dict or format_map per
+    event. It gives exactly the text of `fmt.format_map(er_fields_X(record))`. None when the
+    struct or the format needs more than this handles (integers and char arrays, plain
+    field names); the caller then decodes record by record.
+    """
+    cls = getattr(module, struct.name)
+    codes, names, pos = ["=8x"], {}, 0
+    for i, (name, ctype) in enumerate(cls._fields_):
+        field, var = getattr(cls, name), f"_{i}"
+        if field.offset > pos:
+            codes.append(f"{field.offset - pos}x")
+        if issubclass(ctype, ctypes.Array) and ctype._type_ is ctypes.c_char:
+            codes.append(f"{ctype._length_}s")
+            names[name] = f"(_c.get({var}) or _text({var}))"
+        elif issubclass(ctype, ctypes._SimpleCData) and ctype._type_ in "bBhHiIlLqQ":
+            code = _INT_CODES[field.size]
+            codes.append(code if ctype._type_.islower() else code.upper())
+            names[name] = var
+        else:
+            codes.append(f"{field.size}x")
+        pos = field.offset + field.size
+    size = ctypes.sizeof(cls)
+    stride = (size + 8 + 7) & ~7
+    codes.append(f"{stride - 8 - pos}x")
+    parts = []
+    for literal, name, spec, conv in string.Formatter().parse(fmt):
+        if literal:
+            parts.append("f" + repr(literal.replace("{", "{{").replace("}", "}}")))
+        if name is None:
+            continue
+        if name not in names or not set(spec or "") <= _SAFE_SPEC:
+            return None
+        parts.append("f'{" + names[name] + (f"!{conv}" if conv else "")
+                     + (f":{spec}" if spec else "") + "}'")
+    unpacked = ", ".join(f"_{i}" for i, (name, ctype) in enumerate(cls._fields_)
+                         if name in names)
+    layout = _struct.Struct("".join(codes))
+    assert layout.size == stride
+    source = (f"def er_batch(buf, _rows=_layout.iter_unpack, _c=_cache, _text=_text):\n"
+              f"    return [{' '.join(parts) or repr('')} for ({unpacked},) in _rows(buf)]\n")
+    cache: Dict[bytes, str] = {}
+
+    def text(raw: bytes) -> str:  # char arrays: up to the first NUL, as ctypes reads them
+        if len(cache) > 4096:
+            cache.clear()
+        value = cache[raw] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+        return value
+
+    scope: Dict[str, Any] = {"_layout": layout, "_cache": cache, "_text": text}
+    exec(compile(source, f"<ebpf-run text of {struct.name}>", "exec"), scope)
+    return scope["er_batch"]  # type: ignore[no-any-return]

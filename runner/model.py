@@ -71,6 +71,7 @@ class Emit:
     assigns: Tuple[Assign, ...]
     drop: Drop  # reserve (ring) or output (perf) failures: buffer full
     submit_flags: str
+    zero_fill: bool = True  # False when the assignments write every byte of the record
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class Function:
     needs_args: Tuple[int, ...]
     actions: Tuple[Action, ...]
     kfunc: Optional[str] = None  # fentry: the kernel function (KFUNC_PROBE declares c_name)
+    helpers: Tuple[str, ...] = ()  # builtins.HELPER_LOCALS read once at entry, e.g. pid_tgid
 
 
 @dataclass(frozen=True)
@@ -221,3 +223,12 @@ class Spec:
     message_buffer: Optional[Map]  # ebpf-run's own ring buffer for print actions
     events: Tuple[EventOutput, ...]
     map_outputs: Tuple[MapOutput, ...]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The generated BPF C and Python types (here, not in render.py, so that a cached
+    entry unpickles without importing Jinja)."""
+
+    c: str
+    python: str

@@ -22,9 +22,15 @@ class Sink:
         self.err = err or sys.stderr
         self._lines: List[str] = []
 
+    text_only = True  # events() is enough: no fields needed
+
     # data records
     def event(self, channel: str, text: str, fields: Dict[str, Any]) -> None:
         self._lines.append(text)
+
+    def events(self, channel: str, texts: List[str]) -> None:
+        """A batch of events already formatted (text sinks only)."""
+        self._lines.extend(texts)
 
     def message(self, text: str, fields: Dict[str, Any]) -> None:
         self._lines.append(text)
@@ -66,6 +72,8 @@ class Sink:
 
 
 class JsonSink(Sink):
+    text_only = False
+
     def _record(self, record: Dict[str, Any]) -> None:
         self._lines.append(json.dumps(record, ensure_ascii=False))
 

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Optional
 from . import cache
 
 if TYPE_CHECKING:
-    from .model import Spec
-    from .render import Rendered
+    from .model import Rendered, Spec
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,16 @@ below, which read the layout table rather than compute anything new.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, List
-
-import jinja2
+from typing import TYPE_CHECKING, Any, List
 
 from .builtins import SYSCALL_REGS
 from .layout import SCALARS, Member
-from .model import Choose, Emit, If, Map, Print, Spec, TailCall, Update
+from .model import Choose, Emit, If, Map, Print, Rendered, Spec, TailCall, Update
 from .resources import read_text
+
+if TYPE_CHECKING:  # imported when first rendering: a cache hit unpickles Rendered without it
+    import jinja2
+
 from .strings import py_literal
 
 _MAP_DECL = {
@@ -31,10 +32,6 @@ _MAP_DECL = {
 }
 
 
-@dataclass(frozen=True)
-class Rendered:
-    c: str
-    python: str
 
 
 def _map_decl(m: Map) -> str:
@@ -63,6 +60,17 @@ def _py_decode(m: Member, ref: str) -> str:
     return f"list({ref})" if m.type.count is not None else ref
 
 
+_PTRACE_CONTEXTS = ("kprobe", "kretprobe", "syscall_kprobe")
+
+
+def _needs_ptrace(spec: Spec) -> bool:
+    """Whether the C reads struct pt_regs: parsing its header costs clang about 18 ms."""
+    fns = [c.function for p in spec.probes for c in p.candidates]
+    fns += [f for prog in spec.programs for f in prog.functions]
+    return any(f.context in _PTRACE_CONTEXTS
+               or (f.context == "syscall_raw" and (f.needs_args or f.needs_nr)) for f in fns)
+
+
 def _action_kind(a: Any) -> str:
     kinds = {Print: "print", Emit: "emit", Update: "update", TailCall: "tail_call",
              Choose: "choose", If: "if"}
@@ -70,6 +78,8 @@ def _action_kind(a: Any) -> str:
 
 
 def _environment() -> jinja2.Environment:
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(lambda name: read_text("templates", name)),
         undefined=jinja2.StrictUndefined,
@@ -79,6 +89,7 @@ def _environment() -> jinja2.Environment:
     env.filters.update(
         map_decl=_map_decl, c_member=_c_member, ctypes_type=_ctypes_type,
         py_decode=_py_decode, pyrepr=py_literal, action_kind=_action_kind,
+        needs_ptrace=_needs_ptrace,
         nr_register=lambda arch: SYSCALL_REGS[arch][0],
         arg_register=lambda arch, i: SYSCALL_REGS[arch][1][i],
     )

@@ -6,17 +6,16 @@ spec names `timer_create` and gets 222 on x86_64 and 107 on arm64.
 
 from __future__ import annotations
 
-import platform
+import os
 from functools import cache
 from typing import Dict
-
-from .resources import read_text
 
 ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 
 
 def host_arch() -> str:
-    return ARCHES.get(platform.machine(), platform.machine())
+    machine = os.uname().machine  # not platform: host_arch is on the start-up path
+    return ARCHES.get(machine, machine)
 
 
 @cache
@@ -24,6 +23,8 @@ def table(arch: str) -> Dict[str, int]:
     """name -> number for `arch`; raises KeyError for an architecture we have no table for."""
     if arch not in ARCHES.values():
         raise KeyError(arch)
+    from .resources import read_text  # importlib.resources costs 7 ms: only when needed
+
     out = {}
     for line in read_text("data", f"syscalls-{arch}.txt").splitlines():
         name, num = line.split()

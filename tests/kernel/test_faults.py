@@ -353,6 +353,9 @@ class _FailingSink:
             def event(inner, channel: str, text: str, fields: Dict[str, Any]) -> None:
                 raise RuntimeError("the sink failed on an event")
 
+            def events(inner, channel: str, texts: List[str]) -> None:
+                raise RuntimeError("the sink failed on an event")
+
             def message(inner, text: str, fields: Dict[str, Any]) -> None:
                 raise RuntimeError("the sink failed on a message")
 

@@ -253,7 +253,7 @@ def assert_safe_c(c: str, spec: Spec) -> None:
         elif text == "#":
             assert line == INCLUDE and at == line_start, f"preprocessor line {line!r}"
             includes += 1
-    assert includes == 1
+    assert includes <= 1  # the ptrace header only where a program reads pt_regs
 
 
 # -- what the generated Python may contain -------------------------------------------------
