@@ -72,7 +72,7 @@ class Kernel:
     c_source: str
     bpf: Any = None
     bcc: Any = None
-    rings: List[RingReader] = field(default_factory=list)
+    rings: List[Any] = field(default_factory=list)  # RingReader or CallbackRingReader
     _epoll: Any = None
     _interval: int = DRAIN_MS
     has_perf: bool = False
@@ -252,7 +252,12 @@ class Kernel:
     def open_ring(self, m: Map, on_records: RecordsCallback) -> None:
         """Read the ring through its mmap: no libbpf callback, so no ctypes call per record."""
         fd = self.bpf[m.name.encode()].map_fd
-        self.rings.append(RingReader(fd, m.pages * mmap.PAGESIZE, on_records))
+        in_place = os.uname().machine == "x86_64" and \
+            os.environ.get("EBPF_RUN_RING_READER") != "callback"  # the switch is for tests
+        if in_place:
+            self.rings.append(RingReader(fd, m.pages * mmap.PAGESIZE, on_records))
+        else:  # the in-place reader relies on x86-64 memory ordering
+            self.rings.append(CallbackRingReader(self.bcc, fd, on_records))
         if self._epoll is None:
             self._epoll = select.epoll()
         # Edge-triggered: epoll_wait returns on a forced wakeup, not whenever data waits.
@@ -336,6 +341,36 @@ _libc.mmap.argtypes = (ct.c_void_p, ct.c_size_t, ct.c_int, ct.c_int, ct.c_int, c
 _libc.munmap.argtypes = (ct.c_void_p, ct.c_size_t)
 
 
+class CallbackRingReader:
+    """The portable reader: libbpf's ring_buffer__consume with one ctypes callback per
+    record, each passed on as a run of one (with a zeroed 8-byte header, like RingReader's)."""
+
+    def __init__(self, bcc: Any, fd: int, on_records: RecordsCallback):
+        self.lib = bcc.libbcc.lib
+        self.consumed = 0
+
+        def cb(_ctx: Any, addr: int, size: int) -> int:
+            stride = (size + 8 + 7) & ~7
+            on_records(bytes(8) + ct.string_at(addr, size) + bytes(stride - 8 - size), size, 1)
+            self.consumed += stride
+            return 0
+
+        self._cb = bcc.table._RINGBUF_CB_TYPE(cb)  # kept alive as long as the reader
+        self.manager = self.lib.bpf_new_ringbuf(fd, self._cb, None)
+        if not self.manager:
+            raise KernelError("could not open a ring buffer")
+
+    def drain(self) -> int:
+        self.consumed = 0
+        self.lib.bpf_consume_ringbuf(self.manager)
+        return self.consumed
+
+    def close(self) -> None:
+        if self.manager:
+            self.lib.bpf_free_ringbuf(self.manager)
+            self.manager = None
+
+
 class RingReader:
     """A BPF ring buffer read through its mmap, the way libbpf does it, a batch at a time.
 
@@ -352,8 +387,6 @@ class RingReader:
     """
 
     def __init__(self, fd: int, size: int, on_records: RecordsCallback):
-        if os.uname().machine != "x86_64":
-            raise KernelError("the in-place ring reader needs x86-64")  # prototype limit
         page = mmap.PAGESIZE
         self.size, self.mask, self.on_records = size, size - 1, on_records
         self._maps: List[Tuple[int, int]] = []

@@ -62,12 +62,13 @@ EVENT_SPEC = """\
     """
 
 
-@pytest.mark.parametrize("kind", ["ringbuf", "perf_event_array"])
-def test_every_event_is_received_and_decoded_as_json(tmp_path, kind):
+@pytest.mark.parametrize("kind,reader", [("ringbuf", "in-place"), ("ringbuf", "callback"),
+                                         ("perf_event_array", "")])
+def test_every_event_is_received_and_decoded_as_json(tmp_path, kind, reader):
     gen = Generator(200)
     size = "pages: 64" if kind == "ringbuf" else "pages: 16"
     spec = write(tmp_path, EVENT_SPEC.format(kind=kind, size=size, pid=gen.pid))
-    with Run(spec, "--json") as run:
+    with Run(spec, "--json", env={"EBPF_RUN_RING_READER": reader}) as run:
         run.wait_ready()
         gen.go()
         run.wait_output(lambda out: sum('"type": "event"' in ln for ln in out) >= 200)
