@@ -3,7 +3,9 @@
  *
  *     loadgen RATE SECONDS     RATE calls per second (0: as fast as possible)
  *
- * Prints one line on stdout when done:  calls=N seconds=S rate=R
+ * Prints one line on stdout when done:  calls=N seconds=S rate=R cpu=C
+ * where C is its own CPU time (user + system) in seconds: with a probe attached, the BPF
+ * program runs inside the traced syscall, so C includes what the probe costs the workload.
  *
  * Pacing: the calls due by now are rate * elapsed; they are made in batches of at most
  * BATCH, and when the generator is ahead it sleeps until the next call is due (at least
@@ -15,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,6 +65,11 @@ int main(int argc, char **argv)
         t = now();
     }
     double took = t - start;
-    printf("calls=%llu seconds=%.6f rate=%.0f\n", (unsigned long long)calls, took, calls / took);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6
+               + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    printf("calls=%llu seconds=%.6f rate=%.0f cpu=%.6f\n", (unsigned long long)calls, took,
+           calls / took, cpu);
     return 0;
 }
