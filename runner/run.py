@@ -171,7 +171,7 @@ class Runner:
         sink = self.sink
 
         def on_event(addr: int, size: int) -> None:
-            if self.stop_reason:
+            if self.discarding():
                 return
             try:
                 fields = dec(addr, size)
@@ -190,7 +190,7 @@ class Runner:
         sink = self.sink
 
         def on_records(data: bytes, size: int, count: int) -> None:
-            if self.stop_reason:
+            if self.discarding():
                 return
             try:
                 dec.check(size)
@@ -223,7 +223,7 @@ class Runner:
         def on_records(data: bytes, size: int, count: int) -> None:
             stride = len(data) // count
             for off in range(8, len(data), stride):
-                if self.stop_reason:
+                if self.discarding():
                     return
                 try:
                     msg_id = int.from_bytes(data[off:off + 4], sys.byteorder)
@@ -241,6 +241,12 @@ class Runner:
 
         return on_records
 
+    def discarding(self) -> bool:
+        """Whether records still arriving are dropped on purpose: after --count, an error or
+        a closed stdout. A signal or --duration stops the loop, but what the kernel already
+        sent is still read, printed and counted by the final drain."""
+        return self.stop_reason in ("count", "error", "output closed")
+
     def _left(self) -> Optional[int]:
         return None if self.opts.count is None else max(0, self.opts.count - self.records)
 
@@ -249,7 +255,7 @@ class Runner:
         if pipe is None:
             return
         tag = os.getpid() & 0xFFFFFFFF
-        while not self.stop_reason:
+        while not self.discarding():
             try:
                 line = pipe.readline()
             except (BlockingIOError, OSError):
