@@ -42,10 +42,6 @@ class Options:
     count: Optional[int] = None
 
 
-class _Stop(Exception):
-    """Raised inside a callback when --count is reached or output is closed."""
-
-
 class Runner:
     def __init__(self, spec: Spec, c_source: str, python_source: str, options: Options,
                  sink: Sink):
@@ -59,7 +55,6 @@ class Runner:
         self.received: Dict[str, int] = {}
         self.dumps: Dict[str, int] = {}
         self.records = 0
-        self.perf_lost: Dict[str, int] = {}
         self.reported: Dict[Tuple[str, str], int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -152,7 +147,7 @@ class Runner:
             self.received[ev.map.name] = 0
             if ev.map.kind == "perf_event_array":
                 handler = self._event_handler(ev.map.name, ev.format, dec, ev.origin)
-                k.open_perf(ev.map, handler, self._lost_handler(ev.map.name))
+                k.open_perf(ev.map, handler, _ignore_perf_lost)
             else:
                 batch = (decode.batch_formatter(self.types, ev.struct, ev.format)
                          if self.sink.text_only else None)
@@ -268,15 +263,6 @@ class Runner:
                 self.received["messages"] += 1
                 self._counted()
 
-    def _lost_handler(self, channel: str) -> Any:
-        # The kernel's own perf loss records duplicate the in-kernel counter (which is exact
-        # and never late), so they are only kept for cross-checking; given no handler, BCC
-        # would print "Possibly lost" lines of its own.
-        def on_lost(count: int) -> None:
-            self.perf_lost[channel] = self.perf_lost.get(channel, 0) + count
-
-        return on_lost
-
     def _counted(self, n: int = 1) -> None:
         self.records += n
         if self.opts.count is not None and self.records >= self.opts.count:
@@ -343,6 +329,11 @@ def _format(fmt: str, fields: Dict[str, Any], origin: str) -> str:
                           f"was {fields}") from None
 
 
+def _ignore_perf_lost(_count: int) -> None:
+    """The kernel's own perf loss records duplicate the in-kernel counter, which is exact and
+    never late; a handler is still given, or BCC prints "Possibly lost" lines of its own."""
+
+
 def _channel(d: Drop) -> str:
     return "messages" if d.channel == "er_messages" else d.channel
 
@@ -366,7 +357,10 @@ class _signals:
         return self
 
     def handle(self, signum: int, _frame: Any) -> None:
-        self.runner.stop_reason = signal.Signals(signum).name
+        # A run already stopping (--count, an error, closed output) keeps its reason: it
+        # decides what is still read.
+        if not self.runner.stop_reason:
+            self.runner.stop_reason = signal.Signals(signum).name
 
     def __exit__(self, *exc: object) -> None:
         # Everything is released by now. Ignore further Ctrl-C / SIGTERM for the few
