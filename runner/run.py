@@ -363,11 +363,8 @@ class _signals:
             self.runner.stop_reason = signal.Signals(signum).name
 
     def __exit__(self, *exc: object) -> None:
-        # Everything is released by now. Ignore further Ctrl-C / SIGTERM for the few
-        # milliseconds left: Python's default handler would turn a late one into a
-        # KeyboardInterrupt traceback or a death by signal instead of exit 0.
-        for s in self.saved:
-            signal.signal(s, signal.SIG_IGN)
+        for s, handler in self.saved.items():
+            signal.signal(s, handler)
 
 
 def run_spec(path: str, options: Options) -> int:
@@ -379,4 +376,11 @@ def run_spec(path: str, options: Options) -> int:
             stream.reconfigure(errors="backslashreplace")
     sink = JsonSink() if options.json else Sink()
     runner = Runner(compiled.spec, compiled.rendered.c, compiled.rendered.python, options, sink)
-    return runner.run()
+    try:
+        return runner.run()
+    finally:
+        # The command is ending and everything is released. Ignore further Ctrl-C / SIGTERM
+        # for the milliseconds left: Python's default handler would turn a late one into a
+        # KeyboardInterrupt traceback or a death by signal instead of the exit code.
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
