@@ -74,10 +74,21 @@ def assert_none_named(prefix: str, grace: float = 5.0) -> None:
 
 
 def ready_ids(run: Run) -> Set[int]:
+    """The run's program ids, read while the run is paused.
+
+    The run is stopped (SIGSTOP) as soon as it is ready: `bpftool` below is itself an
+    execve, which specs counting execve calls see, so with `--count` a running run could
+    reach its count and unload its programs before `bpftool` lists them. Paused, it cannot
+    consume anything; the kernel keeps the records for it until SIGCONT.
+    """
     run.wait_ready()
-    ids = prog_ids(run.proc.pid)
-    assert ids, "ready, but holding no BPF programs"
-    assert ids <= loaded_ids()
+    os.kill(run.proc.pid, signal.SIGSTOP)
+    try:
+        ids = prog_ids(run.proc.pid)
+        assert ids, "ready, but holding no BPF programs"
+        assert ids <= loaded_ids()
+    finally:
+        os.kill(run.proc.pid, signal.SIGCONT)
     return ids
 
 

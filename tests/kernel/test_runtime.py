@@ -87,13 +87,21 @@ def test_every_event_is_received_and_decoded_as_json(tmp_path, kind, reader):
 @pytest.mark.parametrize("kind,size", [("ringbuf", "pages: 1"),
                                        ("perf_event_array", "pages: 1")])
 def test_forced_loss_is_counted_exactly(tmp_path, kind, size):
-    """A one-page buffer under a burst: received + lost == generated, and lost > 0."""
+    """A one-page buffer under a burst: received + lost == generated, and lost > 0.
+
+    The reader is paused (SIGSTOP) during the burst, so the page must overflow whatever
+    the machine's speed: 50,000 records do not fit in 4 KiB.
+    """
     n = 50_000
     gen = Generator(n)
     spec = write(tmp_path, EVENT_SPEC.format(kind=kind, size=size, pid=gen.pid))
     with Run(spec, "--json") as run:
         run.wait_ready()
-        gen.go()
+        os.kill(run.proc.pid, signal.SIGSTOP)
+        try:
+            gen.go()
+        finally:
+            os.kill(run.proc.pid, signal.SIGCONT)
         assert run.stop(signal.SIGINT) == 0
     s = summary(run)
     lost = sum(x["count"] for x in s["lost"] if x["channel"] == "events")

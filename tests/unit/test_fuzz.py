@@ -5,7 +5,9 @@ swap names, out-of-range numbers, huge strings, deep nesting, hostile text, YAML
 anchors/aliases, tags, merge keys, alias bombs) and raw byte mutations (including
 non-UTF-8 bytes) run through the real stages in-process. The oracle for each case:
 
-* the pipeline answers within TIME_LIMIT seconds (a hang is turned into a failure);
+* the work is bounded by what the loader admits (MAX_NODES values after alias expansion),
+  not by a wall-clock alarm: an alarm fires wherever the interpreter happens to be (once
+  inside `ast`'s C code, surfacing as a SystemError) and fails on a busy machine;
 * it either succeeds, or raises SpecError whose every diagnostic is located inside
   the file (line >= 1, col >= 1, the source line shown is the file's line);
   any other exception is a bug (the CLI would print a traceback);
@@ -23,11 +25,8 @@ exit 1 with `FILE:LINE:COL: error:`, never a traceback.
 from __future__ import annotations
 
 import ast
-import contextlib
 import copy
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -40,7 +39,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner import builtins as bi
-from runner import decode, pipeline, render
+from runner import decode, loader, pipeline, render
 from runner.errors import SpecError
 from runner.layout import SCALARS
 from runner.model import Spec
@@ -48,9 +47,6 @@ from runner.model import Spec
 from .util import ROOT
 
 ARCH = "x86_64"
-# Seconds for one spec: load, check, render, load the ctypes module (slower machines may
-# raise it, as the kernel tests' EBPF_RUN_READY_TIMEOUT).
-TIME_LIMIT = float(os.environ.get("EBPF_RUN_FUZZ_TIME_LIMIT", "10"))
 SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml"))
 BASES = {p.name: p.read_text() for p in SPEC_FILES}
 FUZZ = settings(max_examples=250, deadline=None, derandomize=True, database=None,
@@ -60,40 +56,21 @@ FUZZ = settings(max_examples=250, deadline=None, derandomize=True, database=None
 # -- the oracle ----------------------------------------------------------------------------
 
 
-class Hang(Exception):
-    """Raised by the alarm: the pipeline did not answer in time."""
-
-
-@contextlib.contextmanager
-def time_bound(seconds: float) -> Iterator[None]:
-    def alarm(_signum: int, _frame: Any) -> None:
-        raise Hang(f"no answer within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
 def outcome(path: Path) -> Union[Spec, SpecError]:
     """Run one spec file through every stage `ebpf-run SPEC` runs before loading.
 
     Returns the model, or the SpecError once its locations are checked; anything else raises.
     """
     raw = path.read_bytes()
-    with time_bound(TIME_LIMIT):
-        try:
-            spec = pipeline.check(str(path), ARCH)
-        except SpecError as e:
-            assert_located(e, str(path), raw)
-            return e
-        rendered = render.render(spec)
-        assert_safe_c(rendered.c, spec)
-        assert_safe_python(rendered.python, spec)
-        decode.load_types(rendered.python, spec)  # run_spec does this before the kernel
+    try:
+        spec = pipeline.check(str(path), ARCH)
+    except SpecError as e:
+        assert_located(e, str(path), raw)
+        return e
+    rendered = render.render(spec)
+    assert_safe_c(rendered.c, spec)
+    assert_safe_python(rendered.python, spec)
+    decode.load_types(rendered.python, spec)  # run_spec does this before the kernel
     return spec
 
 
@@ -855,27 +832,45 @@ def test_bad_input_is_a_located_error_at_its_line(tmp_path, case):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_alias_bombs_fail_fast(tmp_path):
+def test_alias_bombs_are_refused_at_the_node_bound(tmp_path):
+    """The loader counts values as aliases expand and stops at MAX_NODES: the work an
+    alias bomb can cause is bounded by that count, whatever the machine's speed."""
     for levels in (6, 9, 30):
         path = tmp_path / "bomb.yaml"
         path.write_text("name: x\ndescription: " + bomb(levels) + "\n")
-        started = time.monotonic()
         err = outcome(path)
         assert isinstance(err, SpecError) and "alias bomb" in str(err)
-        assert time.monotonic() - started < 3.0
+        assert f"more than {loader.MAX_NODES} values" in str(err)
 
 
-def test_alias_amplification_below_the_bound_stays_within_the_time_bound(tmp_path):
-    """Valid aliases just under the node bound: the largest spec the loader lets through."""
+def count_actions(actions: Any) -> int:
+    """Every action in a tree of model actions (branches included)."""
+    total = 0
+    for action in actions:
+        total += 1
+        for name in ("then", "otherwise"):
+            total += count_actions(getattr(action, name, ()))
+        for case in getattr(action, "cases", ()):
+            total += count_actions(case.actions)
+    return total
+
+
+def test_alias_amplification_below_the_bound_is_accepted_and_bounded(tmp_path):
+    """Valid aliases just under the node bound: the largest spec the loader lets through.
+    What it costs is bounded by the node count, not by time: 8,863 actions reach the model."""
     refs = ", ".join(["*i1"] * 20)
     path = tmp_path / "amplified.yaml"
     path.write_text(
         PROBE % ('      - &i1 {if: "pid == 1", then: [&m {print: "hi {pid}"}' + ", *m" * 19
                  + "]}\n" + f'      - &i2 {{if: "pid == 2", then: [{refs}]}}\n'
                  + '      - {if: "pid == 3", then: [' + ", ".join(["*i2"] * 20) + "]}\n"))
-    started = time.monotonic()
-    assert isinstance(outcome(path), Spec)
-    assert time.monotonic() - started < TIME_LIMIT
+    spec = outcome(path)
+    assert isinstance(spec, Spec)
+    actions = count_actions(spec.probes[0].candidates[0].function.actions)
+    i1 = 1 + 20  # an `if` and its 20 prints
+    i2 = 1 + 20 * i1
+    assert actions == i1 + i2 + (1 + 20 * i2), actions
+    assert actions < loader.MAX_NODES
 
 
 # -- injection, end to end: no spec text reaches the code but as a literal or an identifier --
