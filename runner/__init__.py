@@ -1,9 +1,10 @@
 """ebpf-run: a declarative, YAML-driven eBPF probe runner on BCC.
 
-Stages, one module each, imports pointing one way:
-loader (YAML with locations) -> schema (schema.json) -> build (meaning, model)
--> render (Jinja: BPF C and ctypes) -> kernel (BCC: the only bcc import)
--> run (poll, decode, print) -> output (text / JSON lines).
+Stages, one subpackage each, imports pointing one way:
+spec (YAML with locations, schema.json) -> check (meaning -> model) -> codegen (Jinja: BPF C
+and ctypes) -> kernel (BCC: the only bcc import) -> runtime (poll, decode, count) -> output
+(text / JSON lines). `cli` wires them; `kinds` holds the tables every stage looks kinds up in;
+`support` has what belongs to no stage (cache, package files, hints, syscall tables).
 """
 
 __version__ = "0.1.0"

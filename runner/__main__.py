@@ -5,7 +5,7 @@ import sys
 
 def entry() -> int:
     try:
-        from .cli import main
+        from runner.cli.main import main
 
         return main()
     except KeyboardInterrupt:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from . import cache
+from runner.support import cache
 
 if TYPE_CHECKING:
-    from .model import Rendered, Spec
+    from runner.model.spec import Rendered, Spec
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class Compiled:
 
 def check(path: str, arch: Optional[str] = None) -> Spec:
     """Load, schema-check and meaning-check one spec; raise SpecError with every problem."""
-    from . import build, loader, schema
+    from runner.check import build
+    from runner.spec import loader, schema
 
     doc = loader.load_file(path)
     schema.check(doc)
@@ -31,7 +32,7 @@ def check(path: str, arch: Optional[str] = None) -> Spec:
 
 
 def compile_spec(path: str, arch: Optional[str] = None) -> Compiled:
-    from .syscalls import host_arch
+    from runner.support.syscalls import host_arch
 
     arch = arch or host_arch()
     try:
@@ -44,7 +45,7 @@ def compile_spec(path: str, arch: Optional[str] = None) -> Compiled:
         hit = cache.load(k)
         if isinstance(hit, Compiled):
             return hit
-    from .render import render
+    from runner.codegen.render import render
 
     spec = check(path, arch)
     compiled = Compiled(spec, render(spec))

@@ -14,7 +14,9 @@ def pytest_collection_modifyitems(items):
 def nothing_left_behind():
     """Every kernel test ends with no program of ebpf-run's left in the kernel."""
     yield
-    if os.geteuid() == 0:
+    # EBPF_RUN_TESTS_SHARED=1: other ebpf-run processes (a second checkout's tests, a bench)
+    # run on this machine, and this machine-wide check would see their programs. Never in CI.
+    if os.geteuid() == 0 and os.environ.get("EBPF_RUN_TESTS_SHARED") != "1":
         assert_nothing_loaded()
 
 

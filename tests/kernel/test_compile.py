@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from harness import ROOT
 
-from runner import kernel, pipeline
+from runner import pipeline
+from runner.kernel import bcc as kernel
 
 SPECS = sorted((ROOT / "specs").glob("*.yaml")) + sorted(
     (ROOT / "tests" / "data" / "golden").glob("*.yaml"))

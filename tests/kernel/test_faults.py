@@ -316,9 +316,9 @@ def test_a_format_failing_in_a_callback_ends_the_run_with_a_clean_error(tmp_path
     import dataclasses
 
     from runner.errors import OutputError
-    from runner.output import Sink
+    from runner.output.sinks import Sink
     from runner.pipeline import compile_spec
-    from runner.run import Options, Runner
+    from runner.runtime.run import Options, Runner
 
     compiled = compile_spec(str(SPECS / "hello-ring-buffer.yaml"))
     events = tuple(dataclasses.replace(e, format="{pid:c}{pid:c}{pid:c}{message:d}")
@@ -352,7 +352,7 @@ class _FailingSink:
     """Wraps output.Sink: records the run's programs when ready, then fails on data."""
 
     def __init__(self) -> None:
-        from runner.output import Sink
+        from runner.output.sinks import Sink
 
         class Failing(Sink):
             def note(inner, text: str) -> None:
@@ -380,7 +380,7 @@ def test_an_exception_in_a_callback_is_raised_after_the_poll_and_cleanup(spec):
     """In-process: the exception leaves BCC's ctypes callback, stops the loop, comes out
     of Runner.run() itself (not lost in sys.unraisablehook) with every program released."""
     from runner.pipeline import compile_spec
-    from runner.run import Options, Runner
+    from runner.runtime.run import Options, Runner
 
     compiled = compile_spec(str(SPECS / spec))
     failing = _FailingSink()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 
-from runner import cache, pipeline
+from runner import pipeline
+from runner.support import cache
 
 from .util import ROOT
 

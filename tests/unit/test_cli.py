@@ -84,7 +84,8 @@ def test_unprivileged_run_exits_3_saying_why(monkeypatch, capsys):
     need the checkout to be readable by them, which a clone in a 0700 directory is not)."""
     import signal
 
-    from runner import cli, kernel
+    from runner.cli import main as cli
+    from runner.kernel import bcc as kernel
 
     monkeypatch.setattr(kernel.os, "geteuid", lambda: 65534)
     monkeypatch.setattr(kernel, "_has_caps", lambda *caps: False)

@@ -38,11 +38,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner import builtins as bi
-from runner import decode, loader, pipeline, render
+from runner import pipeline
+from runner.codegen import render
 from runner.errors import SpecError
-from runner.layout import SCALARS
-from runner.model import Spec
+from runner.kinds import builtins as bi
+from runner.model.spec import Spec
+from runner.model.types import SCALARS
+from runner.runtime import decode
+from runner.spec import loader
 
 from .util import ROOT
 

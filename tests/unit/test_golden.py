@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from runner import render
+from runner.codegen import render
 
 from .util import ROOT, spec_from_text
 

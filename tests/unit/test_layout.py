@@ -10,8 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner import build, decode, loader, render, schema
-from runner.layout import lay_out, parse_type
+from runner.check import build
+from runner.codegen import render
+from runner.model.types import lay_out, parse_type
+from runner.runtime import decode
+from runner.spec import loader, schema
 
 from .util import ROOT, spec_from_text
 

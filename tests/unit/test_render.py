@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner import render
-from runner.strings import c_string
+from runner.codegen import render
+from runner.codegen.strings import c_string
 
 from .util import ROOT, spec_from_text
 

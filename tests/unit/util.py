@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner import build, loader, schema
-from runner.model import Spec
+from runner.check import build
+from runner.model.spec import Spec
+from runner.spec import loader, schema
 
 ROOT = Path(__file__).resolve().parents[2]
 

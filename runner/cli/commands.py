@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from .errors import SpecError
-from .model import Spec
-from .pipeline import check, compile_spec
+from runner.errors import SpecError
+from runner.model.spec import Spec
+from runner.pipeline import check, compile_spec
 
 
 def validate(paths: List[str]) -> int:

@@ -19,12 +19,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import decode
-from .errors import KernelError, OutputError
-from .kernel import Attached, Kernel
-from .model import Drop, MapOutput, Spec
-from .output import JsonSink, Sink
-from .pipeline import compile_spec
+from runner.errors import KernelError, OutputError
+from runner.kernel.bcc import Attached, Kernel
+from runner.model.spec import Drop, MapOutput, Spec
+from runner.output.sinks import JsonSink, Sink
+from runner.pipeline import compile_spec
+from runner.runtime import decode
 
 POLL_MS = 100
 LOSS_REPORT_S = 1.0

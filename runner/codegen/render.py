@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, List
 
-from .builtins import SYSCALL_REGS
-from .layout import SCALARS, Member
-from .model import Choose, Emit, If, Map, Print, Rendered, Spec, TailCall, Update
-from .resources import read_text
+from runner.kinds.builtins import SYSCALL_REGS
+from runner.model.spec import Choose, Emit, If, Map, Print, Rendered, Spec, TailCall, Update
+from runner.model.types import SCALARS, Member
+from runner.support.resources import read_text
 
 if TYPE_CHECKING:  # imported when first rendering: a cache hit unpickles Rendered without it
     import jinja2
 
-from .strings import py_literal
+from runner.codegen.strings import py_literal
 
 _MAP_DECL = {
     "hash": "BPF_HASH({name}, {key}, {value}, {max});",

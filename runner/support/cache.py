@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover
 
 # os.path rather than pathlib: a cache hit is the start-up path, and importing pathlib
 # costs about 7 ms there (BCC itself never imports it).
-PACKAGE = os.path.dirname(os.path.realpath(__file__))
+PACKAGE = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # runner/
 KEEP = 64
 
 
@@ -46,12 +46,14 @@ def directory() -> Optional[str]:
 def _tool_fingerprint() -> str:
     h = sha256()
     files = [os.path.join(PACKAGE, "schema.json")]
-    for sub, ext in (("", ".py"), ("templates", ".j2"), ("data", ".txt")):
-        d = os.path.join(PACKAGE, sub)
-        files += [os.path.join(d, n) for n in os.listdir(d) if n.endswith(ext)]
-    for p in sorted(files, key=os.path.basename):
+    for d, dirs, names in os.walk(PACKAGE):
+        dirs[:] = sorted(n for n in dirs if n != "__pycache__" and n != "templates")
+        files += [os.path.join(d, n) for n in names if n.endswith((".py", ".txt"))]
+    templates = os.path.join(PACKAGE, "templates")  # a symlink: os.walk does not follow it
+    files += [os.path.join(templates, n) for n in os.listdir(templates) if n.endswith(".j2")]
+    for p in sorted(files):
         with open(p, "rb") as f:
-            h.update(os.path.basename(p).encode() + b"\0" + f.read() + b"\0")
+            h.update(os.path.relpath(p, PACKAGE).encode() + b"\0" + f.read() + b"\0")
     return h.hexdigest()
 
 

@@ -16,9 +16,9 @@ import types
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
-from .errors import KernelError
-from .layout import TypeRef
-from .model import Spec, Struct
+from runner.errors import KernelError
+from runner.model.spec import Spec, Struct
+from runner.model.types import TypeRef
 
 
 def load_types(source: str, spec: Spec) -> types.ModuleType:

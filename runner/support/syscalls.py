@@ -23,7 +23,9 @@ def table(arch: str) -> Dict[str, int]:
     """name -> number for `arch`; raises KeyError for an architecture we have no table for."""
     if arch not in ARCHES.values():
         raise KeyError(arch)
-    from .resources import read_text  # importlib.resources costs 7 ms: only when needed
+    from runner.support.resources import (
+        read_text,  # importlib.resources costs 7 ms: only when needed
+    )
 
     out = {}
     for line in read_text("data", f"syscalls-{arch}.txt").splitlines():

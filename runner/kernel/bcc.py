@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .errors import EnvironmentProblem, KernelError
-from .model import Candidate, Function, Map, Probe, Spec, TableFill
+from runner.errors import EnvironmentProblem, KernelError
+from runner.model.spec import Candidate, Function, Map, Probe, Spec, TableFill
 
 TRACEFS = "/sys/kernel/tracing"
 ORIGIN_RE = re.compile(r"/\* (\S.*?\(line \d+\)[^*]*?)\s*(?::|\*/)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
-from .layout import Layout, Member, TypeRef
+from runner.model.types import Layout, Member, TypeRef
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any, Callable, List, Optional
 
-from .errors import EbpfRunError
+from runner.errors import EbpfRunError
 
 COMMANDS = ("run", "validate", "render", "doctor")
 
@@ -82,7 +82,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _format_error(e: EbpfRunError) -> str:
-    from .errors import SpecError
+    from runner.errors import SpecError
 
     text = str(e)
     if isinstance(e, SpecError):
@@ -93,18 +93,18 @@ def _format_error(e: EbpfRunError) -> str:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "validate":
-        from .commands import validate
+        from runner.cli.commands import validate
 
         return validate(args.specs)
     if args.command == "render":
-        from .commands import render
+        from runner.cli.commands import render
 
         return render(args.spec, args.out, args.arch)
     if args.command == "doctor":
-        from .doctor import doctor
+        from runner.cli.doctor import doctor
 
         return doctor()
-    from .run import Options, run_spec
+    from runner.runtime.run import Options, run_spec
 
     return run_spec(args.spec, Options(args.json, args.duration, args.count))
 

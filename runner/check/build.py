@@ -15,13 +15,11 @@ import string
 from dataclasses import replace
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
-from . import builtins as bi
-from . import expr, syscalls
-from .errors import Diagnostic, SpecError
-from .hints import did_you_mean, known
-from .layout import SCALARS, TypeRef, TypeSyntaxError, lay_out, parse_type
-from .loader import Document, PathKey
-from .model import (
+from runner.check import expr
+from runner.codegen.strings import c_string, comment_text
+from runner.errors import Diagnostic, SpecError
+from runner.kinds import builtins as bi
+from runner.model.spec import (
     Action,
     Assign,
     Candidate,
@@ -44,7 +42,10 @@ from .model import (
     TailCall,
     Update,
 )
-from .strings import c_string, comment_text
+from runner.model.types import SCALARS, TypeRef, TypeSyntaxError, lay_out, parse_type
+from runner.spec.loader import Document, PathKey
+from runner.support import syscalls
+from runner.support.hints import did_you_mean, known
 
 C_KEYWORDS = frozenset({
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",

@@ -14,10 +14,10 @@ from typing import Any, Dict, Iterator, List, Optional
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
-from .errors import Diagnostic, SpecError
-from .hints import did_you_mean
-from .loader import Document
-from .resources import schema
+from runner.errors import Diagnostic, SpecError
+from runner.spec.loader import Document
+from runner.support.hints import did_you_mean
+from runner.support.resources import schema
 
 _validator: Optional[jsonschema.protocols.Validator] = None
 

@@ -17,7 +17,7 @@ from typing import Any, Dict, Tuple, Union
 
 import yaml
 
-from .errors import Diagnostic, Location, SpecError
+from runner.errors import Diagnostic, Location, SpecError
 
 PathKey = Tuple[Union[str, int], ...]
 MAX_NODES = 20_000  # real specs have hundreds; alias bombs blow far past it

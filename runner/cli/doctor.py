@@ -12,8 +12,8 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from . import kernel
-from .errors import EnvironmentProblem
+from runner.errors import EnvironmentProblem
+from runner.kernel import bcc as kernel
 
 SETUP = "run ./scripts/setup (as root)"
 

@@ -1,0 +1,1 @@
+"""Stage 3: the meaning checker, document -> model."""

@@ -1,0 +1,1 @@
+"""Stage 5: the only code that imports bcc: compile, load, attach, read buffers and maps."""

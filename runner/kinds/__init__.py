@@ -1,0 +1,1 @@
+"""Every kind of thing a spec names (built-ins, ...), each found through one table."""

@@ -1,0 +1,1 @@
+"""Stage 7: where records go: text or JSON lines."""

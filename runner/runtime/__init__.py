@@ -1,0 +1,1 @@
+"""Stage 6: the run: decode records, format, count, dump maps, handle signals."""

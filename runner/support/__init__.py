@@ -1,0 +1,1 @@
+"""Helpers with no stage of their own: the compile cache, package files, hints, syscalls."""
