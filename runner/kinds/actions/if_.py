@@ -1,0 +1,55 @@
+"""`if: CONDITION, then: [actions], else: [actions]`. The condition language is parsed by
+runner/check/expr.py; built-ins in it are checked for the scope's contexts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List
+
+from runner.check import expr
+from runner.check.checker import Checker, Skip
+from runner.check.values import use_builtin
+from runner.kinds.actions.base import ActionKind
+from runner.kinds.builtins import BUILTINS
+from runner.model.spec import If
+from runner.support.hints import did_you_mean
+
+if TYPE_CHECKING:
+    from runner.check.scope import ActionScope
+    from runner.spec.loader import PathKey
+
+
+class IfKind(ActionKind):
+    name = "if"
+    node = If
+    fragment = "action_if.c.j2"
+
+    def check(self, ck: Checker, path: PathKey, a: Dict[str, Any], scope: ActionScope,
+              origin: str) -> If:
+        cond = _condition(ck, (*path, "if"), a["if"], scope)
+        then = ck.actions((*path, "then"), a["then"], scope)
+        other = ck.actions((*path, "else"), a.get("else", []), scope)
+        return If(origin, cond, then, other)
+
+    def nested(self, a: Dict[str, Any]) -> Iterable[List[Dict[str, Any]]]:
+        return [a["then"], a.get("else", [])]
+
+
+def _condition(ck: Checker, path: PathKey, text: str, scope: ActionScope) -> str:
+    def operand(name: str, col: int) -> str:
+        b = BUILTINS.get(name)
+        if b is None or b.name == "comm":
+            hint = did_you_mean(name, BUILTINS)
+            raise expr.ExprError(f"unknown built-in '{name}' in condition"
+                                 + (f" ({hint})" if hint else ""), col)
+        use_builtin(ck, path, name, scope)
+        return b.c
+
+    try:
+        c, _ = expr.compile_condition(text, operand)
+    except expr.ExprError as e:
+        ck.err(path, f"bad condition: {e}")
+        raise Skip from None
+    return c
+
+
+KIND = IfKind()
