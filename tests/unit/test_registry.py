@@ -49,7 +49,7 @@ def _ticked(cell: str) -> List[str]:
 # -- registries ------------------------------------------------------------------------------
 
 def test_an_unknown_kind_is_a_loud_internal_error_with_a_hint():
-    with pytest.raises(UnknownKind, match="unknown action 'prnt'.*did you mean 'print'"):
+    with pytest.raises(UnknownKind, match=r"unknown action 'prnt'.*did you mean 'print'"):
         ACTIONS.lookup("prnt")
     with pytest.raises(UnknownKind, match="map type 'lru_percpu_hash'"):
         MAP_KINDS.lookup("lru_percpu_hash")
