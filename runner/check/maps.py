@@ -8,7 +8,7 @@ from typing import Any, Dict
 
 from runner.check.checker import Checker, Skip
 from runner.check.names import name_ok
-from runner.check.structs import c_type, type_of, type_size
+from runner.check.structs import type_of, type_size
 from runner.kinds.maps import DEFAULT_MAX_ENTRIES, MAP_KINDS, MapKind
 from runner.model.spec import Map
 from runner.model.types import TypeRef
@@ -45,10 +45,6 @@ def _map(ck: Checker, path: PathKey, name: str, m: Dict[str, Any]) -> Map:
         ck.err(path, f"a {kind.name} map needs 'max_entries'")
     return Map(
         name=name, kind=kind.name, key=key, value=value,
-        key_c=c_type(key) if key else "u32",
-        value_c=c_type(value) if value else "u32",
-        key_size=type_size(ck, key) if key else 4,
-        value_size=type_size(ck, value) if value else 4,
         max_entries=int(m.get("max_entries", DEFAULT_MAX_ENTRIES)),
         pages=_buffer_pages(ck, path, kind, m),
         origin=ck.origin(path))
@@ -107,5 +103,5 @@ def add_messages_map(ck: Checker) -> None:
     if pages & (pages - 1):
         ck.err(("messages", "pages"), f"buffer size must be a power of two pages, "
                f"not {pages}")
-    ck.messages_map = Map(MESSAGES, "ringbuf", None, None, "u32", "u32", 4, 4, 0,
-                          int(pages), "messages (ebpf-run's message buffer)")
+    ck.messages_map = Map(MESSAGES, "ringbuf", None, None, 0, int(pages),
+                          "messages (ebpf-run's message buffer)")

@@ -91,5 +91,5 @@ def function(c_name: str, ctx: str, nr: Optional[int], needs: Set[str],
     args = tuple(sorted(int(n[3:]) for n in needs if n.startswith("arg")))
     helpers = tuple(h for h, names in bi.HELPER_LOCALS.items() if needs & names)
     context = CONTEXTS.lookup(ctx)
-    return Function(c_name, ctx, context.signature, context.prog_type, nr,
+    return Function(c_name, ctx, context.prog_type, nr,
                     "syscall_nr" in needs, args, actions, helpers=helpers)

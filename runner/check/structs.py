@@ -93,11 +93,6 @@ def _order(ck: Checker, parsed: Dict[str, Fields]) -> List[str]:
     return order
 
 
-def c_type(t: TypeRef) -> str:
-    """The C spelling of a map's key or value type."""
-    return f"struct {t.base}" if t.is_struct else (t.scalar.c if t.scalar else t.base)
-
-
 def type_size(ck: Checker, t: TypeRef) -> int:
     if t.is_struct:
         unit = ck.structs[t.base].layout.size

@@ -8,8 +8,8 @@ from typing import Any, Dict, Tuple
 
 from runner.check.checker import Checker, Skip
 from runner.check.scope import ActionScope
-from runner.codegen.strings import c_string
 from runner.kinds.builtins import BUILTINS, available
+from runner.model.expr import BuiltinRef, Cast, Const, Value
 from runner.model.spec import Assign, Struct
 from runner.model.types import SCALARS, Scalar, TypeRef
 from runner.spec.loader import PathKey
@@ -30,8 +30,8 @@ def use_builtin(ck: Checker, path: PathKey, name: str, scope: ActionScope) -> No
 
 
 def scalar_value(ck: Checker, path: PathKey, raw: Any, target: Scalar,
-                 scope: ActionScope) -> str:
-    """The C expression for an integer value going into `target`."""
+                 scope: ActionScope) -> Value:
+    """An integer value going into `target`: a literal that fits, or a built-in no wider."""
     if isinstance(raw, bool):
         ck.err(path, f"expected a number or a built-in, got {str(raw).lower()}")
         raise Skip
@@ -41,7 +41,7 @@ def scalar_value(ck: Checker, path: PathKey, raw: Any, target: Scalar,
         if not lo <= raw <= hi:
             ck.err(path, f"{raw} does not fit in {target.name} ({lo}..{hi})")
             raise Skip
-        return f"{raw}LL" if raw < 2**63 else f"{raw}ULL"
+        return Const(raw)
     name = raw if isinstance(raw, str) else None
     b = BUILTINS.get(name)
     if b is None or b.name == "comm":
@@ -56,7 +56,7 @@ def scalar_value(ck: Checker, path: PathKey, raw: Any, target: Scalar,
         ck.err(path, f"'{b.name}' is a {src.name} and does not fit in a {target.name}",
                f"use a {src.name} (or wider) field")
         raise Skip
-    return f"({target.c})({b.c})"
+    return Cast(target.name, BuiltinRef(b.name))
 
 
 def assign(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any,
@@ -82,7 +82,7 @@ def _string(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any) -> As
     """A char[N] field: comm, or a literal that fits with its NUL."""
     assert t.count is not None
     if raw == "comm":
-        return Assign(member, "comm", "", min(t.count, COMM_LEN))
+        return Assign(member, "comm", None, min(t.count, COMM_LEN))
     if (isinstance(raw, str) and raw in BUILTINS) or isinstance(raw, int):
         ck.err(path, f"field '{member}' is {t}: it takes text or comm, not {raw!r}")
         raise Skip
@@ -95,7 +95,7 @@ def _string(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any) -> As
         ck.err(path, f"literal of {len(data)} bytes does not fit in {t} "
                f"(room for {t.count - 1} plus the NUL)")
         raise Skip
-    return Assign(member, "string", c_string(text), len(data) + 1)
+    return Assign(member, "string", text, len(data) + 1)
 
 
 def assigns(ck: Checker, path: PathKey, struct: Struct, values: Dict[str, Any],

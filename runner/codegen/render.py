@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, List
 
-from runner.codegen.strings import py_literal
+from runner.codegen.c_expr import c_type, spell
+from runner.codegen.strings import c_string, py_literal
 from runner.kinds.actions import ACTIONS
+from runner.kinds.attach import CONTEXTS
 from runner.kinds.builtins import SYSCALL_REGS
 from runner.kinds.maps import MAP_KINDS
 from runner.kinds.registry import UnknownKind
@@ -25,7 +27,8 @@ if TYPE_CHECKING:  # imported when first rendering: a cache hit unpickles Render
 
 def _map_decl(m: Map) -> str:
     return MAP_KINDS.lookup(m.kind).declaration.format(
-        name=m.name, key=m.key_c, value=m.value_c, max=m.max_entries, pages=m.pages)
+        name=m.name, key=c_type(m.key), value=c_type(m.value), max=m.max_entries,
+        pages=m.pages)
 
 
 def _c_member(m: Member) -> str:
@@ -99,7 +102,8 @@ def _environment() -> jinja2.Environment:
         map_decl=_map_decl, c_member=_c_member, ctypes_type=_ctypes_type,
         py_decode=_py_decode, pyrepr=py_literal, action_fragment=_action_fragment,
         map_kind=lambda m: MAP_KINDS.lookup(m.kind), has_ring=_has_ring,
-        needs_ptrace=_needs_ptrace,
+        needs_ptrace=_needs_ptrace, c_expr=spell, c_type=c_type, c_string=c_string,
+        signature=lambda fn: CONTEXTS.lookup(fn.context).signature,
         nr_register=lambda arch: SYSCALL_REGS[arch][0],
         arg_register=lambda arch, i: SYSCALL_REGS[arch][1][i],
     )

@@ -37,8 +37,8 @@ class ChooseKind(ActionKind):
             if num is not None:
                 seen[num] = label
             body = ck.actions(cpath, acts, scope)
-            lit = f"{num}" if num is not None else "0"
-            cases.append(Case((lit,), label if not label.lstrip("-").isdigit() else "", body))
+            shown = label if not label.lstrip("-").isdigit() else ""
+            cases.append(Case((num if num is not None else 0,), shown, body))
         if "default" in c:
             cases.append(Case((), "default", ck.actions((*here, "default"), c["default"],
                                                         scope)))

@@ -41,7 +41,7 @@ def record(ck: Checker, origin: str, m: Map, struct: Struct,
     """An Emit of `struct` into buffer `m`; print actions send their messages this way too."""
     # Counted in the kernel for perf buffers too: the kernel reports a perf loss only
     # when a later sample fits, so after a final burst its own count arrives late or never.
-    return Emit(origin, m, struct, done, ck.drop(m.name, "buffer full"), "0",
+    return Emit(origin, m, struct, done, ck.drop(m.name, "buffer full"),
                 zero_fill=not fills_every_byte(struct, done))
 
 

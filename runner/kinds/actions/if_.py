@@ -10,6 +10,7 @@ from runner.check.checker import Checker, Skip
 from runner.check.values import use_builtin
 from runner.kinds.actions.base import ActionKind
 from runner.kinds.builtins import BUILTINS
+from runner.model.expr import Condition
 from runner.model.spec import If
 from runner.support.hints import did_you_mean
 
@@ -34,18 +35,17 @@ class IfKind(ActionKind):
         return [a["then"], a.get("else", [])]
 
 
-def _condition(ck: Checker, path: PathKey, text: str, scope: ActionScope) -> str:
-    def operand(name: str, col: int) -> str:
+def _condition(ck: Checker, path: PathKey, text: str, scope: ActionScope) -> Condition:
+    def check_name(name: str, col: int) -> None:
         b = BUILTINS.get(name)
         if b is None or b.name == "comm":
             hint = did_you_mean(name, BUILTINS)
             raise expr.ExprError(f"unknown built-in '{name}' in condition"
                                  + (f" ({hint})" if hint else ""), col)
         use_builtin(ck, path, name, scope)
-        return b.c
 
     try:
-        c, _ = expr.compile_condition(text, operand)
+        c, _ = expr.parse_condition(text, check_name)
     except expr.ExprError as e:
         ck.err(path, f"bad condition: {e}")
         raise Skip from None

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 from runner.check import formats
 from runner.check.checker import Checker, Skip
 from runner.check.values import assign, use_builtin
-from runner.codegen.strings import c_string
 from runner.kinds.actions.base import ActionKind
 from runner.kinds.actions.emit import record
 from runner.kinds.builtins import BUILTINS
+from runner.model.expr import BuiltinRef, Cast, Const
 from runner.model.spec import Assign, MessageDef, Print, Struct
 from runner.model.types import SCALARS, TypeRef, lay_out, parse_type
 
@@ -43,11 +43,10 @@ class PrintKind(ActionKind):
         struct = Struct(f"er_msg{msg_id}", lay_out(tuple(fields), {}), origin, internal=True)
         ck.msg_structs.append(struct)
         ck.messages.append(MessageDef(msg_id, struct, text, origin))
-        done = [Assign("er_id", "expr", f"{msg_id}", 0)]
+        done = [Assign("er_id", "expr", Const(msg_id, wide=False), 0)]
         done += [assign(ck, here, n, parse_type(BUILTINS[n].type), n, scope) for n in names]
         assert ck.messages_map is not None
-        return Print(origin, msg_id, record(ck, origin, ck.messages_map, struct, tuple(done)),
-                     "", ())
+        return Print(origin, record(ck, origin, ck.messages_map, struct, tuple(done)), "", ())
 
 
 def _printk(ck: Checker, path: PathKey, text: str, names: List[str], msg_id: int,
@@ -73,8 +72,8 @@ def _printk(ck: Checker, path: PathKey, text: str, names: List[str], msg_id: int
     ck.messages.append(MessageDef(msg_id, None, text, origin))
     fmt = "er-%u: " + "".join(parts)
     used = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
-    args = tuple(f"({SCALARS[BUILTINS[n].type].c})({BUILTINS[n].c})" for n in used)
-    return Print(origin, msg_id, None, c_string(fmt), args)
+    args = tuple(Cast(BUILTINS[n].type, BuiltinRef(n)) for n in used)
+    return Print(origin, None, fmt, args)
 
 
 def _printk_conversion(name: str) -> str:

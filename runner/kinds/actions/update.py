@@ -8,6 +8,7 @@ from runner.check.checker import Checker, Skip
 from runner.check.values import assign, assigns, scalar_value
 from runner.kinds.actions.base import ActionKind
 from runner.kinds.maps import MAP_KINDS
+from runner.model.expr import Cast, Const, Value
 from runner.model.spec import Assign, Map, Update
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ class UpdateKind(ActionKind):
             ck.err((*here, "map"), f"{self.name} needs a map whose value is u32/u64/s32/s64; "
                    f"'{m.name}' holds {m.value}")
             raise Skip
-        amount = "1" if self.name == "count" else scalar_value(
+        amount = Const(1, wide=False) if self.name == "count" else scalar_value(
             ck, (*here, "value"), u["value"], vt, scope)
         key_assigns, key_expr = _key(ck, (*here, "key"), m, u["key"], scope)
         kind = MAP_KINDS.lookup(m.kind)
@@ -45,8 +46,8 @@ class UpdateKind(ActionKind):
 
 
 def _key(ck: Checker, path: PathKey, m: Map, raw: Any,
-         scope: ActionScope) -> Tuple[Tuple[Assign, ...], Optional[str]]:
-    """(field assignments for a struct key, or the C expression of a scalar key)."""
+         scope: ActionScope) -> Tuple[Tuple[Assign, ...], Optional[Value]]:
+    """(field assignments for a struct key, or the value of a scalar key)."""
     assert m.key is not None
     if m.key.is_struct:
         if not isinstance(raw, dict) or "literal" in raw:
@@ -58,7 +59,10 @@ def _key(ck: Checker, path: PathKey, m: Map, raw: Any,
         ck.err(path, f"map '{m.name}' has a {m.key} key, not a struct")
         raise Skip
     a = assign(ck, path, "key", m.key, raw, scope)
-    return ((a,), None) if a.how != "expr" else ((), a.c_value)
+    if a.how != "expr":
+        return (a,), None
+    assert isinstance(a.value, (Const, Cast))
+    return (), a.value
 
 
 COUNT = UpdateKind("count")
