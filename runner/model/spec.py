@@ -125,8 +125,6 @@ class If:
     otherwise: Tuple[Action, ...]
 
 
-
-
 @dataclass(frozen=True)
 class Function:
     """One generated BPF function: a probe or program in one context."""
