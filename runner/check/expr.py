@@ -86,18 +86,18 @@ class _Parser:
         return t
 
     def parse_or(self) -> Condition:
-        parts = [self.parse_and()]
-        while (t := self.peek()) and t.text == "||":
-            self.take()
-            parts.append(self.parse_and())
-        return parts[0] if len(parts) == 1 else Logic("||", tuple(parts))
+        return self._chain("||", self.parse_and)
 
     def parse_and(self) -> Condition:
-        parts = [self.parse_not()]
-        while (t := self.peek()) and t.text == "&&":
+        return self._chain("&&", self.parse_not)
+
+    def _chain(self, op: str, parse_part: Callable[[], Condition]) -> Condition:
+        """One or more parts joined by `op`: a || b || c, a && b."""
+        parts = [parse_part()]
+        while (t := self.peek()) and t.text == op:
             self.take()
-            parts.append(self.parse_not())
-        return parts[0] if len(parts) == 1 else Logic("&&", tuple(parts))
+            parts.append(parse_part())
+        return parts[0] if len(parts) == 1 else Logic(op, tuple(parts))
 
     def parse_not(self) -> Condition:
         t = self.take()
