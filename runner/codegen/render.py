@@ -17,7 +17,7 @@ from runner.kinds.attach import CONTEXTS
 from runner.kinds.builtins import SYSCALL_REGS
 from runner.kinds.maps import MAP_KINDS
 from runner.kinds.registry import UnknownKind
-from runner.model.spec import Map, Rendered, Spec
+from runner.model.spec import Function, Map, Rendered, Spec
 from runner.model.types import SCALARS, Member
 from runner.support.resources import read_text
 
@@ -57,15 +57,16 @@ def _has_ring(spec: Spec) -> bool:
     return any(MAP_KINDS.lookup(m.kind).ring for m in spec.maps)
 
 
-_PTRACE_CONTEXTS = ("kprobe", "kretprobe", "syscall_kprobe")
-
-
 def _needs_ptrace(spec: Spec) -> bool:
     """Whether the C reads struct pt_regs: parsing its header costs clang about 18 ms."""
     fns = [c.function for p in spec.probes for c in p.candidates]
     fns += [f for prog in spec.programs for f in prog.functions]
-    return any(f.context in _PTRACE_CONTEXTS
-               or (f.context == "syscall_raw" and (f.needs_args or f.needs_nr)) for f in fns)
+    return any(_reads_pt_regs(f) for f in fns)
+
+
+def _reads_pt_regs(f: Function) -> bool:
+    how = CONTEXTS.lookup(f.context).pt_regs
+    return how == "always" or (how == "if_used" and bool(f.needs_args or f.needs_nr))
 
 
 def _fragments() -> Dict[type, str]:
@@ -104,6 +105,7 @@ def _environment() -> jinja2.Environment:
         map_kind=lambda m: MAP_KINDS.lookup(m.kind), has_ring=_has_ring,
         needs_ptrace=_needs_ptrace, c_expr=spell, c_type=c_type, c_string=c_string,
         signature=lambda fn: CONTEXTS.lookup(fn.context).signature,
+        prologue=lambda fn: CONTEXTS.lookup(fn.context).prologue,
         nr_register=lambda arch: SYSCALL_REGS[arch][0],
         arg_register=lambda arch, i: SYSCALL_REGS[arch][1][i],
     )

@@ -22,16 +22,24 @@ class Context:
     name: str
     signature: str  # C parameter list of a generated function
     prog_type: str  # BCC program type name (BPF.<prog_type>)
+    # Whether the C reads struct pt_regs, whose header costs clang about 18 ms to parse:
+    # "always", "if_used" (only to reach syscall_nr or the arguments), or "never".
+    pt_regs: str = "never"
+
+    @property
+    def prologue(self) -> str:
+        """The template that computes this context's syscall_nr and argN at entry."""
+        return f"prologue_{self.name}.c.j2"
 
 
 CONTEXTS: Registry[Context] = Registry("context")
 for _c in (
-    Context(bi.SYSCALL_KPROBE, "struct pt_regs *ctx", "KPROBE"),
-    Context(bi.KPROBE, "struct pt_regs *ctx", "KPROBE"),
-    Context(bi.KRETPROBE, "struct pt_regs *ctx", "KPROBE"),
+    Context(bi.SYSCALL_KPROBE, "struct pt_regs *ctx", "KPROBE", "always"),
+    Context(bi.KPROBE, "struct pt_regs *ctx", "KPROBE", "always"),
+    Context(bi.KRETPROBE, "struct pt_regs *ctx", "KPROBE", "always"),
     Context(bi.SYSCALL_TP, "void *ctx", "TRACEPOINT"),
     Context(bi.TRACEPOINT, "void *ctx", "TRACEPOINT"),
-    Context(bi.SYSCALL_RAW, "struct bpf_raw_tracepoint_args *ctx", "RAW_TRACEPOINT"),
+    Context(bi.SYSCALL_RAW, "struct bpf_raw_tracepoint_args *ctx", "RAW_TRACEPOINT", "if_used"),
     Context(bi.RAW_TRACEPOINT, "struct bpf_raw_tracepoint_args *ctx", "RAW_TRACEPOINT"),
     # KFUNC_PROBE(function) declares the function itself: unsigned long long *ctx
     Context(bi.FENTRY, "", "TRACING"),

@@ -198,3 +198,16 @@ def test_docs_say_where_each_contextual_builtin_works():
         for context, word in words.items():
             if context in b.contexts:
                 assert word in where, f"docs/spec.md: {b.name} works in {context} programs"
+
+
+@pytest.mark.parametrize("name", CONTEXTS.names())
+def test_every_context_has_a_prologue_and_says_whether_it_reads_pt_regs(name):
+    context = CONTEXTS.lookup(name)
+    assert (ROOT / "templates" / context.prologue).exists(), f"{name}: no {context.prologue}"
+    assert context.pt_regs in ("always", "if_used", "never")
+    assert context.prog_type in ("KPROBE", "TRACEPOINT", "RAW_TRACEPOINT", "TRACING")
+
+
+def test_every_prologue_file_belongs_to_a_context():
+    files = {p.name for p in (ROOT / "templates").glob("prologue_*.c.j2")}
+    assert files == {c.prologue for c in CONTEXTS.values()}
