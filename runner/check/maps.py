@@ -33,9 +33,9 @@ def _map(ck: Checker, path: PathKey, name: str, m: Dict[str, Any]) -> Map:
                    f"a {kind.name} map takes: {', '.join(sorted(kind.keys))}", key=True)
     key = value = None
     if kind.is_table:
-        assert kind.default_key is not None
+        assert kind.default_key is not None and kind.default_value is not None
         key = _type(ck, path, m, "key", kind.default_key)
-        value = _type(ck, path, m, "value", "u64")
+        value = _type(ck, path, m, "value", kind.default_value)
         if kind.required_key and str(key) != kind.required_key:
             ck.err((*path, "key"), f"an {kind.name} map's key must be {kind.required_key}, "
                    f"not {key}")

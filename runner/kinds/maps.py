@@ -24,6 +24,7 @@ class MapKind:
     declaration: str  # BCC macro; str.format with name, key, value, max, pages
     keys: FrozenSet[str]  # the spec keys it takes besides `type`
     default_key: Optional[str] = None  # tables: the key type when none is given
+    default_value: Optional[str] = None  # tables: the value type when none is given
     required_key: Optional[str] = None  # arrays: the only key type allowed
     needs_max_entries: bool = False
     default_pages: int = 0  # buffers: the size when neither pages nor bytes is given
@@ -52,15 +53,16 @@ _BUFFER_KEYS = frozenset({"value", "pages", "bytes"})
 MAP_KINDS: Registry[MapKind] = Registry("map type")
 for _m in (
     MapKind("hash", HASH, False, "BPF_HASH({name}, {key}, {value}, {max});", _TABLE_KEYS,
-            default_key="u64"),
+            default_key="u64", default_value="u64"),
     MapKind("lru_hash", HASH, False, 'BPF_TABLE("lru_hash", {key}, {value}, {name}, {max});',
-            _TABLE_KEYS, default_key="u64"),
+            _TABLE_KEYS, default_key="u64", default_value="u64"),
     MapKind("array", ARRAY, False, "BPF_ARRAY({name}, {value}, {max});", _TABLE_KEYS,
-            default_key="u32", required_key="u32", needs_max_entries=True),
+            default_key="u32", default_value="u64", required_key="u32", needs_max_entries=True),
     MapKind("percpu_array", ARRAY, True, "BPF_PERCPU_ARRAY({name}, {value}, {max});",
-            _TABLE_KEYS, default_key="u32", required_key="u32", needs_max_entries=True),
+            _TABLE_KEYS, default_key="u32", default_value="u64", required_key="u32",
+            needs_max_entries=True),
     MapKind("percpu_hash", HASH, True, "BPF_PERCPU_HASH({name}, {key}, {value}, {max});",
-            _TABLE_KEYS, default_key="u64"),
+            _TABLE_KEYS, default_key="u64", default_value="u64"),
     MapKind("perf_event_array", BUFFER, False,
             "BPF_PERF_OUTPUT({name});  /* {pages} pages per CPU, set when opened */",
             _BUFFER_KEYS, default_pages=64, max_record=400),

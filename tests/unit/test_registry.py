@@ -101,7 +101,8 @@ def test_every_map_kind_says_what_it_is(name):
     assert "{name}" in kind.declaration
     assert kind.keys <= set(SCHEMA["$defs"]["map"]["properties"]) - {"type"}
     if kind.is_table:
-        assert kind.default_key and {"key", "value", "max_entries"} <= kind.keys
+        assert kind.default_key and kind.default_value
+        assert {"key", "value", "max_entries"} <= kind.keys
     if kind.is_buffer:
         assert kind.default_pages > 0 and "value" in kind.keys
 
