@@ -31,7 +31,7 @@ SYSCALL_CONTEXTS = frozenset({SYSCALL_KPROBE, SYSCALL_TP, SYSCALL_RAW})
 @dataclass(frozen=True)
 class Builtin:
     name: str
-    type: str  # a layout.SCALARS key, or "char[16]" for comm
+    type: str  # a runner/model/types.py SCALARS key, or "char[16]" for comm
     c: str  # C expression, valid once the prologue has run
     contexts: FrozenSet[str]  # where it is available; empty means everywhere
     doc: str

@@ -3,17 +3,15 @@ integers, or syscall names when the value is syscall_nr."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from runner.check.checker import Checker
+from runner.check.scope import ActionScope
 from runner.check.values import scalar_value
 from runner.kinds.actions.base import ActionKind
 from runner.model.spec import Case, Choose
 from runner.model.types import SCALARS
-
-if TYPE_CHECKING:
-    from runner.check.scope import ActionScope
-    from runner.spec.loader import PathKey
+from runner.spec.loader import PathKey
 
 
 class ChooseKind(ActionKind):

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Tuple
+from typing import Any, Dict, Tuple
 
 from runner.check.checker import Checker, Skip
+from runner.check.scope import ActionScope
 from runner.check.values import assigns, fills_every_byte
 from runner.kinds.actions.base import ActionKind
 from runner.kinds.maps import MAP_KINDS, buffer_names
 from runner.model.spec import Assign, Emit, Map, Struct
-
-if TYPE_CHECKING:
-    from runner.check.scope import ActionScope
-    from runner.spec.loader import PathKey
+from runner.spec.loader import PathKey
 
 
 class EmitKind(ActionKind):

@@ -3,20 +3,18 @@ runner/check/expr.py; built-ins in it are checked for the scope's contexts."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List
 
 from runner.check import expr
 from runner.check.checker import Checker, Skip
+from runner.check.scope import ActionScope
 from runner.check.values import use_builtin
 from runner.kinds.actions.base import ActionKind
 from runner.kinds.builtins import BUILTINS
 from runner.model.expr import Condition
 from runner.model.spec import If
+from runner.spec.loader import PathKey
 from runner.support.hints import did_you_mean
-
-if TYPE_CHECKING:
-    from runner.check.scope import ActionScope
-    from runner.spec.loader import PathKey
 
 
 class IfKind(ActionKind):

@@ -4,10 +4,11 @@ internal struct sent through ebpf-run's ring buffer; via trace_pipe, bpf_trace_p
 from __future__ import annotations
 
 import string
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from runner.check import formats
 from runner.check.checker import Checker, Skip
+from runner.check.scope import ActionScope
 from runner.check.values import assign, use_builtin
 from runner.kinds.actions.base import ActionKind
 from runner.kinds.actions.emit import record
@@ -15,10 +16,7 @@ from runner.kinds.builtins import BUILTINS
 from runner.model.expr import BuiltinRef, Cast, Const
 from runner.model.spec import Assign, MessageDef, Print, Struct
 from runner.model.types import SCALARS, TypeRef, lay_out, parse_type
-
-if TYPE_CHECKING:
-    from runner.check.scope import ActionScope
-    from runner.spec.loader import PathKey
+from runner.spec.loader import PathKey
 
 
 class PrintKind(ActionKind):

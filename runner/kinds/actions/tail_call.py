@@ -3,18 +3,16 @@ empty (the miss is counted)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterable
+from typing import Any, Dict, Iterable
 
 from runner.check.checker import Checker, Skip
+from runner.check.scope import ActionScope
 from runner.check.values import scalar_value
 from runner.kinds.actions.base import ActionKind
 from runner.kinds.maps import MAP_KINDS, PROG_ARRAY
 from runner.model.spec import TailCall
 from runner.model.types import SCALARS
-
-if TYPE_CHECKING:
-    from runner.check.scope import ActionScope
-    from runner.spec.loader import PathKey
+from runner.spec.loader import PathKey
 
 
 class TailCallKind(ActionKind):

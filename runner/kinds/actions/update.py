@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from runner.check.checker import Checker, Skip
+from runner.check.scope import ActionScope
 from runner.check.values import assign, assigns, scalar_value
 from runner.kinds.actions.base import ActionKind
 from runner.kinds.maps import MAP_KINDS
 from runner.model.expr import Cast, Const, Value
 from runner.model.spec import Assign, Map, Update
-
-if TYPE_CHECKING:
-    from runner.check.scope import ActionScope
-    from runner.spec.loader import PathKey
+from runner.spec.loader import PathKey
 
 
 class UpdateKind(ActionKind):
