@@ -3,7 +3,8 @@
 Pure and deterministic: the output depends only on the model (no time, no
 absolute paths, no set or dict order that Python's hash seed could change).
 Templates loop and branch; the few spellings they need come from the filters
-below, which read the layout table rather than compute anything new.
+below, which read the type table, the kinds registries (an action node's fragment, a map
+type's declaration, a context's signature and prologue) and runner/codegen/c_expr.py.
 """
 
 from __future__ import annotations

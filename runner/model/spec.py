@@ -1,4 +1,4 @@
-"""The model: what build.py makes of a valid spec, and all that the templates
+"""The model: what the checker (runner/check) makes of a valid spec, and all that the templates
 and the runtime read. Frozen dataclasses; nothing here computes.
 
 Every element keeps `origin`, a short text naming the spec element it came
