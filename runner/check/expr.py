@@ -4,15 +4,17 @@
     not  := '!' not | '(' cond ')' | cmp ; cmp := operand OP operand
     operand := built-in name | integer (decimal or 0x hex, optional '-')
 
-The C is assembled from the parsed tokens only (built-ins become their C
-expressions), so nothing from the spec reaches the C unchecked.
+The result is a tree of runner/model/expr.py nodes built from the parsed tokens only
+(built-ins by name, integers by value); codegen spells it in C.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple, Union
+
+from runner.model.expr import BuiltinRef, Compare, Condition, Const, Group, Logic, Not
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>-?0[xX][0-9a-fA-F]+|-?[0-9]+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
@@ -49,78 +51,89 @@ def tokenize(text: str) -> List[Token]:
     return out
 
 
-def compile_condition(text: str, operand: Callable[[str, int], str]) -> Tuple[str, List[str]]:
-    """Return the C for `text` and the built-in names it uses.
+def parse_condition(text: str, check_name: Callable[[str, int], None]
+                    ) -> Tuple[Condition, List[str]]:
+    """Return the condition's tree and the built-in names it uses.
 
-    `operand(name, column)` returns a built-in's C expression or raises ExprError.
+    `check_name(name, column)` raises ExprError for a name that is not a usable built-in.
     """
     toks = tokenize(text)
     if not toks:
         raise ExprError("empty condition", 0)
-    used: List[str] = []
-    pos = 0
+    parser = _Parser(text, toks, check_name)
+    cond = parser.parse_or()
+    if (t := parser.peek()) is not None:
+        raise ExprError(f"unexpected {t.text!r}", t.pos)
+    return cond, parser.used
 
-    def peek() -> Token | None:
-        return toks[pos] if pos < len(toks) else None
 
-    def take() -> Token:
-        nonlocal pos
-        t = peek()
+class _Parser:
+    def __init__(self, text: str, toks: List[Token], check_name: Callable[[str, int], None]):
+        self.text = text
+        self.toks = toks
+        self.pos = 0
+        self.check_name = check_name
+        self.used: List[str] = []
+
+    def peek(self) -> Optional[Token]:
+        return self.toks[self.pos] if self.pos < len(self.toks) else None
+
+    def take(self) -> Token:
+        t = self.peek()
         if t is None:
-            raise ExprError("the condition ends too early", len(text))
-        pos += 1
+            raise ExprError("the condition ends too early", len(self.text))
+        self.pos += 1
         return t
 
-    def parse_or() -> str:
-        parts = [parse_and()]
-        while (t := peek()) and t.text == "||":
-            take()
-            parts.append(parse_and())
-        return " || ".join(parts)
+    def parse_or(self) -> Condition:
+        return self._chain("||", self.parse_and)
 
-    def parse_and() -> str:
-        parts = [parse_not()]
-        while (t := peek()) and t.text == "&&":
-            take()
-            parts.append(parse_not())
-        return " && ".join(parts)
+    def parse_and(self) -> Condition:
+        return self._chain("&&", self.parse_not)
 
-    def parse_not() -> str:
-        t = take()
+    def _chain(self, op: str, parse_part: Callable[[], Condition]) -> Condition:
+        """One or more parts joined by `op`: a || b || c, a && b."""
+        parts = [parse_part()]
+        while (t := self.peek()) and t.text == op:
+            self.take()
+            parts.append(parse_part())
+        return parts[0] if len(parts) == 1 else Logic(op, tuple(parts))
+
+    def parse_not(self) -> Condition:
+        t = self.take()
         if t.text == "!":
-            return "!" + parse_not()
+            return Not(self.parse_not())
         if t.text == "(":
-            inner = parse_or()
-            close = take()
+            inner = self.parse_or()
+            close = self.take()
             if close.text != ")":
                 raise ExprError("expected ')'", close.pos)
-            return f"({inner})"
-        left = parse_operand(t)
-        op = take()
+            return Group(inner)
+        left = self.operand(t)
+        op = self.take()
         if op.text not in COMPARE:
             raise ExprError(f"expected a comparison ({' '.join(COMPARE)}), got {op.text!r}",
                             op.pos)
-        right = parse_operand(take())
-        return f"({left} {op.text} {right})"
+        return Compare(op.text, left, self.operand(self.take()))
 
-    def parse_operand(t: Token) -> str:
+    def operand(self, t: Token) -> Union[Const, BuiltinRef]:
         if t.kind == "num":
-            digits = t.text.lstrip("-")
-            if len(digits) > 1 and digits[0] == "0" and digits[1] not in "xX":
-                raise ExprError(f"{t.text}: leading zeros are not allowed (C would read "
-                                "octal); write the decimal value or 0x...", t.pos)
-            if len(digits) > 40:
-                raise ExprError(f"{t.text[:20]}... does not fit in 64 bits", t.pos)
-            value = int(t.text, 0)
-            if not -(2**63) <= value < 2**64:
-                raise ExprError(f"{t.text} does not fit in 64 bits", t.pos)
-            return f"{value}LL" if value < 2**63 else f"{value}ULL"
+            return Const(_number(t))
         if t.kind == "name":
-            used.append(t.text)
-            return f"({operand(t.text, t.pos)})"
+            self.used.append(t.text)
+            self.check_name(t.text, t.pos)
+            return BuiltinRef(t.text)
         raise ExprError(f"expected a built-in or a number, got {t.text!r}", t.pos)
 
-    c = parse_or()
-    if (t := peek()) is not None:
-        raise ExprError(f"unexpected {t.text!r}", t.pos)
-    return c, used
+
+def _number(t: Token) -> int:
+    digits = t.text.lstrip("-")
+    if len(digits) > 1 and digits[0] == "0" and digits[1] not in "xX":
+        raise ExprError(f"{t.text}: leading zeros are not allowed (C would read "
+                        "octal); write the decimal value or 0x...", t.pos)
+    if len(digits) > 40:
+        raise ExprError(f"{t.text[:20]}... does not fit in 64 bits", t.pos)
+    value = int(t.text, 0)
+    if not -(2**63) <= value < 2**64:
+        raise ExprError(f"{t.text} does not fit in 64 bits", t.pos)
+    return value

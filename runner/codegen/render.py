@@ -3,40 +3,33 @@
 Pure and deterministic: the output depends only on the model (no time, no
 absolute paths, no set or dict order that Python's hash seed could change).
 Templates loop and branch; the few spellings they need come from the filters
-below, which read the layout table rather than compute anything new.
+below, which read the type table, the kinds registries (an action node's fragment, a map
+type's declaration, a context's signature and prologue) and runner/codegen/c_expr.py.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
+from runner.codegen.c_expr import c_type, spell
+from runner.codegen.strings import c_string, py_literal
+from runner.kinds.actions import ACTIONS
+from runner.kinds.attach import CONTEXTS
 from runner.kinds.builtins import SYSCALL_REGS
-from runner.model.spec import Choose, Emit, If, Map, Print, Rendered, Spec, TailCall, Update
+from runner.kinds.maps import MAP_KINDS
+from runner.kinds.registry import UnknownKind
+from runner.model.spec import Function, Map, Rendered, Spec
 from runner.model.types import SCALARS, Member
 from runner.support.resources import read_text
 
 if TYPE_CHECKING:  # imported when first rendering: a cache hit unpickles Rendered without it
     import jinja2
 
-from runner.codegen.strings import py_literal
-
-_MAP_DECL = {
-    "hash": "BPF_HASH({name}, {key}, {value}, {max});",
-    "lru_hash": 'BPF_TABLE("lru_hash", {key}, {value}, {name}, {max});',
-    "percpu_hash": "BPF_PERCPU_HASH({name}, {key}, {value}, {max});",
-    "array": "BPF_ARRAY({name}, {value}, {max});",
-    "percpu_array": "BPF_PERCPU_ARRAY({name}, {value}, {max});",
-    "perf_event_array": "BPF_PERF_OUTPUT({name});  /* {pages} pages per CPU, set when opened */",
-    "ringbuf": "BPF_RINGBUF_OUTPUT({name}, {pages});",
-    "prog_array": "BPF_PROG_ARRAY({name}, {max});",
-}
-
-
-
 
 def _map_decl(m: Map) -> str:
-    return _MAP_DECL[m.kind].format(name=m.name, key=m.key_c, value=m.value_c,
-                                    max=m.max_entries, pages=m.pages)
+    return MAP_KINDS.lookup(m.kind).declaration.format(
+        name=m.name, key=c_type(m.key), value=c_type(m.value), max=m.max_entries,
+        pages=m.pages)
 
 
 def _c_member(m: Member) -> str:
@@ -60,21 +53,42 @@ def _py_decode(m: Member, ref: str) -> str:
     return f"list({ref})" if m.type.count is not None else ref
 
 
-_PTRACE_CONTEXTS = ("kprobe", "kretprobe", "syscall_kprobe")
+def _has_ring(spec: Spec) -> bool:
+    """Whether a spec map is a ring buffer (the wakeup helper is then needed)."""
+    return any(MAP_KINDS.lookup(m.kind).ring for m in spec.maps)
 
 
 def _needs_ptrace(spec: Spec) -> bool:
     """Whether the C reads struct pt_regs: parsing its header costs clang about 18 ms."""
     fns = [c.function for p in spec.probes for c in p.candidates]
     fns += [f for prog in spec.programs for f in prog.functions]
-    return any(f.context in _PTRACE_CONTEXTS
-               or (f.context == "syscall_raw" and (f.needs_args or f.needs_nr)) for f in fns)
+    return any(_reads_pt_regs(f) for f in fns)
 
 
-def _action_kind(a: Any) -> str:
-    kinds = {Print: "print", Emit: "emit", Update: "update", TailCall: "tail_call",
-             Choose: "choose", If: "if"}
-    return kinds[type(a)]
+def _reads_pt_regs(f: Function) -> bool:
+    how = CONTEXTS.lookup(f.context).pt_regs
+    return how == "always" or (how == "if_used" and bool(f.needs_args or f.needs_nr))
+
+
+def _fragments() -> Dict[type, str]:
+    """Model node class -> the template that spells it (count and add share one)."""
+    out: Dict[type, str] = {}
+    for kind in ACTIONS.values():
+        out.setdefault(kind.node, kind.fragment)
+    return out
+
+
+def _action_fragment(a: Any) -> str:
+    fragment = _FRAGMENTS.get(type(a))
+    if fragment is None:
+        raise UnknownKind(f"internal error: no action kind renders {type(a).__name__}")
+    return fragment
+
+
+_FRAGMENTS = _fragments()
+
+# The kernel's EEXIST, which a map insert returns negated; Linux's number on every arch.
+EEXIST = 17
 
 
 def _environment() -> jinja2.Environment:
@@ -88,11 +102,15 @@ def _environment() -> jinja2.Environment:
     )
     env.filters.update(
         map_decl=_map_decl, c_member=_c_member, ctypes_type=_ctypes_type,
-        py_decode=_py_decode, pyrepr=py_literal, action_kind=_action_kind,
-        needs_ptrace=_needs_ptrace,
+        py_decode=_py_decode, pyrepr=py_literal, action_fragment=_action_fragment,
+        map_kind=lambda m: MAP_KINDS.lookup(m.kind), has_ring=_has_ring,
+        needs_ptrace=_needs_ptrace, c_expr=spell, c_type=c_type, c_string=c_string,
+        signature=lambda fn: CONTEXTS.lookup(fn.context).signature,
+        prologue=lambda fn: CONTEXTS.lookup(fn.context).prologue,
         nr_register=lambda arch: SYSCALL_REGS[arch][0],
         arg_register=lambda arch, i: SYSCALL_REGS[arch][1][i],
     )
+    env.globals["EEXIST"] = EEXIST
     return env
 
 

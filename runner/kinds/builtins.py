@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, Tuple
 
+from runner.kinds.registry import Registry
+
 # Contexts: the shape of `ctx` in a generated function.
 SYSCALL_KPROBE = "syscall_kprobe"  # kprobe on __x64_sys_NAME: ctx is the wrapper's pt_regs
 SYSCALL_TP = "syscall_tracepoint"  # syscalls:sys_enter_NAME or raw_syscalls:sys_enter
@@ -25,29 +27,11 @@ FENTRY = "fentry"  # BPF trampoline: ctx is the function's arguments as u64s
 
 SYSCALL_CONTEXTS = frozenset({SYSCALL_KPROBE, SYSCALL_TP, SYSCALL_RAW})
 
-# C signature and BCC program type of each context.
-SIGNATURE: Dict[str, str] = {
-    SYSCALL_KPROBE: "struct pt_regs *ctx",
-    KPROBE: "struct pt_regs *ctx",
-    KRETPROBE: "struct pt_regs *ctx",
-    SYSCALL_TP: "void *ctx",
-    TRACEPOINT: "void *ctx",
-    SYSCALL_RAW: "struct bpf_raw_tracepoint_args *ctx",
-    RAW_TRACEPOINT: "struct bpf_raw_tracepoint_args *ctx",
-    FENTRY: "",  # KFUNC_PROBE(function) declares it: unsigned long long *ctx
-}
-PROG_TYPE: Dict[str, str] = {
-    SYSCALL_KPROBE: "KPROBE", KPROBE: "KPROBE", KRETPROBE: "KPROBE",
-    SYSCALL_TP: "TRACEPOINT", TRACEPOINT: "TRACEPOINT",
-    SYSCALL_RAW: "RAW_TRACEPOINT", RAW_TRACEPOINT: "RAW_TRACEPOINT",
-    FENTRY: "TRACING",
-}
-
 
 @dataclass(frozen=True)
 class Builtin:
     name: str
-    type: str  # a layout.SCALARS key, or "char[16]" for comm
+    type: str  # a runner/model/types.py SCALARS key, or "char[16]" for comm
     c: str  # C expression, valid once the prologue has run
     contexts: FrozenSet[str]  # where it is available; empty means everywhere
     doc: str
@@ -56,31 +40,31 @@ class Builtin:
 _ANY: FrozenSet[str] = frozenset()
 _ARGS_CTX = SYSCALL_CONTEXTS | {KPROBE, FENTRY}
 
-BUILTINS: Dict[str, Builtin] = {
-    b.name: b
-    for b in (
-        Builtin("pid", "u32", "(u32)(er_pid_tgid >> 32)", _ANY,
-                "process ID (the kernel's tgid), as user space sees it"),
-        Builtin("tgid", "u32", "(u32)(er_pid_tgid >> 32)", _ANY,
-                "same as pid"),
-        Builtin("tid", "u32", "(u32)er_pid_tgid", _ANY, "thread ID"),
-        Builtin("uid", "u32", "(u32)er_uid_gid", _ANY, "real user ID"),
-        Builtin("gid", "u32", "(u32)(er_uid_gid >> 32)", _ANY, "real group ID"),
-        Builtin("ktime", "u64", "bpf_ktime_get_ns()", _ANY, "monotonic time in ns"),
-        Builtin("cpu", "u32", "bpf_get_smp_processor_id()", _ANY, "current CPU"),
-        Builtin("comm", "char[16]", "", _ANY,
-                "the current task's name (at syscall entry: the caller's)"),
-        Builtin("syscall_nr", "s64", "er_syscall_nr", SYSCALL_CONTEXTS,
-                "the system call's number"),
-        Builtin("retval", "s64", "(s64)PT_REGS_RC(ctx)", frozenset({KRETPROBE}),
-                "the function's return value"),
-        *(
-            Builtin(f"arg{i}", "u64", f"er_arg{i}", _ARGS_CTX,
-                    f"argument {i} of the syscall or probed function")
-            for i in range(6)
-        ),
-    )
-}
+# The registry of built-ins: the checker, codegen and the docs table all read this one.
+BUILTINS: Registry[Builtin] = Registry("built-in")
+for _b in (
+    Builtin("pid", "u32", "(u32)(er_pid_tgid >> 32)", _ANY,
+            "process ID (the kernel's tgid), as user space sees it"),
+    Builtin("tgid", "u32", "(u32)(er_pid_tgid >> 32)", _ANY,
+            "same as pid"),
+    Builtin("tid", "u32", "(u32)er_pid_tgid", _ANY, "thread ID"),
+    Builtin("uid", "u32", "(u32)er_uid_gid", _ANY, "real user ID"),
+    Builtin("gid", "u32", "(u32)(er_uid_gid >> 32)", _ANY, "real group ID"),
+    Builtin("ktime", "u64", "bpf_ktime_get_ns()", _ANY, "monotonic time in ns"),
+    Builtin("cpu", "u32", "bpf_get_smp_processor_id()", _ANY, "current CPU"),
+    Builtin("comm", "char[16]", "", _ANY,
+            "the current task's name (at syscall entry: the caller's)"),
+    Builtin("syscall_nr", "s64", "er_syscall_nr", SYSCALL_CONTEXTS,
+            "the system call's number"),
+    Builtin("retval", "s64", "(s64)PT_REGS_RC(ctx)", frozenset({KRETPROBE}),
+            "the function's return value"),
+    *(
+        Builtin(f"arg{i}", "u64", f"er_arg{i}", _ARGS_CTX,
+                f"argument {i} of the syscall or probed function")
+        for i in range(6)
+    ),
+):
+    BUILTINS.register(_b.name, _b)
 
 # Helpers whose one result serves several built-ins: a function that uses any of them calls
 # the helper once, at entry, into er_<key> (bpf_get_current_<key>()), rather than once per use:

@@ -1,4 +1,4 @@
-"""The model: what build.py makes of a valid spec, and all that the templates
+"""The model: what the checker (runner/check) makes of a valid spec, and all that the templates
 and the runtime read. Frozen dataclasses; nothing here computes.
 
 Every element keeps `origin`, a short text naming the spec element it came
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
+from runner.model.expr import Condition, Value
 from runner.model.types import Layout, Member, TypeRef
 
 
@@ -32,10 +33,6 @@ class Map:
     kind: str  # schema map type
     key: Optional[TypeRef]
     value: Optional[TypeRef]
-    key_c: str  # C spelling of the key type ("u64", "struct k_t")
-    value_c: str
-    key_size: int
-    value_size: int
     max_entries: int
     pages: int  # perf: pages per CPU; ringbuf: total pages
     origin: str
@@ -50,7 +47,7 @@ class Drop:
     reason: str  # "buffer full", "map full", "tail-call miss"
 
 
-# Actions. `c_*` fields hold C expressions prepared by build.py.
+# Actions. Values and conditions are runner/model/expr.py trees; codegen spells them in C.
 
 
 @dataclass(frozen=True)
@@ -59,8 +56,8 @@ class Assign:
 
     member: str
     how: str  # "expr" | "comm" | "string"
-    c_value: str  # C expression, or a C string literal for "string"
-    size: int  # bytes to copy for "string" (literal plus NUL)
+    value: Union[Value, str, None]  # "expr": the value; "string": the text; "comm": None
+    size: int  # bytes to copy for "string" (literal plus NUL) and "comm"
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,6 @@ class Emit:
     struct: Struct
     assigns: Tuple[Assign, ...]
     drop: Drop  # reserve (ring) or output (perf) failures: buffer full
-    submit_flags: str
     zero_fill: bool = True  # False when the assignments write every byte of the record
 
 
@@ -79,21 +75,20 @@ class Print:
     """A message. Via the buffer it is an Emit of an internal struct; via trace_pipe, printk."""
 
     origin: str
-    message_id: int
     emit: Optional[Emit]
-    printk_format: str  # a C string literal (trace_pipe mode)
-    printk_args: Tuple[str, ...]
+    printk_format: str  # trace_pipe mode: the printf format text (codegen makes it a literal)
+    printk_args: Tuple[Value, ...]
 
 
 @dataclass(frozen=True)
 class Update:
-    """count/add: atomically add `c_amount` to map[key]."""
+    """count/add: atomically add `amount` to map[key]."""
 
     origin: str
     map: Map
     key_assigns: Tuple[Assign, ...]  # for a struct key
-    key_expr: Optional[str]  # for a scalar key
-    c_amount: str
+    key_value: Optional[Value]  # for a scalar key
+    amount: Value
     drop: Drop
 
 
@@ -101,7 +96,7 @@ class Update:
 class TailCall:
     origin: str
     map: Map
-    c_index: str
+    index: Value
     drop: Drop
 
 
@@ -110,7 +105,7 @@ Action = Union[Emit, Print, Update, TailCall, "Choose", "If"]
 
 @dataclass(frozen=True)
 class Case:
-    labels: Tuple[str, ...]  # C integer literals; empty tuple means default
+    labels: Tuple[int, ...]  # empty tuple means default
     comment: str  # syscall names, for readers
     actions: Tuple[Action, ...]
 
@@ -118,18 +113,16 @@ class Case:
 @dataclass(frozen=True)
 class Choose:
     origin: str
-    c_value: str
+    value: Value
     cases: Tuple[Case, ...]
 
 
 @dataclass(frozen=True)
 class If:
     origin: str
-    c_condition: str
+    condition: Condition
     then: Tuple[Action, ...]
     otherwise: Tuple[Action, ...]
-
-
 
 
 @dataclass(frozen=True)
@@ -137,8 +130,7 @@ class Function:
     """One generated BPF function: a probe or program in one context."""
 
     c_name: str  # er_<name>__<variant>
-    context: str  # builtins context
-    signature: str
+    context: str  # a runner/kinds/attach.py CONTEXTS name
     prog_type: str  # BCC program type name
     filter_nr: Optional[int]  # raw sys_enter fallback: only this syscall
     needs_nr: bool

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Tuple, Union
+from typing import Dict, Mapping, Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,6 @@ SCALARS: Dict[str, Scalar] = {
     )
 }
 CHAR = Scalar("char", "char", "ctypes.c_char", 1, True)
-PAD = SCALARS["u8"]
 
 
 @dataclass(frozen=True)
@@ -120,9 +119,6 @@ class Layout:
     @property
     def fields(self) -> Tuple[Member, ...]:
         return tuple(m for m in self.members if not m.padding)
-
-
-Sized = Union[Scalar, Layout]
 
 
 def size_align(t: TypeRef, structs: Mapping[str, Layout]) -> Tuple[int, int]:

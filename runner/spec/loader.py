@@ -56,7 +56,9 @@ class Document:
         return Diagnostic(loc, message, hint, src)
 
 
-class _Builder:
+class _PositionedData:
+    """Turns a YAML node tree into plain data, noting where each key and value was."""
+
     def __init__(self, file: str):
         self.file = file
         self.positions: Dict[PathKey, Location] = {}
@@ -140,7 +142,7 @@ class _Fail(Exception):
 
 def load_text(text: str, file: str) -> Document:
     lines = tuple(text.splitlines())
-    builder = _Builder(file)
+    builder = _PositionedData(file)
 
     def diag(line0: int, col0: int, message: str) -> SpecError:
         src = lines[line0] if 0 <= line0 < len(lines) else None

@@ -42,6 +42,8 @@ from runner import pipeline
 from runner.codegen import render
 from runner.errors import SpecError
 from runner.kinds import builtins as bi
+from runner.kinds.attach import CONTEXTS
+from runner.kinds.maps import MAP_KINDS
 from runner.model.spec import Spec
 from runner.model.types import SCALARS
 from runner.runtime import decode
@@ -124,9 +126,9 @@ def _template_vocabulary() -> Set[str]:
         for tag in _JINJA.findall(text):
             for a, b in _QUOTED.findall(tag):
                 words |= set(IDENT.findall(a or b))
-    fragments = [b.c for b in bi.BUILTINS.values()] + list(bi.SIGNATURE.values())
+    fragments = [b.c for b in bi.BUILTINS.values()] + [c.signature for c in CONTEXTS.values()]
     fragments += [r for regs in bi.SYSCALL_REGS.values() for r in (regs[0], *regs[1])]
-    fragments += list(render._MAP_DECL.values()) + list(render._PLAIN_C.values())
+    fragments += [k.declaration for k in MAP_KINDS.values()] + list(render._PLAIN_C.values())
     fragments += [s.c for s in SCALARS.values()]
     for f in fragments:
         words |= set(IDENT.findall(_JINJA.sub(" ", f.replace("{", " ").replace("}", " "))))

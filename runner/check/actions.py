@@ -1,0 +1,45 @@
+"""Action lists: each action is checked by its kind, found in the registry by name
+(runner/kinds/actions). This module knows no kind by name."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Dict, List, Set, Tuple
+
+from runner.check.checker import Checker, Skip
+from runner.check.scope import ActionScope
+from runner.kinds.actions import ACTIONS, ActionKind
+from runner.kinds.registry import UnknownKind
+from runner.model.spec import Action
+from runner.spec.loader import PathKey
+
+
+def kind_of(a: Dict[str, Any]) -> ActionKind:
+    """An action's kind: the one key of the mapping that names a kind (`if` has its branches
+    beside it, in any order). The schema admits nothing else."""
+    found = [k for k in a if k in ACTIONS]
+    if len(found) != 1:
+        raise UnknownKind(f"internal error: no one action kind among the keys {sorted(a)}")
+    return ACTIONS.lookup(found[0])
+
+
+def check_list(ck: Checker, path: PathKey, raw: List[Dict[str, Any]],
+               scope: ActionScope) -> Tuple[Action, ...]:
+    out: List[Action] = []
+    for i, a in enumerate(raw):
+        apath = (*path, i)
+        kind = kind_of(a)
+        with contextlib.suppress(Skip):
+            out.append(kind.check(ck, apath, a, scope, f"{ck.origin(apath)} {kind.name}"))
+    return tuple(out)
+
+
+def tail_maps(actions: Any) -> Set[str]:
+    """The prog_arrays an action list (and the lists nested in it) tail-calls through."""
+    found: Set[str] = set()
+    for a in actions if isinstance(actions, list) else []:
+        kind = kind_of(a)
+        found |= set(kind.jumps(a))
+        for nested in kind.nested(a):
+            found |= tail_maps(nested)
+    return found

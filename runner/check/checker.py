@@ -1,0 +1,100 @@
+"""The state the meaning checker's sections share: the document, the diagnostics collected
+so far, and the symbol tables each section fills for the later ones (structs before maps,
+maps before actions). The sections themselves live beside this module, one per spec section;
+runner/check/build.py runs them in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from runner.codegen.strings import comment_text
+from runner.errors import Diagnostic
+from runner.model.spec import Action, Drop, Map, MessageDef, Struct
+from runner.spec.loader import Document, PathKey
+from runner.support import syscalls
+from runner.support.hints import did_you_mean, known
+
+
+class Skip(Exception):
+    """An element already reported; leave it out of the model and go on."""
+
+
+class Checker:
+    def __init__(self, doc: Document, arch: str):
+        self.doc = doc
+        self.data: Dict[str, Any] = doc.data
+        self.arch = arch
+        self.diags: List[Diagnostic] = []
+        try:
+            self.sysnums = syscalls.table(arch)
+        except KeyError:
+            self.sysnums = {}
+            self.err((), f"no syscall table for architecture '{arch}'",
+                     "supported: x86_64, aarch64")
+        self.structs: Dict[str, Struct] = {}
+        self.maps: Dict[str, Map] = {}
+        self.drops: List[Drop] = []
+        self.messages: List[MessageDef] = []
+        self.msg_structs: List[Struct] = []
+        self.via: str = self.data.get("messages", {}).get("via", "buffer")
+        self.messages_map: Optional[Map] = None
+        self.fentry_owners: Dict[str, str] = {}
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def err(self, path: PathKey, message: str, hint: Optional[str] = None,
+            *, key: bool = False) -> None:
+        self.diags.append(self.doc.diagnostic(path, message, hint, key=key))
+
+    def unknown(self, path: PathKey, kind: str, name: str, choices: Iterable[str],
+                *, key: bool = False) -> None:
+        choices = list(choices)
+        self.err(path, f"unknown {kind} '{name}'",
+                 did_you_mean(name, choices) or known(f"{kind}s", choices), key=key)
+
+    def not_a(self, path: PathKey, name: str, wanted: str, *, key: bool = False) -> None:
+        if name not in self.maps:
+            self.unknown(path, "map", name, self.maps, key=key)
+        else:
+            self.err(path, f"map '{name}' is a {self.maps[name].kind}, not a {wanted}", key=key)
+
+    def origin(self, path: PathKey) -> str:
+        """The spec element as generated comments name it: 'probes.p.do[0] (line 9)'."""
+        text = ".".join(str(p) for p in path)
+        for i in (p for p in path if isinstance(p, int)):
+            text = text.replace(f".{i}", f"[{i}]", 1)
+        return comment_text(f"{text} (line {self.doc.where(path).line})")
+
+    # -- shared tables ---------------------------------------------------------------------
+
+    def drop(self, channel: str, reason: str) -> Drop:
+        """The loss counter for (channel, reason), made on first use."""
+        for d in self.drops:
+            if d.channel == channel and d.reason == reason:
+                return d
+        d = Drop(len(self.drops), channel, reason)
+        self.drops.append(d)
+        return d
+
+    def slot(self, path: PathKey, label: str) -> Optional[int]:
+        """A table slot or case label: a number, or a syscall name for this architecture."""
+        if label.isdigit():
+            if len(label) > 10:  # no table is that large; spare int() thousands of digits
+                self.err(path, f"slot {label[:16]}... is far beyond any table", key=True)
+                return None
+            return int(label)
+        if label in self.sysnums:
+            return self.sysnums[label]
+        if self.sysnums:
+            self.err(path, f"unknown syscall '{label}' on {self.arch}",
+                   did_you_mean(label, self.sysnums), key=True)
+        return None
+
+    def actions(self, path: PathKey, raw: List[Dict[str, Any]],
+                scope: Any) -> Tuple[Action, ...]:
+        """Check a nested action list (choose's cases, if's branches) in `scope`."""
+        # Imported here: the action kinds import this module, and the walker imports them.
+        from runner.check import actions
+
+        return actions.check_list(self, path, raw, scope)

@@ -1,0 +1,74 @@
+"""Formats (print texts, event and map-dump formats): placeholders checked against the names
+they may use, and the whole format tried on the lowest and highest values it can meet."""
+
+from __future__ import annotations
+
+import string
+from typing import Any, Dict, List, Set
+
+from runner.check.checker import Checker, Skip
+from runner.model.spec import Struct
+from runner.model.types import TypeRef
+from runner.spec.loader import PathKey
+from runner.support.hints import did_you_mean, known
+
+
+def fields(ck: Checker, path: PathKey, text: str, allowed: Set[str], what: str) -> List[str]:
+    """The distinct placeholder names of a format, each checked against `allowed`."""
+    names: List[str] = []
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as e:
+        ck.err(path, f"bad format: {e}", "write {{ and }} for literal braces")
+        raise Skip from None
+    for _, field, spec, _ in parsed:
+        if field is None:
+            continue
+        base = field.split(".")[0].split("[")[0]
+        if base == "" or base.isdigit():
+            ck.err(path, "placeholders must be named, e.g. {pid}")
+            raise Skip
+        if base not in allowed:
+            ck.err(path, f"'{{{field}}}' names no {what}",
+                   did_you_mean(base, allowed) or known(f"{what}s", allowed))
+            raise Skip
+        if spec and "{" in spec:
+            ck.err(path, "nested placeholders in format specs are not supported")
+            raise Skip
+        if base not in names:
+            names.append(base)
+    return names
+
+
+def try_format(ck: Checker, path: PathKey, fmt: str, *samples: Dict[str, Any]) -> None:
+    """Try the format on the lowest and the highest values its fields can take."""
+    for sample in samples:
+        try:
+            fmt.format_map(sample)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError,
+                OverflowError) as e:
+            ck.err(path, f"format cannot be applied: {e}")
+            raise Skip from None
+
+
+def default_format(struct: Struct) -> str:
+    return " ".join(f"{f.name}={{{f.name}}}" for f in struct.layout.fields)
+
+
+def sample_value(t: TypeRef, structs: Dict[str, Struct], high: bool = False) -> Any:
+    """A value shaped like what the decoder produces for `t`, to try formats on: the
+    type's lowest value, or with `high` its highest (`{ktime:c}` passes with 0 only)."""
+    if t.is_string:
+        return "x" * ((t.count or 1) - 1) if high else ""
+    if t.is_struct:
+        one: Any = sample_record(structs[t.base], structs, high)
+    else:
+        assert t.scalar is not None
+        bits = t.scalar.bits - (1 if t.scalar.signed else 0)
+        one = (2**bits - 1) if high else (-(2**bits) if t.scalar.signed else 0)
+    return [one] * t.count if t.count is not None else one
+
+
+def sample_record(struct: Struct, structs: Dict[str, Struct],
+                  high: bool = False) -> Dict[str, Any]:
+    return {f.name: sample_value(f.type, structs, high) for f in struct.layout.fields}

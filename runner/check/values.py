@@ -1,0 +1,126 @@
+"""Values: an integer literal, a built-in or a string literal, checked against where it goes
+(a scalar of some width, a char[N] field, a struct's fields)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Dict, Tuple
+
+from runner.check.checker import Checker, Skip
+from runner.check.scope import ActionScope
+from runner.kinds.builtins import BUILTINS, available
+from runner.model.expr import BuiltinRef, Cast, Const, Value
+from runner.model.spec import Assign, Struct
+from runner.model.types import SCALARS, Scalar, TypeRef
+from runner.spec.loader import PathKey
+from runner.support.hints import did_you_mean, known
+
+COMM_LEN = 16
+
+
+def use_builtin(ck: Checker, path: PathKey, name: str, scope: ActionScope) -> None:
+    """Record that the actions read built-in `name`; report it if a context lacks it."""
+    missing = sorted({c for c in scope.contexts if not available(name, c)})
+    if missing:
+        ck.err(path, f"'{name}' is not available in a {missing[0].replace('_', ' ')} "
+               "program", f"{name} works in: "
+               + ", ".join(sorted(BUILTINS[name].contexts)).replace("_", " "))
+        raise Skip
+    scope.needs.add(name)  # contextual ones shape the prologue; some share a helper call
+
+
+def scalar_value(ck: Checker, path: PathKey, raw: Any, target: Scalar,
+                 scope: ActionScope) -> Value:
+    """An integer value going into `target`: a literal that fits, or a built-in no wider."""
+    if isinstance(raw, bool):
+        ck.err(path, f"expected a number or a built-in, got {str(raw).lower()}")
+        raise Skip
+    if isinstance(raw, int):
+        lo = -(2 ** (target.bits - 1)) if target.signed else 0
+        hi = 2 ** (target.bits - (1 if target.signed else 0)) - 1
+        if not lo <= raw <= hi:
+            ck.err(path, f"{raw} does not fit in {target.name} ({lo}..{hi})")
+            raise Skip
+        return Const(raw)
+    name = raw if isinstance(raw, str) else None
+    b = BUILTINS.get(name)
+    if b is None or b.name == "comm":
+        what = f"'{raw['literal']}'" if isinstance(raw, dict) else repr(raw)
+        hint = did_you_mean(name, BUILTINS) if name else None
+        ck.err(path, f"expected a number or an integer built-in for a {target.name}, "
+               f"got {what}", hint or known("built-ins", (k for k in BUILTINS if k != "comm")))
+        raise Skip
+    use_builtin(ck, path, b.name, scope)
+    src = SCALARS[b.type]
+    if src.bits > target.bits:
+        ck.err(path, f"'{b.name}' is a {src.name} and does not fit in a {target.name}",
+               f"use a {src.name} (or wider) field")
+        raise Skip
+    return Cast(target.name, BuiltinRef(b.name))
+
+
+def assign(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any,
+           scope: ActionScope) -> Assign:
+    """How to fill one field of type `t` from a spec value."""
+    if t.is_struct or (t.count is not None and not t.is_string):
+        ck.err(path, f"field '{member}' is {'a struct' if t.is_struct else 'an array'} "
+               f"({t}) and cannot be set from a value", "leave it out: it stays zero")
+        raise Skip
+    if t.is_string:
+        return _string(ck, path, member, t, raw)
+    assert t.scalar is not None
+    if isinstance(raw, dict) or (isinstance(raw, str) and raw not in BUILTINS):
+        hint = did_you_mean(raw, BUILTINS) if isinstance(raw, str) else None
+        shown = repr(raw["literal"] if isinstance(raw, dict) else raw)
+        ck.err(path, f"field '{member}' is {t}: a string {shown} does not fit",
+               hint or "give a number or an integer built-in")
+        raise Skip
+    return Assign(member, "expr", scalar_value(ck, path, raw, t.scalar, scope), 0)
+
+
+def _string(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any) -> Assign:
+    """A char[N] field: comm, or a literal that fits with its NUL."""
+    assert t.count is not None
+    if raw == "comm":
+        return Assign(member, "comm", None, min(t.count, COMM_LEN))
+    if (isinstance(raw, str) and raw in BUILTINS) or isinstance(raw, int):
+        ck.err(path, f"field '{member}' is {t}: it takes text or comm, not {raw!r}")
+        raise Skip
+    text = raw["literal"] if isinstance(raw, dict) else raw
+    data = text.encode("utf-8")
+    if b"\0" in data:
+        ck.err(path, "a string literal cannot contain a NUL character")
+        raise Skip
+    if len(data) + 1 > t.count:
+        ck.err(path, f"literal of {len(data)} bytes does not fit in {t} "
+               f"(room for {t.count - 1} plus the NUL)")
+        raise Skip
+    return Assign(member, "string", text, len(data) + 1)
+
+
+def assigns(ck: Checker, path: PathKey, struct: Struct, values: Dict[str, Any],
+            scope: ActionScope) -> Tuple[Assign, ...]:
+    """The fields of a record (an event, a struct key) set from a mapping field -> value."""
+    fields = {m.name: m for m in struct.layout.fields}
+    out = []
+    for fname, raw in values.items():
+        fpath = (*path, fname)
+        if fname not in fields:
+            ck.err(fpath, f"struct '{struct.name}' has no field '{fname}'",
+                   did_you_mean(fname, fields) or known("fields", fields), key=True)
+            continue
+        with contextlib.suppress(Skip):
+            out.append(assign(ck, fpath, fname, fields[fname].type, raw, scope))
+    return tuple(out)
+
+
+def fills_every_byte(struct: Struct, done: Tuple[Assign, ...]) -> bool:
+    """Whether the assignments write the whole record, so zeroing it first is wasted work.
+
+    Every member must be assigned and there must be no padding; a string literal writes only
+    its bytes and the NUL, and comm writes exactly its length, so those must fill the field.
+    """
+    sizes = {m.name: m.size for m in struct.members}
+    if any(m.padding for m in struct.members) or {a.member for a in done} != set(sizes):
+        return False
+    return all(a.how == "expr" or a.size == sizes[a.member] for a in done)

@@ -1,0 +1,39 @@
+"""`tail_call: {map: PROG_ARRAY, index: VALUE}`: jump to a program; carry on if the slot is
+empty (the miss is counted)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable
+
+from runner.check.checker import Checker, Skip
+from runner.check.scope import ActionScope
+from runner.check.values import scalar_value
+from runner.kinds.actions.base import ActionKind
+from runner.kinds.maps import MAP_KINDS, PROG_ARRAY
+from runner.model.spec import TailCall
+from runner.model.types import SCALARS
+from runner.spec.loader import PathKey
+
+
+class TailCallKind(ActionKind):
+    name = "tail_call"
+    node = TailCall
+    fragment = "action_tail_call.c.j2"
+
+    def check(self, ck: Checker, path: PathKey, a: Dict[str, Any], scope: ActionScope,
+              origin: str) -> TailCall:
+        tc = a["tail_call"]
+        here = (*path, "tail_call")
+        m = ck.maps.get(tc["map"])
+        if m is None or MAP_KINDS.lookup(m.kind).family != PROG_ARRAY:
+            ck.not_a((*here, "map"), tc["map"], "prog_array")
+            raise Skip
+        # Any integer will do: an index past the table is a miss, which is counted.
+        idx = scalar_value(ck, (*here, "index"), tc["index"], SCALARS["s64"], scope)
+        return TailCall(origin, m, idx, ck.drop(m.name, "tail-call miss"))
+
+    def jumps(self, a: Dict[str, Any]) -> Iterable[str]:
+        return (a["tail_call"]["map"],)
+
+
+KIND = TailCallKind()

@@ -1,0 +1,136 @@
+"""Attach options, the candidates they expand to, and the contexts those run in.
+
+Three tables, read by the checker (runner/check/probes.py) and codegen:
+- CONTEXTS: the shape of `ctx` in a generated function, its C signature and BCC program type;
+- CANDIDATE_KINDS: how BCC attaches a program, keyed by exactly the names of the model's
+  `Candidate.kind`; runner/kernel keys its attach hooks by the same names;
+- OPTIONS: what a spec may write under `attach:` (the schema's attach_target keys), each
+  expanding to the candidates tried in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
+
+from runner.kinds import builtins as bi
+from runner.kinds.registry import Registry
+
+
+@dataclass(frozen=True)
+class Context:
+    name: str
+    signature: str  # C parameter list of a generated function
+    prog_type: str  # BCC program type name (BPF.<prog_type>)
+    # Whether the C reads struct pt_regs, whose header costs clang about 18 ms to parse:
+    # "always", "if_used" (only to reach syscall_nr or the arguments), or "never".
+    pt_regs: str = "never"
+
+    @property
+    def prologue(self) -> str:
+        """The template that computes this context's syscall_nr and argN at entry."""
+        return f"prologue_{self.name}.c.j2"
+
+
+CONTEXTS: Registry[Context] = Registry("context")
+for _c in (
+    Context(bi.SYSCALL_KPROBE, "struct pt_regs *ctx", "KPROBE", "always"),
+    Context(bi.KPROBE, "struct pt_regs *ctx", "KPROBE", "always"),
+    Context(bi.KRETPROBE, "struct pt_regs *ctx", "KPROBE", "always"),
+    Context(bi.SYSCALL_TP, "void *ctx", "TRACEPOINT"),
+    Context(bi.TRACEPOINT, "void *ctx", "TRACEPOINT"),
+    Context(bi.SYSCALL_RAW, "struct bpf_raw_tracepoint_args *ctx", "RAW_TRACEPOINT", "if_used"),
+    Context(bi.RAW_TRACEPOINT, "struct bpf_raw_tracepoint_args *ctx", "RAW_TRACEPOINT"),
+    # KFUNC_PROBE(function) declares the function itself: unsigned long long *ctx
+    Context(bi.FENTRY, "", "TRACING"),
+):
+    CONTEXTS.register(_c.name, _c)
+
+
+@dataclass(frozen=True)
+class CandidateKind:
+    name: str  # Candidate.kind
+    # BCC names the program after its target (kfunc__<function>), not after us: one probe
+    # per target, and the generated function takes that name.
+    named_by_bcc: bool = False
+
+
+CANDIDATE_KINDS: Registry[CandidateKind] = Registry("candidate kind")
+for _k in (
+    CandidateKind("kprobe"),
+    CandidateKind("kretprobe"),
+    CandidateKind("tracepoint"),
+    CandidateKind("raw_tracepoint"),
+    CandidateKind("uprobe"),
+    CandidateKind("fentry", named_by_bcc=True),
+):
+    CANDIDATE_KINDS.register(_k.name, _k)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One candidate as an option plans it, before its function is generated."""
+
+    kind: str  # a CANDIDATE_KINDS name
+    target: str  # what BCC attaches to
+    syscall: Optional[str]  # the syscall, for the kprobe form of `syscall:`
+    context: str  # a CONTEXTS name
+    filter_nr: Optional[int]  # raw sys_enter: only this syscall number
+    variant: str  # suffix of the generated function's name
+
+
+# expand(target, syscall number or None, suffix) -> candidates; the suffix tells apart two
+# options of one kind in an attach list ("" for a single option).
+Expand = Callable[[str, Optional[int], str], Tuple[Planned, ...]]
+
+
+@dataclass(frozen=True)
+class AttachOption:
+    name: str  # the key under `attach:`
+    expand: Expand
+    syscall_target: bool = False  # the target is a syscall name, resolved per architecture
+
+
+def _syscall(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
+    # Most portable first: the syscall function's kprobe, its tracepoint, raw sys_enter.
+    return (
+        Planned("kprobe", target, target, bi.SYSCALL_KPROBE, None, "kprobe"),
+        Planned("tracepoint", f"syscalls:sys_enter_{target}", None, bi.SYSCALL_TP, None,
+                "tracepoint"),
+        Planned("raw_tracepoint", "sys_enter", None, bi.SYSCALL_RAW, nr, "raw"),
+    )
+
+
+def _simple(kind: str, context: str) -> Expand:
+    def expand(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
+        return (Planned(kind, target, None, context, None, kind + suffix),)
+    return expand
+
+
+def _tracepoint(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
+    # Syscall-entry tracepoints have the syscall record, so syscall_nr and argN work there.
+    syscall = target.startswith("syscalls:sys_enter_") or target == "raw_syscalls:sys_enter"
+    ctx = bi.SYSCALL_TP if syscall else bi.TRACEPOINT
+    return (Planned("tracepoint", target, None, ctx, None, "tracepoint" + suffix),)
+
+
+def _raw_tracepoint(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
+    ctx = bi.SYSCALL_RAW if target == "sys_enter" else bi.RAW_TRACEPOINT
+    return (Planned("raw_tracepoint", target, None, ctx, None, "raw_tracepoint" + suffix),)
+
+
+def _fentry(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
+    return (Planned("fentry", target, None, bi.FENTRY, None, f"kfunc__{target}"),)
+
+
+OPTIONS: Registry[AttachOption] = Registry("attach option")
+for _o in (
+    AttachOption("syscall", _syscall, syscall_target=True),
+    AttachOption("kprobe", _simple("kprobe", bi.KPROBE)),
+    AttachOption("kretprobe", _simple("kretprobe", bi.KRETPROBE)),
+    AttachOption("tracepoint", _tracepoint),
+    AttachOption("raw_tracepoint", _raw_tracepoint),
+    AttachOption("fentry", _fentry),
+    AttachOption("uprobe", _simple("uprobe", bi.KPROBE)),
+):
+    OPTIONS.register(_o.name, _o)
