@@ -34,8 +34,10 @@ Hence these rules; each one closes an attack that worked against the pickle cach
   refused too. The cache directory itself must belong to the effective user and be
   writable by no one else (one of root's, left by `sudo -E` in a user's home, is skipped
   without a warning: unusable, but nobody could abuse it).
-- Creation: only the cache directory itself, and `.cache` in a home, and only inside a
-  directory the effective user owns: HOME=/nonexistent creates nothing.
+- Creation: at most the cache base (XDG_CACHE_HOME or ~/.cache) and ebpf-run in it, each
+  only inside an existing directory the effective user owns: HOME=/nonexistent creates
+  nothing, nor does a user in someone else's /tmp. A directory that cannot be made (a
+  read-only home) means no cache, silently: nothing is unsafe about it.
 - Entries are opened with O_NOFOLLOW|O_NONBLOCK relative to the directory's fd, and used
   only when the open file is a regular file of the effective user, writable by no one
   else, and the same file that was looked up. A symlink, FIFO, directory, foreign or
@@ -59,7 +61,7 @@ import functools
 import os
 import stat
 import sys
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple, Type, TypeVar
+from typing import Any, Dict, Iterator, List, Optional, Set, Type, TypeVar
 
 from runner.support.frozen_json import Codec, Corrupt, Unsupported
 
@@ -156,10 +158,9 @@ def directory() -> Optional[str]:
 def _open() -> Optional[_Dir]:
     if os.environ.get("EBPF_RUN_NO_CACHE") == "1":
         return None
-    for base, inside in _locations():
-        path = os.path.join(base, *inside)
+    for path in _locations():
         try:
-            return _Dir(_open_location(base, inside), path)
+            return _Dir(_open_location(path), path)
         except _Missing:
             continue
         except _Refused as e:
@@ -167,21 +168,22 @@ def _open() -> Optional[_Dir]:
     return None
 
 
-def _locations() -> Iterator[Tuple[str, Tuple[str, ...]]]:
-    """Where to look, best first; the password database is read only if needed."""
+def _locations() -> Iterator[str]:
+    """Where the cache directory may be, best first; the password database is read only
+    when the environment's choice cannot be used."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     home = os.environ.get("HOME", "")
     if os.path.isabs(xdg):
-        first: Optional[Tuple[str, Tuple[str, ...]]] = (xdg, ("ebpf-run",))
+        first: Optional[str] = os.path.join(xdg, "ebpf-run")
     elif os.path.isabs(home):
-        first = (home, (".cache", "ebpf-run"))
+        first = os.path.join(home, ".cache", "ebpf-run")
     else:
         first = None
     if first is not None:
         yield first
     account = _account_home()
-    if account and os.path.isabs(account) and (account, (".cache", "ebpf-run")) != first:
-        yield account, (".cache", "ebpf-run")
+    if account and os.path.isabs(account) and os.path.join(account, ".cache", "ebpf-run") != first:
+        yield os.path.join(account, ".cache", "ebpf-run")
 
 
 def _account_home() -> Optional[str]:
@@ -193,16 +195,25 @@ def _account_home() -> Optional[str]:
         return None
 
 
-def _open_location(base: str, inside: Tuple[str, ...]) -> int:
-    """Open base/inside... as described in the module docstring; return the last fd."""
-    resolved = _resolve(base)
-    fd = _walk(resolved)
-    here = resolved
+def _open_location(path: str) -> int:
+    """Open the cache directory `path` as the module docstring says; return its fd.
+
+    The walk goes from "/" one component at a time, each opened relative to the previous
+    one without following links and checked on its fd. The last two components (the
+    cache base, e.g. ~/.cache, and ebpf-run) are made if missing."""
+    names = [n for n in _resolve(path).split("/") if n]
+    fd = os.open("/", _SEARCH)
+    here = "/"
     try:
-        for i, name in enumerate(inside):
-            last = i == len(inside) - 1
+        _check_ancestor(fd, here)
+        for i, name in enumerate(names):
+            last = i == len(names) - 1
             here = os.path.join(here, name)
-            child = _open_or_make(fd, name, _LIST if last else _SEARCH, here)
+            flags = _LIST if last else _SEARCH
+            if i >= len(names) - 2:
+                child = _open_or_make(fd, name, flags, here)
+            else:
+                child = _openat(fd, name, flags, here)
             os.close(fd)
             fd = child
             if last:
@@ -216,32 +227,12 @@ def _open_location(base: str, inside: Tuple[str, ...]) -> int:
 
 
 def _resolve(path: str) -> str:
-    """The path without links, to be walked strictly; links are trusted only as far as the
-    walk then trusts the directories they led through."""
+    """The path without links, to be walked strictly: a link is honoured only as far as
+    the walk then trusts the directories it leads through."""
     try:
         return os.path.realpath(path)
     except OSError as e:  # e.g. a symlink loop
         raise _Refused(f"{path} cannot be resolved ({e.strerror})") from None
-
-
-def _walk(path: str) -> int:
-    """Open an existing absolute path from "/", checking each directory as it is opened."""
-    fd = os.open("/", _SEARCH)
-    here = "/"
-    try:
-        _check_ancestor(fd, here)
-        for name in path.split("/"):
-            if not name:
-                continue
-            here = os.path.join(here, name)
-            child = _openat(fd, name, _SEARCH, here)
-            os.close(fd)
-            fd = child
-            _check_ancestor(fd, here)
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def _openat(dir_fd: int, name: str, flags: int, path: str) -> int:
@@ -275,8 +266,8 @@ def _open_or_make(dir_fd: int, name: str, flags: int, path: str) -> int:
         os.mkdir(name, 0o700, dir_fd=dir_fd)
     except FileExistsError:
         pass  # made meanwhile: opened and checked below like any other
-    except OSError as e:
-        raise _Refused(f"cannot create {path} ({e.strerror})") from None
+    except OSError:
+        raise _Missing(path) from None  # e.g. a read-only home: unusable, nothing unsafe
     return _openat(dir_fd, name, flags, path)
 
 

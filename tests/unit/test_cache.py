@@ -389,10 +389,21 @@ def test_a_relative_xdg_cache_home_is_ignored(xdg, spec, tmp_path, monkeypatch):
     assert (home / ".cache").stat().st_mode & 0o777 == 0o700
 
 
-def test_missing_directories_are_made_only_in_a_home_of_our_own(xdg, tmp_path, monkeypatch):
+def test_missing_directories_are_made_only_in_a_home_of_our_own(xdg, tmp_path, monkeypatch,
+                                                                capsys):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "missing" / "xdg"))
     assert cache.directory() is None
     assert not (tmp_path / "missing").exists()
+    # The cache base itself is made, as the VM's XDG_CACHE_HOME=/tmp/.cache needs.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "new-xdg"))
+    assert cache.directory() == str(tmp_path / "new-xdg" / "ebpf-run")
+    assert (tmp_path / "new-xdg").stat().st_mode & 0o777 == 0o700
+    # Cannot be made (a read-only home): no cache, and nothing worth a warning.
+    with monkeypatch.context() as m:
+        m.setenv("XDG_CACHE_HOME", str(tmp_path / "read-only"))
+        m.setattr(os, "mkdir", lambda *a, **k: (_ for _ in ()).throw(OSError(30, "EROFS")))
+        assert cache.directory() is None
+    assert capsys.readouterr().err == ""
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache.directory() is None and not (tmp_path / "home").exists()
@@ -434,3 +445,13 @@ def test_a_cache_directory_of_roots_is_skipped_quietly_by_a_user(xdg, capsys, mo
     monkeypatch.setattr(os, "geteuid", lambda: NOBODY)
     assert cache.directory() is None
     assert capsys.readouterr().err == ""
+
+
+@needs_root
+def test_a_user_creates_nothing_in_a_sticky_directory_not_theirs(xdg, capsys, monkeypatch):
+    """XDG_CACHE_HOME=/tmp for a user: only the cache directory and a home's .cache are
+    ever made, and only in a directory of the user's own."""
+    os.chmod(xdg, 0o1777)  # root's, like /tmp
+    monkeypatch.setattr(os, "geteuid", lambda: NOBODY)
+    assert cache.directory() is None
+    assert list(xdg.iterdir()) == [] and capsys.readouterr().err == ""
