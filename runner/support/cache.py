@@ -165,6 +165,8 @@ def _open() -> Optional[_Dir]:
             continue
         except _Refused as e:
             warn(f"not using the cache in {path}: {e}")
+        except OSError as e:  # nothing expected (fstat of an open fd...), still no traceback
+            warn(f"not using the cache in {path}: {e.strerror or e}")
     return None
 
 
@@ -340,7 +342,11 @@ def load(k: str, expected: Type[T]) -> Optional[T]:
         return None
     name = k + SUFFIX
     with d:
-        data = _read(d, name)
+        try:
+            data = _read(d, name)
+        except OSError as e:  # unexpected (EIO...): a miss, not a failed command
+            warn(f"cannot read cache entry {os.path.join(d.path, name)}: {e.strerror or e}")
+            return None
         if data is None:
             return None
         try:
@@ -376,7 +382,8 @@ def store(k: str, value: Any) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=d.fd)
             return  # a cache that cannot be written is only slower
-        _prune(d)
+        with contextlib.suppress(OSError):
+            _prune(d)
 
 
 def _digest(k: str, payload: bytes) -> bytes:
@@ -398,9 +405,6 @@ def _read(d: _Dir, name: str) -> Optional[bytes]:
     try:
         looked = os.stat(name, dir_fd=d.fd, follow_symlinks=False)
     except FileNotFoundError:
-        return None
-    except OSError as e:
-        warn(f"cannot read cache entry {os.path.join(d.path, name)}: {e.strerror}")
         return None
     if not stat.S_ISREG(looked.st_mode):  # not even opened: opening a FIFO or device acts
         _discard(d, name, f"it is {_kind(looked.st_mode)}, not a regular file")

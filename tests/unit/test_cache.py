@@ -214,6 +214,17 @@ def test_a_damaged_entry_gives_one_warning_line_and_no_traceback_from_the_cli(xd
     assert healed.stderr == "" and healed.stdout == first.stdout
 
 
+def test_an_unexpected_read_error_is_a_miss_with_a_warning(xdg, spec, capsys, monkeypatch):
+    good = pipeline.compile_spec(str(spec))
+
+    def eio(*args):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(cache, "_read", eio)
+    assert pipeline.compile_spec(str(spec)) == good
+    one_warning(capsys, "cannot read cache entry", "Input/output error")
+
+
 # -- entries that are not our own regular files
 
 
