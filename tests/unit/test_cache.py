@@ -365,10 +365,10 @@ def test_an_ancestor_swapped_for_a_link_at_open_time_is_refused(
     one_warning(capsys, f"{xdg} is a symbolic link")
 
 
-def test_a_link_in_the_configured_path_is_followed_when_trusted(xdg, tmp_path):
+def test_a_link_in_the_configured_path_is_followed_when_trusted(xdg, tmp_path, monkeypatch):
     link = tmp_path / "link"
     link.symlink_to(xdg)
-    os.environ["XDG_CACHE_HOME"] = str(link)  # restored by the fixture's monkeypatch
+    monkeypatch.setenv("XDG_CACHE_HOME", str(link))
     assert cache.directory() == str(link / "ebpf-run")
     assert (xdg / "ebpf-run").is_dir()
 
