@@ -19,8 +19,9 @@ Hence these rules; each one closes an attack that worked against the pickle cach
 - Where: $XDG_CACHE_HOME/ebpf-run when XDG_CACHE_HOME is absolute (the XDG spec calls a
   relative one invalid: it is ignored), else $HOME/.cache/ebpf-run (HOME must be
   absolute). When that cannot be used, the effective user's home from the password
-  database: `sudo -E` keeps the caller's HOME, so root caches in /root/.cache instead.
-  When neither can be used, nothing is cached.
+  database: `sudo -E` keeps the caller's HOME, so root caches in /root/.cache instead,
+  without a word. When neither can be used, nothing is cached, and a location refused
+  as unsafe is named in a warning.
 - Trust, decided on open files, never on names: the location is resolved (realpath), then
   opened from "/" one component at a time relative to the previous directory's fd with
   O_NOFOLLOW, and each opened directory is checked with fstat. Every ancestor must belong
@@ -158,15 +159,20 @@ def directory() -> Optional[str]:
 def _open() -> Optional[_Dir]:
     if os.environ.get("EBPF_RUN_NO_CACHE") == "1":
         return None
+    refused = []
     for path in _locations():
         try:
             return _Dir(_open_location(path), path)
         except _Missing:
             continue
         except _Refused as e:
-            warn(f"not using the cache in {path}: {e}")
+            refused.append(f"not using the cache in {path}: {e}")
         except OSError as e:  # nothing expected (fstat of an open fd...), still no traceback
-            warn(f"not using the cache in {path}: {e.strerror or e}")
+            refused.append(f"not using the cache in {path}: {e.strerror or e}")
+    # Said only when it leaves no cache: `sudo -E` falls back to root's own on every run,
+    # and a warning each time would be noise about a decision already taken safely.
+    for text in refused:
+        warn(text)
     return None
 
 

@@ -315,10 +315,14 @@ def test_root_refuses_a_cache_inside_another_users_tree_and_falls_back(
     root_home.mkdir(mode=0o700)
     monkeypatch.setattr(cache, "_account_home", lambda: str(root_home))
     got = pipeline.compile_spec(str(spec))
-    one_warning(capsys, f"not using the cache in {mine}", f"{xdg} belongs to uid 65534")
     assert "Hello Evil!" not in got.rendered.c
     assert entries(mine) == [entry_of(spec)]  # nothing read or written there
     assert entries(root_home / ".cache" / "ebpf-run") == [entry_of(spec)]
+    assert capsys.readouterr().err == ""  # a safe fall-back, taken on every `sudo -E` run
+    # Without a home of root's own to fall back to: no cache, and the reason, once.
+    monkeypatch.setattr(cache, "_account_home", lambda: None)
+    assert "Hello Evil!" not in pipeline.compile_spec(str(spec)).rendered.c
+    one_warning(capsys, f"not using the cache in {mine}: {xdg} belongs to uid 65534")
 
 
 def test_a_cache_directory_swapped_for_a_link_at_open_time_is_refused(
