@@ -14,31 +14,11 @@ Hence these rules; each one closes an attack that worked against the pickle cach
 - Integrity: an entry is `MAGIC`, the sha256 of (MAGIC, its key, the payload), then the
   payload. One truncated, damaged, edited in place or copied under another key is
   ignored, removed and rebuilt, with a one-line warning. The digest is no secret: it
-  catches damage, not someone able to write the directory; the checks below keep
+  catches damage, not someone able to write the directory; the checks that follow keep
   anyone else from writing there.
-- Where: $XDG_CACHE_HOME/ebpf-run when XDG_CACHE_HOME is absolute (the XDG spec calls a
-  relative one invalid: it is ignored), else $HOME/.cache/ebpf-run (HOME must be
-  absolute). When that cannot be used, the effective user's home from the password
-  database: `sudo -E` keeps the caller's HOME, so root caches in /root/.cache instead,
-  without a word. When neither can be used, nothing is cached, and a location refused
-  as unsafe is named in a warning.
-- Trust, decided on open files, never on names: the location is resolved (realpath), then
-  opened from "/" one component at a time relative to the previous directory's fd with
-  O_NOFOLLOW, and each opened directory is checked with fstat. Every ancestor must belong
-  to root or the effective user and be writable by no one else, unless it is sticky (like
-  /tmp, where others cannot rename what is not theirs). Whoever could rename an entry of
-  an ancestor could swap in a directory of theirs between any check and any use (the
-  attack that made root load a user's pickle), so such a location is refused outright,
-  with a warning naming the culprit, for every user, not only root. A symbolic link in
-  the configured path is honoured only if it sits in a directory that passes these
-  checks; a link swapped in after resolution makes the walk fail (ELOOP), which is
-  refused too. The cache directory itself must belong to the effective user and be
-  writable by no one else (one of root's, left by `sudo -E` in a user's home, is skipped
-  without a warning: unusable, but nobody could abuse it).
-- Creation: at most the cache base (XDG_CACHE_HOME or ~/.cache) and ebpf-run in it, each
-  only inside an existing directory the effective user owns: HOME=/nonexistent creates
-  nothing, nor does a user in someone else's /tmp. A directory that cannot be made (a
-  read-only home) means no cache, silently: nothing is unsafe about it.
+- Where, and which directories are trusted: cache_dir.py. In short, the directory is
+  opened from "/" without following links, each component checked on its open fd, and
+  refused if anyone but root or the effective user could swap any part of the path.
 - Entries are opened with O_NOFOLLOW|O_NONBLOCK relative to the directory's fd, and used
   only when the open file is a regular file of the effective user, writable by no one
   else, and the same file that was looked up. A symlink, FIFO, directory, foreign or
@@ -57,13 +37,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import functools
 import os
 import stat
 import sys
-from typing import Any, Dict, Iterator, List, Optional, Set, Type, TypeVar
+from typing import Any, Dict, List, Optional, Set, Type, TypeVar
 
+from runner.support import cache_dir
 from runner.support.frozen_json import Codec, Corrupt, Unsupported
 
 try:  # the builtin module: hashlib's OpenSSL set-up costs 2-3 ms of every start-up
@@ -79,8 +59,6 @@ MAGIC = b"ebpf-run cache 1\n"
 MAX_ENTRY = 64 << 20  # far above any real entry; reading is bounded whatever is there
 SUFFIX = ".json"
 
-_SEARCH = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_LIST = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO must not block
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
@@ -123,28 +101,7 @@ def key(spec_name: str, spec_bytes: bytes, arch: str) -> str:
     return h.hexdigest()
 
 
-# -- where, and whether it can be trusted
-
-
-class _Refused(Exception):
-    """A location that exists but must not be used; the message says why."""
-
-
-class _Missing(Exception):
-    """A location that does not exist and may not be created: nothing to warn about."""
-
-
-class _Dir:
-    """The open cache directory: its fd (for every *at call) and its path (for messages)."""
-
-    def __init__(self, fd: int, path: str) -> None:
-        self.fd, self.path = fd, path
-
-    def __enter__(self) -> _Dir:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
+# -- where
 
 
 def directory() -> Optional[str]:
@@ -156,150 +113,15 @@ def directory() -> Optional[str]:
         return d.path
 
 
-def _open() -> Optional[_Dir]:
+def _open() -> Optional[cache_dir.Dir]:
     if os.environ.get("EBPF_RUN_NO_CACHE") == "1":
         return None
-    refused = []
-    for path in _locations():
-        try:
-            return _Dir(_open_location(path), path)
-        except _Missing:
-            continue
-        except _Refused as e:
-            refused.append(f"not using the cache in {path}: {e}")
-        except OSError as e:  # nothing expected (fstat of an open fd...), still no traceback
-            refused.append(f"not using the cache in {path}: {e.strerror or e}")
-    # Said only when it leaves no cache: `sudo -E` falls back to root's own on every run,
-    # and a warning each time would be noise about a decision already taken safely.
+    d, refused = cache_dir.find()
+    # Refusals are said only when they leave no cache: `sudo -E` falls back to root's own
+    # home on every run, and a warning each time would be noise about a safe decision.
     for text in refused:
         warn(text)
-    return None
-
-
-def _locations() -> Iterator[str]:
-    """Where the cache directory may be, best first; the password database is read only
-    when the environment's choice cannot be used."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    home = os.environ.get("HOME", "")
-    if os.path.isabs(xdg):
-        first: Optional[str] = os.path.join(xdg, "ebpf-run")
-    elif os.path.isabs(home):
-        first = os.path.join(home, ".cache", "ebpf-run")
-    else:
-        first = None
-    if first is not None:
-        yield first
-    account = _account_home()
-    if account and os.path.isabs(account) and os.path.join(account, ".cache", "ebpf-run") != first:
-        yield os.path.join(account, ".cache", "ebpf-run")
-
-
-def _account_home() -> Optional[str]:
-    import pwd  # builtin; only when the environment's location is unusable
-
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_dir
-    except KeyError:
-        return None
-
-
-def _open_location(path: str) -> int:
-    """Open the cache directory `path` as the module docstring says; return its fd.
-
-    The walk goes from "/" one component at a time, each opened relative to the previous
-    one without following links and checked on its fd. The last two components (the
-    cache base, e.g. ~/.cache, and ebpf-run) are made if missing."""
-    names = [n for n in _resolve(path).split("/") if n]
-    fd = os.open("/", _SEARCH)
-    here = "/"
-    try:
-        _check_ancestor(fd, here)
-        for i, name in enumerate(names):
-            last = i == len(names) - 1
-            here = os.path.join(here, name)
-            flags = _LIST if last else _SEARCH
-            if i >= len(names) - 2:
-                child = _open_or_make(fd, name, flags, here)
-            else:
-                child = _openat(fd, name, flags, here)
-            os.close(fd)
-            fd = child
-            if last:
-                _check_own(fd, here)
-            else:
-                _check_ancestor(fd, here)
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _resolve(path: str) -> str:
-    """The path without links, to be walked strictly: a link is honoured only as far as
-    the walk then trusts the directories it leads through."""
-    try:
-        return os.path.realpath(path)
-    except OSError as e:  # e.g. a symlink loop
-        raise _Refused(f"{path} cannot be resolved ({e.strerror})") from None
-
-
-def _openat(dir_fd: int, name: str, flags: int, path: str) -> int:
-    try:
-        return os.open(name, flags, dir_fd=dir_fd)
-    except FileNotFoundError:
-        raise _Missing(path) from None
-    except OSError as e:
-        # O_NOFOLLOW on a link gives ELOOP, or ENOTDIR along with O_DIRECTORY: refused
-        # either way; lstat only words the message.
-        if e.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(dir_fd, name):
-            raise _Refused(f"{path} is a symbolic link (swapped in after it was resolved?)")\
-                from None
-        raise _Refused(f"{path}: {e.strerror}") from None
-
-
-def _is_link(dir_fd: int, name: str) -> bool:
-    try:
-        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
-    except OSError:
-        return False
-
-
-def _open_or_make(dir_fd: int, name: str, flags: int, path: str) -> int:
-    try:
-        return _openat(dir_fd, name, flags, path)
-    except _Missing:
-        if os.fstat(dir_fd).st_uid != os.geteuid():
-            raise  # create only in a directory of our own: never /nonexistent/.cache
-    try:
-        os.mkdir(name, 0o700, dir_fd=dir_fd)
-    except FileExistsError:
-        pass  # made meanwhile: opened and checked below like any other
-    except OSError:
-        raise _Missing(path) from None  # e.g. a read-only home: unusable, nothing unsafe
-    return _openat(dir_fd, name, flags, path)
-
-
-def _check_ancestor(fd: int, path: str) -> None:
-    st = os.fstat(fd)
-    if st.st_uid not in (0, os.geteuid()):
-        raise _Refused(f"{path} belongs to uid {st.st_uid}, who could swap the cache for "
-                       "files of their own")
-    if st.st_mode & _OTHERS_WRITE and not st.st_mode & stat.S_ISVTX:
-        raise _Refused(f"{path} is writable by group or others (mode "
-                       f"{stat.S_IMODE(st.st_mode):o}), who could swap the cache")
-
-
-def _check_own(fd: int, path: str) -> None:
-    st = os.fstat(fd)
-    if st.st_uid == 0 and os.geteuid() != 0:
-        # Left by an earlier `sudo -E` run: unusable by us but nothing anyone could abuse,
-        # so, as for a missing home, say nothing on every run.
-        raise _Missing(path)
-    if st.st_uid != os.geteuid():
-        raise _Refused(f"it belongs to uid {st.st_uid}, not {os.geteuid()}")
-    if st.st_mode & _OTHERS_WRITE:
-        raise _Refused(f"it is writable by group or others (mode "
-                       f"{stat.S_IMODE(st.st_mode):o})")
+    return d
 
 
 # -- entries
@@ -407,7 +229,7 @@ def _unseal(k: str, data: bytes) -> bytes:
     return payload
 
 
-def _read(d: _Dir, name: str) -> Optional[bytes]:
+def _read(d: cache_dir.Dir, name: str) -> Optional[bytes]:
     try:
         looked = os.stat(name, dir_fd=d.fd, follow_symlinks=False)
     except FileNotFoundError:
@@ -455,7 +277,7 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _discard(d: _Dir, name: str, why: str) -> None:
+def _discard(d: cache_dir.Dir, name: str, why: str) -> None:
     """Warn about a bad entry and remove it, so that the rebuilt one can take its place."""
     where = os.path.join(d.path, name)
     try:
@@ -471,7 +293,7 @@ def _discard(d: _Dir, name: str, why: str) -> None:
     warn(f"ignored cache entry {where}: {why}; rebuilding it")
 
 
-def _prune(d: _Dir) -> None:
+def _prune(d: cache_dir.Dir) -> None:
     """Keep the newest KEEP entries; drop pickles of the old format and temp files of runs
     that died while writing. Names are unlinked, so no link is ever followed."""
     import time

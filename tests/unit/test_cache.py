@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from runner import pipeline
-from runner.support import cache
+from runner.support import cache, cache_dir
 from runner.support.syscalls import host_arch
 
 from .util import ROOT
@@ -30,7 +30,7 @@ def xdg(tmp_path, monkeypatch):
     base.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_CACHE_HOME", str(base))
     monkeypatch.delenv("EBPF_RUN_NO_CACHE", raising=False)
-    monkeypatch.setattr(cache, "_account_home", lambda: None)
+    monkeypatch.setattr(cache_dir, "_account_home", lambda: None)
     monkeypatch.setattr(cache, "_warned", set())
     return base
 
@@ -313,14 +313,14 @@ def test_root_refuses_a_cache_inside_another_users_tree_and_falls_back(
     os.chown(xdg, NOBODY, NOBODY)
     root_home = tmp_path / "root-home"
     root_home.mkdir(mode=0o700)
-    monkeypatch.setattr(cache, "_account_home", lambda: str(root_home))
+    monkeypatch.setattr(cache_dir, "_account_home", lambda: str(root_home))
     got = pipeline.compile_spec(str(spec))
     assert "Hello Evil!" not in got.rendered.c
     assert entries(mine) == [entry_of(spec)]  # nothing read or written there
     assert entries(root_home / ".cache" / "ebpf-run") == [entry_of(spec)]
     assert capsys.readouterr().err == ""  # a safe fall-back, taken on every `sudo -E` run
     # Without a home of root's own to fall back to: no cache, and the reason, once.
-    monkeypatch.setattr(cache, "_account_home", lambda: None)
+    monkeypatch.setattr(cache_dir, "_account_home", lambda: None)
     assert "Hello Evil!" not in pipeline.compile_spec(str(spec)).rendered.c
     one_warning(capsys, f"not using the cache in {mine}: {xdg} belongs to uid 65534")
 
@@ -333,7 +333,7 @@ def test_a_cache_directory_swapped_for_a_link_at_open_time_is_refused(
     attacker = tmp_path / "attacker"
     attacker.mkdir(mode=0o700)
     (attacker / entry_of(spec)).write_bytes(evil_entry(spec, monkeypatch))
-    resolve = cache._resolve
+    resolve = cache_dir._resolve
 
     def resolve_then_swap(path):
         resolved = resolve(path)
@@ -342,7 +342,7 @@ def test_a_cache_directory_swapped_for_a_link_at_open_time_is_refused(
             os.symlink(attacker, xdg / "ebpf-run")
         return resolved
 
-    monkeypatch.setattr(cache, "_resolve", resolve_then_swap)
+    monkeypatch.setattr(cache_dir, "_resolve", resolve_then_swap)
     got = pipeline.compile_spec(str(spec))
     assert "Hello Evil!" not in got.rendered.c
     one_warning(capsys, f"{xdg / 'ebpf-run'} is a symbolic link")
@@ -355,7 +355,7 @@ def test_an_ancestor_swapped_for_a_link_at_open_time_is_refused(
     attacker = tmp_path / "attacker"
     (attacker / "ebpf-run").mkdir(parents=True, mode=0o700)
     (attacker / "ebpf-run" / entry_of(spec)).write_bytes(evil_entry(spec, monkeypatch))
-    resolve = cache._resolve
+    resolve = cache_dir._resolve
 
     def resolve_then_swap(path):
         resolved = resolve(path)
@@ -364,7 +364,7 @@ def test_an_ancestor_swapped_for_a_link_at_open_time_is_refused(
             os.symlink(attacker, xdg)
         return resolved
 
-    monkeypatch.setattr(cache, "_resolve", resolve_then_swap)
+    monkeypatch.setattr(cache_dir, "_resolve", resolve_then_swap)
     assert "Hello Evil!" not in pipeline.compile_spec(str(spec)).rendered.c
     one_warning(capsys, f"{xdg} is a symbolic link")
 
