@@ -186,8 +186,8 @@ def load(k: str, expected: Type[T]) -> Optional[T]:
 
 
 def store(k: str, value: Any) -> None:
-    codec = _codec(type(value))
     try:
+        codec = _codec(type(value))
         payload = codec.dumps(value)
         # Read it back now: a model field this codec cannot carry would otherwise make
         # every later run a silent miss.

@@ -79,11 +79,12 @@ class Codec:
         """Rebuild a value of type `expected` (an allowed class) from `dumps` output."""
         try:
             tree = json.loads(data)
+        except (ValueError, RecursionError) as e:  # bad UTF-8 or syntax, a 5000-digit number
+            raise Corrupt(f"not JSON ({e})") from None
+        try:
             return self._decode(tree, expected, "")
         except RecursionError:
             raise Corrupt("nested too deeply") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise Corrupt(f"not JSON ({e})") from None
 
     def _decode(self, node: Any, tp: Any, where: str) -> Any:
         """`node` as a value of declared type `tp`; `where` names it in error messages."""

@@ -470,3 +470,9 @@ def test_a_user_creates_nothing_in_a_sticky_directory_not_theirs(xdg, capsys, mo
     monkeypatch.setattr(os, "geteuid", lambda: NOBODY)
     assert cache.directory() is None
     assert list(xdg.iterdir()) == [] and capsys.readouterr().err == ""
+
+
+def test_a_value_the_codec_cannot_carry_is_not_stored(xdg, capsys):
+    cache.store("0" * 64, {"not": "a dataclass"})
+    one_warning(capsys, "not caching: ", "not a frozen dataclass")
+    assert not (xdg / "ebpf-run").exists()

@@ -96,7 +96,8 @@ def test_an_unknown_or_unexpected_class_at_the_top_is_corrupt():
         CODEC.loads(CODEC.dumps(Leaf(1, 1.0, "a")), Tree)
 
 
-@pytest.mark.parametrize("data", [b"", b"{", b"\xff\xfe", b"[" * 100000 + b"]" * 100000])
+@pytest.mark.parametrize("data", [b"", b"{", b"\xff\xfe", b"[" * 100000 + b"]" * 100000,
+                                  b'{"class": ' + b"1" * 5000 + b"}"])
 def test_text_that_is_not_json_is_corrupt(data):
     with pytest.raises(Corrupt):
         CODEC.loads(data, Tree)
