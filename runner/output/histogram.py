@@ -1,4 +1,4 @@
-"""Histograms and tables drawn for people, and the JSON records that carry the same data.
+"""Histograms drawn for people, and the JSON record that carries the same data.
 
 Histogram blocks are bpftrace 0.17's text output byte for byte (src/output.cpp,
 TextOutput::hist_to_str and lhist_to_str): a range label left-aligned in 16 columns,
@@ -10,15 +10,11 @@ them included.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Union
 
-from runner.runtime.aggregates import Histogram, Key, LinearLayout, Stats
+from runner.runtime.aggregates import Histogram, Key, LinearLayout
 
 BAR_WIDTH = 52
-
-Unit = Literal["ns", "us", "ms", "s", "bytes"]
-UNITS: Tuple[str, ...] = ("ns", "us", "ms", "s", "bytes")
 
 
 def _f32(x: float) -> float:
@@ -99,61 +95,6 @@ def draw_histogram_map(name: str, hists: Mapping[Key, Histogram]) -> str:
     return "".join(f"@{name}{key_text(key)}: \n{draw_histogram(hist)}\n" for key, hist in order)
 
 
-# ---- tables -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Column:
-    title: str
-    unit: Optional[str] = None  # shown in the header: "LATENCY (us)"
-    numeric: bool = False  # numbers are right-aligned, text left-aligned
-
-    @property
-    def header(self) -> str:
-        return f"{self.title} ({self.unit})" if self.unit else self.title
-
-
-Cell = Union[str, int, float, None]
-
-
-def format_table(columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> str:
-    """Columns two spaces apart, each as wide as its widest cell; no trailing spaces."""
-    texts = [[_cell_text(cell) for cell in row] for row in rows]
-    for row in texts:
-        if len(row) != len(columns):
-            raise ValueError(f"row has {len(row)} cells for {len(columns)} columns")
-    widths = [
-        max([len(col.header)] + [len(row[i]) for row in texts]) for i, col in enumerate(columns)
-    ]
-    lines = []
-    for row in [[c.header for c in columns], *texts]:
-        cells = [
-            text.rjust(width) if col.numeric else text.ljust(width)
-            for text, width, col in zip(row, widths, columns)
-        ]
-        lines.append("  ".join(cells).rstrip() + "\n")
-    return "".join(lines)
-
-
-def _cell_text(cell: Cell) -> str:
-    if cell is None:
-        return "-"
-    if isinstance(cell, float):
-        return f"{cell:.2f}"
-    return str(cell)
-
-
-def stats_columns(unit: Optional[str] = None) -> List[Column]:
-    return [
-        Column(name.upper(), unit if name != "count" else None, numeric=True)
-        for name in ("count", "avg", "min", "max", "sum")
-    ]
-
-
-def stats_cells(stats: Stats) -> List[Cell]:
-    return [stats.count, stats.avg, stats.min, stats.max, stats.sum]
-
-
 # ---- JSON records ---------------------------------------------------------------------
 #
 # {"type": "hist", "map": "usecs", "key": {"comm": "bash"}, "unit": "us",
@@ -182,21 +123,4 @@ def histogram_record(
         "count": hist.total,
         "sum": hist.sum,
         "buckets": buckets,
-    }
-
-
-def stats_record(
-    name: str, key: Mapping[str, Json], stats: Stats, unit: Optional[str] = None
-) -> Dict[str, Json]:
-    """{"type": "stats", ..., "count", "sum", "avg", "min", "max"}: min/max null when empty."""
-    return {
-        "type": "stats",
-        "map": name,
-        "key": dict(key),
-        "unit": unit,
-        "count": stats.count,
-        "sum": stats.sum,
-        "avg": stats.avg,
-        "min": stats.min,
-        "max": stats.max,
     }

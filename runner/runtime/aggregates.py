@@ -264,14 +264,14 @@ class Entry:
 
 
 def rank(value: Value) -> int:
-    """What "largest" means per value: the number itself, a histogram's total count
-    (bpftrace sorts hist maps by it), a stats value's count; None (no min yet) is lowest."""
+    """What "largest" means per value, as bpftrace sorts: the number itself, a histogram's
+    total count, a stats value's average; None (no min yet) is lowest."""
     if value is None:
         return -(1 << 64)
     if isinstance(value, Histogram):
         return value.total
     if isinstance(value, Stats):
-        return value.count
+        return value.avg
     return value
 
 
@@ -306,18 +306,43 @@ def _key_order(key: Key) -> Tuple[Tuple[int, object], ...]:
 # clears them must delete the kernel entries (needs_kernel_clear).
 
 
-def needs_kernel_clear(kind: Union[ScalarKind, Literal["hist", "lhist"]]) -> bool:
+Kind = Union[ScalarKind, Literal["hist", "lhist"]]
+
+
+def needs_kernel_clear(kind: Kind) -> bool:
     return kind in ("min", "max")
 
 
-def since(current: Dict[Key, Value], baseline: Dict[Key, Value]) -> Dict[Key, Value]:
-    """Per key, what was added since `baseline`; keys with nothing new are left out."""
+def since(current: Dict[Key, Value], baseline: Dict[Key, Value], kind: Kind) -> Dict[Key, Value]:
+    """Per key, what was added since `baseline`; keys with nothing new are left out.
+    A count below its baseline means the kernel entry was deleted and created again (an
+    eviction, a restart): all of it is new. A sum may go down by itself (negative values)."""
+    if needs_kernel_clear(kind):
+        raise AggregateError(f"{kind} cannot be cleared by subtraction: delete the kernel entries")
     out: Dict[Key, Value] = {}
     for key, value in current.items():
         delta = _subtract(value, baseline.get(key))
-        if rank(delta) != 0:
+        if kind != "sum" and _went_back(delta):
+            delta = value
+        if not _is_empty(delta):
             out[key] = delta
     return out
+
+
+def _went_back(value: Value) -> bool:
+    if isinstance(value, Histogram):
+        return any(c < 0 for c in value.counts)
+    if isinstance(value, Stats):
+        return value.count < 0
+    return value is not None and value < 0
+
+
+def _is_empty(value: Value) -> bool:
+    if isinstance(value, Histogram):
+        return value.total == 0
+    if isinstance(value, Stats):
+        return value.count == 0
+    return value == 0
 
 
 def _subtract(value: Value, old: Value) -> Value:

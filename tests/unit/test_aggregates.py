@@ -152,12 +152,21 @@ def test_since_subtracts_counts_and_histograms():
     layout = LinearLayout(0, 10, 5)
     before = {("a",): 5, ("b",): 2, ("h",): histogram_of([1], layout)}
     after = {("a",): 9, ("b",): 2, ("c",): 1, ("h",): histogram_of([1, 7], layout)}
-    delta = since(after, before)  # type: ignore[arg-type]
+    delta = since(after, before, "count")  # type: ignore[arg-type]
     assert delta == {("a",): 4, ("c",): 1, ("h",): Histogram(layout, (0, 0, 1, 0))}
 
 
+def test_since_a_count_that_went_back_was_recreated():
+    layout = LinearLayout(0, 10, 5)
+    before = {("a",): 50, ("h",): histogram_of([1, 1, 7], layout)}
+    after = {("a",): 3, ("h",): histogram_of([1], layout)}
+    assert since(after, before, "count") == {("a",): 3, ("h",): histogram_of([1], layout)}
+    # A sum of negative values goes down by itself.
+    assert since({("a",): -5}, {("a",): 2}, "sum") == {("a",): -7}
+
+
 def test_since_on_stats_keeps_count_and_sum_only():
-    delta = since({(): Stats(5, 50, 1, 20)}, {(): Stats(2, 10, 1, 5)})
+    delta = since({(): Stats(5, 50, 1, 20)}, {(): Stats(2, 10, 1, 5)}, "stats")
     assert delta == {(): Stats(3, 40, None, None)}
     assert needs_kernel_clear("min") and needs_kernel_clear("max")
     assert not needs_kernel_clear("count") and not needs_kernel_clear("hist")
@@ -166,5 +175,14 @@ def test_since_on_stats_keeps_count_and_sum_only():
 def test_since_refuses_other_layouts():
     with pytest.raises(AggregateError, match="another layout"):
         since(
-            {(): histogram_of([1], Log2Layout())}, {(): histogram_of([1], LinearLayout(0, 10, 1))}
+            {(): histogram_of([1], Log2Layout())},
+            {(): histogram_of([1], LinearLayout(0, 10, 1))},
+            "hist",
         )
+    with pytest.raises(AggregateError, match="min cannot be cleared by subtraction"):
+        since({}, {}, "min")
+
+
+def test_stats_sort_by_average_like_bpftrace():
+    entries = [Entry(("a",), Stats(10, 20, 1, 3)), Entry(("b",), Stats(1, 50, 50, 50))]
+    assert [e.key for e in sort_entries(entries)] == [("a",), ("b",)]

@@ -1,5 +1,5 @@
 """Histogram blocks against bpftrace 0.17's own output (tests/data/bpftrace), byte for byte,
-plus tables and the JSON record shapes."""
+and the JSON record shape."""
 
 from __future__ import annotations
 
@@ -11,23 +11,17 @@ from typing import List, Tuple
 import pytest
 
 from runner.output.histogram import (
-    Column,
     bar_length,
     draw_histogram,
     draw_histogram_map,
-    format_table,
     histogram_record,
     linear_label,
     power_label,
-    stats_cells,
-    stats_columns,
-    stats_record,
 )
 from runner.runtime.aggregates import (
     Histogram,
     LinearLayout,
     Log2Layout,
-    Stats,
     histogram_of,
 )
 
@@ -163,28 +157,6 @@ def test_bar_length_is_single_precision():
     assert bar_length(1, 0) == 0
 
 
-def test_table_alignment_and_units():
-    columns = [Column("SYSCALL"), Column("COUNT", numeric=True), Column("LAT", "us", True)]
-    rows = [["read", 1200, 3.5], ["getppid", 7, None]]
-    assert format_table(columns, rows) == (
-        "SYSCALL  COUNT  LAT (us)\nread      1200      3.50\ngetppid      7         -\n"
-    )
-
-
-def test_stats_table_row():
-    stats = Stats(count=3, sum=-7, min=-5, max=1)
-    text = format_table(stats_columns("ns"), [stats_cells(stats)])
-    assert text == (
-        "COUNT  AVG (ns)  MIN (ns)  MAX (ns)  SUM (ns)\n"
-        "    3        -2        -5         1        -7\n"
-    )
-
-
-def test_table_refuses_ragged_rows():
-    with pytest.raises(ValueError, match="row has 1 cells for 2 columns"):
-        format_table([Column("A"), Column("B")], [["x"]])
-
-
 def test_histogram_record_shape():
     hist = histogram_of([-1, 0, 5, 5, 9], Log2Layout())
     record = histogram_record("usecs", {"comm": "sh"}, hist, "us")
@@ -213,17 +185,3 @@ def test_linear_record_has_open_ends():
     assert buckets[0] == {"lower": None, "upper": 0, "count": 1}
     assert buckets[-1] == {"lower": 50, "upper": None, "count": 1}
     assert len(buckets) == 7
-
-
-def test_stats_record_shape():
-    assert stats_record("s", {}, Stats(2, 12, 5, 7), "bytes") == {
-        "type": "stats",
-        "map": "s",
-        "key": {},
-        "unit": "bytes",
-        "count": 2,
-        "sum": 12,
-        "avg": 6,
-        "min": 5,
-        "max": 7,
-    }
