@@ -8,26 +8,56 @@ BPF_PERCPU_HASH (BPF_PERCPU_ARRAY of one entry when the spec has no key) of
 
     struct agg_slot { u64 count; s64 sum; s64 min; s64 max; };   // 32 bytes, no padding
 
-keyed by the spec's key struct. Each CPU updates its own slot without atomics:
-count += 1; sum += v; and min/max are written as v when count was 0 (a fresh slot
-is all zeros, so 0 cannot mean "no minimum yet"). User space gets one Slot per CPU;
-combine_slots() folds them, ignoring slots whose count is 0.
+keyed by the spec's key struct (AggSlotC below is its ctypes twin). Each CPU updates its
+own slot without atomics; a fresh slot is all zeros, so 0 cannot mean "no minimum yet":
+
+    struct agg_slot *s = map.lookup_or_try_init(&key, &zero_slot);
+    if (s) {
+        if (s->count == 0 || v < s->min) s->min = v;
+        if (s->count == 0 || v > s->max) s->max = v;
+        s->count += 1;
+        s->sum += v;
+    }
+
+User space gets one Slot per CPU; combine_slots() folds them, skipping slots whose count
+is 0.
 
 Histograms (hist: power of two, lhist: linear) are a BPF_PERCPU_HASH keyed by
 
     struct { <the spec's key fields>; u64 bucket; }               // bucket last
-    value: u64 count
+    value: u64 count                                             // map.increment(k)
 
-the same shape as bpftrace's hist maps: only buckets that were hit exist. The bucket
-index is log2_bucket() or linear_bucket() below, computed in the kernel by the same
-rules. User space gets rows (key, bucket, per-CPU counts); build_histograms() folds
-them into one Histogram per key.
+the same shape as bpftrace's hist maps: only buckets that were hit exist. The index is
+computed in the kernel exactly as log2_bucket() and linear_bucket() below do:
+
+    static __always_inline u64 log2_bucket(s64 v) {      // bpftrace's log2, 64 bits
+        if (v < 0) return 0;
+        if (v == 0) return 1;
+        u64 n = v, r = 2, s;
+        s = (n >= (1ULL << 32)) << 5; n >>= s; r += s;
+        s = (n >= (1ULL << 16)) << 4; n >>= s; r += s;
+        s = (n >= (1ULL << 8)) << 3;  n >>= s; r += s;
+        s = (n >= (1ULL << 4)) << 2;  n >>= s; r += s;
+        s = (n >= (1ULL << 2)) << 1;  n >>= s; r += s;
+        s = (n >= (1ULL << 1));       r += s;
+        return r;
+    }
+    static __always_inline u64 linear_bucket(s64 v, s64 lo, s64 hi, s64 step) {
+        if (v < lo) return 0;
+        if (v > hi) return 1 + (hi - lo) / step;
+        return 1 + (v - lo) / step;
+    }
+
+User space gets rows (key, bucket, per-CPU counts); build_histograms() folds them into
+one Histogram per key. A histogram exported to Prometheus also wants its values' sum:
+the spec pairs it with a sum on the same key, given as Histogram.sum.
 
 Keys reach this module as tuples of decoded values, `()` when the spec has none.
 """
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union
 
@@ -50,6 +80,24 @@ class Slot:
     sum: int
     min: int
     max: int
+
+
+class AggSlotC(ctypes.Structure):
+    """struct agg_slot as the kernel writes it."""
+
+    _fields_ = [
+        ("count", ctypes.c_uint64),
+        ("sum", ctypes.c_int64),
+        ("min", ctypes.c_int64),
+        ("max", ctypes.c_int64),
+    ]
+
+
+assert ctypes.sizeof(AggSlotC) == 32, "struct agg_slot is 32 bytes in the C"
+
+
+def slot_of(raw: AggSlotC) -> Slot:
+    return Slot(raw.count, raw.sum, raw.min, raw.max)
 
 
 @dataclass(frozen=True)
@@ -165,6 +213,13 @@ class LinearLayout:
             raise AggregateError(
                 f"linear histogram needs min < max and step > 0, got "
                 f"min={self.lo} max={self.hi} step={self.step}"
+            )
+        # Otherwise values just below max would land in the [max, ..) bucket, as they do
+        # in bpftrace, whose label then lies.
+        if (self.hi - self.lo) % self.step:
+            raise AggregateError(
+                f"linear histogram: max - min ({self.hi - self.lo}) must be a multiple of "
+                f"step ({self.step})"
             )
 
     @property

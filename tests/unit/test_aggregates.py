@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import ctypes
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runner.runtime.aggregates import (
     AggregateError,
+    AggSlotC,
     Entry,
     Histogram,
     LinearLayout,
@@ -19,6 +24,7 @@ from runner.runtime.aggregates import (
     needs_kernel_clear,
     scalar_value,
     since,
+    slot_of,
     sort_entries,
     top,
 )
@@ -82,6 +88,8 @@ def test_linear_layout_refuses_nonsense():
         LinearLayout(10, 10, 1)
     with pytest.raises(AggregateError, match="min < max and step > 0"):
         LinearLayout(0, 10, 0)
+    with pytest.raises(AggregateError, match=r"max - min \(10\) must be a multiple of step \(3\)"):
+        LinearLayout(0, 10, 3)
 
 
 def test_combine_slots_ignores_untouched_cpus():
@@ -186,3 +194,52 @@ def test_since_refuses_other_layouts():
 def test_stats_sort_by_average_like_bpftrace():
     entries = [Entry(("a",), Stats(10, 20, 1, 3)), Entry(("b",), Stats(1, 50, 50, 50))]
     assert [e.key for e in sort_entries(entries)] == [("a",), ("b",)]
+
+
+S64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
+
+
+def c_log2_bucket(v: int) -> int:
+    """The C in the module docstring, step for step, with u64 arithmetic."""
+    if v < 0:
+        return 0
+    if v == 0:
+        return 1
+    n, r = v, 2
+    for bits in (32, 16, 8, 4, 2):
+        s = int(n >= (1 << bits)) << (bits.bit_length() - 1)
+        n >>= s
+        r += s
+    return r + int(n >= 2)
+
+
+@given(S64)
+def test_log2_bucket_is_the_c_algorithm(v):
+    assert log2_bucket(v) == c_log2_bucket(v)
+
+
+@given(S64)
+def test_log2_value_lies_in_its_bucket(v):
+    lower, upper = Log2Layout().bounds(log2_bucket(v))
+    assert (lower is None or lower <= v) and (upper is None or v < upper)
+
+
+@given(
+    st.integers(-(10**6), 10**6),
+    st.integers(-1000, 1000),
+    st.integers(1, 100),
+    st.integers(1, 50),
+)
+def test_linear_value_lies_in_its_bucket(v, lo, buckets, step):
+    layout = LinearLayout(lo, lo + buckets * step, step)
+    index = layout.index(v)
+    assert 0 <= index < layout.size
+    lower, upper = layout.bounds(index)
+    assert (lower is None or lower <= v) and (upper is None or v < upper)
+
+
+def test_slot_ctypes_layout():
+    raw = AggSlotC(3, -6, -5, 2)
+    assert ctypes.sizeof(raw) == 32
+    assert [AggSlotC.count.offset, AggSlotC.sum.offset, AggSlotC.min.offset] == [0, 8, 16]
+    assert slot_of(raw) == Slot(3, -6, -5, 2)
