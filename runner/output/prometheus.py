@@ -325,7 +325,35 @@ class RunnerCollector(Collector):
             raise MetricsError(f"spec {collector.spec!r} added twice")
         self._specs[collector.spec] = (collector, status)
 
+    def describe(self) -> Iterator[Metric]:
+        # Without it the registry would call collect(), and so every status callback,
+        # at registration.
+        yield from self._families()
+
     def collect(self) -> Iterator[Metric]:
+        received, lost, attached, dropped, errors = self._families()
+        for spec, (collector, status_of) in sorted(self._specs.items()):
+            status = status_of()
+            for channel, count in sorted(status.received.items()):
+                received.add_metric([spec, channel], count)
+            for (channel, reason), count in sorted(status.lost.items()):
+                lost.add_metric([spec, channel, reason], count)
+            for probe in status.probes:
+                how = probe.how if probe.attached else "none"
+                attached.add_metric([spec, probe.probe, how], 1 if probe.attached else 0)
+            for metric, count in sorted(collector.dropped.items()):
+                dropped.add_metric([spec, metric], count)
+            errors.add_metric([spec], collector.read_errors)
+        yield from (received, lost, attached, dropped, errors)
+
+    @staticmethod
+    def _families() -> Tuple[
+        CounterMetricFamily,
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        CounterMetricFamily,
+        CounterMetricFamily,
+    ]:
         received = CounterMetricFamily(
             "ebpf_run_events_received", "Events received from the kernel.",
             labels=["spec", "channel"],
@@ -346,19 +374,7 @@ class RunnerCollector(Collector):
         errors = CounterMetricFamily(
             "ebpf_run_metric_read_errors", "Scrapes whose map read failed.", labels=["spec"]
         )
-        for spec, (collector, status_of) in sorted(self._specs.items()):
-            status = status_of()
-            for channel, count in sorted(status.received.items()):
-                received.add_metric([spec, channel], count)
-            for (channel, reason), count in sorted(status.lost.items()):
-                lost.add_metric([spec, channel, reason], count)
-            for probe in status.probes:
-                how = probe.how if probe.attached else "none"
-                attached.add_metric([spec, probe.probe, how], 1 if probe.attached else 0)
-            for metric, count in sorted(collector.dropped.items()):
-                dropped.add_metric([spec, metric], count)
-            errors.add_metric([spec], collector.read_errors)
-        yield from (received, lost, attached, dropped, errors)
+        return received, lost, attached, dropped, errors
 
 
 def registry_for(

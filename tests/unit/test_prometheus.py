@@ -271,3 +271,20 @@ def test_server_port_in_use_says_what_to_do():
 def test_port_before_start_is_an_error():
     with pytest.raises(RuntimeError, match="not running"):
         _ = MetricsServer(registry_for([]), "127.0.0.1", 0).port
+
+
+def test_registration_reads_nothing():
+    calls: List[str] = []
+
+    def read():
+        calls.append("read")
+        return []
+
+    def status_now() -> RunnerStatus:
+        calls.append("status")
+        return status()
+
+    registry = registry_for([(SpecCollector("demo", [SYSCALLS], read), status_now)])
+    assert calls == []
+    generate_latest(registry)
+    assert calls == ["read", "status"]
