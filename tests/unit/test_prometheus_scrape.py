@@ -21,49 +21,12 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runner.output.prometheus import (
-    FamilySnapshot,
-    HistogramSample,
-    MetricSpec,
-    MetricsServer,
-    ProbeState,
-    RunnerStatus,
-    Sample,
-    SpecCollector,
-    registry_for,
-)
-from runner.runtime.aggregates import Histogram, Log2Layout, histogram_of
+from runner.output.prometheus import MetricsServer, SpecCollector, registry_for
+
+from .test_prometheus import LATENCY, OPEN, SYSCALLS, demo_read, status
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 DEADLINE = 60.0  # a hang guard, not a timing assertion
-
-SPECS = [
-    MetricSpec("syscalls_total", "System calls by name.", "counter", ("syscall",)),
-    MetricSpec(
-        "read_latency_seconds", "read() latency.", "histogram", ("comm",), scale=1e-9,
-        le_indexes=(1, 5, 10, 12, 20),
-    ),
-]  # fmt: skip
-
-
-def fake_maps():
-    values = [0, 5, 5, 9, 1000, 1023, 1024, 5000]
-    hist = histogram_of(values, Log2Layout())
-    return [
-        FamilySnapshot("syscalls_total", (Sample(("read",), 1234), Sample(("getppid",), 7))),
-        FamilySnapshot(
-            "read_latency_seconds",
-            (HistogramSample(("sh",), Histogram(hist.layout, hist.counts, sum(values))),),
-        ),
-    ]
-
-
-def fake_status() -> RunnerStatus:
-    return RunnerStatus(
-        received={"events": 42},
-        lost={("events", "ring_full"): 3},
-        probes=(ProbeState("reads", True, "tracepoint:syscalls:sys_exit_read"),),
-    )
 
 
 def free_port() -> int:
@@ -124,8 +87,8 @@ def test_prometheus_scrapes_what_we_serve(tmp_path: Path):
             pytest.fail(f"CI is set and {PROMETHEUS} is missing; run ./scripts/setup")
         pytest.skip(f"{PROMETHEUS} not installed; run ./scripts/setup")
 
-    collector = SpecCollector("demo", SPECS, fake_maps)
-    registry = registry_for([(collector, fake_status)])
+    collector = SpecCollector("demo", [SYSCALLS, LATENCY, OPEN], demo_read)
+    registry = registry_for([(collector, status)])
     expected = generate_latest(registry).decode()
 
     with MetricsServer(registry, "127.0.0.1", 0) as server:
@@ -153,7 +116,7 @@ def test_prometheus_scrapes_what_we_serve(tmp_path: Path):
 
             got = wait_for(lambda: query(base, "syscalls_total"), "syscalls_total", proc)
             assert got == served(expected, "syscalls_total")
-            assert got == {(("syscall", "getppid"),): 7.0, (("syscall", "read"),): 1234.0}
+            assert got == {(("syscall", "read"),): 12.0, (("syscall", "write"),): 3.0}
 
             buckets = query(base, "read_latency_seconds_bucket")
             assert buckets == served(expected, "read_latency_seconds_bucket")
@@ -162,8 +125,9 @@ def test_prometheus_scrapes_what_we_serve(tmp_path: Path):
             assert query(base, "read_latency_seconds_sum") == {(("comm", "sh"),): 8.066e-06}
             assert query(base, "read_latency_seconds_count") == {(("comm", "sh"),): 8.0}
 
+            assert query(base, "open_files") == {(): 4.0}
             lost = query(base, "ebpf_run_events_lost_total")
-            assert lost == {(("channel", "events"), ("reason", "ring_full"), ("spec", "demo")): 3}
+            assert lost == {(("channel", "events"), ("reason", "ring_full"), ("spec", "demo")): 2}
             attached = query(base, "ebpf_run_probe_attached")
             assert attached == served(expected, "ebpf_run_probe_attached")
         finally:
