@@ -1,4 +1,4 @@
-"""Histograms drawn for people, and the JSON record that carries the same data.
+"""Histograms drawn for people (their JSON record: runner.output.records).
 
 Histogram blocks are bpftrace 0.17's text output byte for byte (src/output.cpp,
 TextOutput::hist_to_str and lhist_to_str): a range label left-aligned in 16 columns,
@@ -10,8 +10,9 @@ them included.
 from __future__ import annotations
 
 import struct
-from typing import Dict, List, Mapping, Optional, Union
+from typing import Mapping
 
+from runner.kinds.decoders.text import safe_text
 from runner.runtime.aggregates import Histogram, Key, LinearLayout
 
 BAR_WIDTH = 52
@@ -83,9 +84,9 @@ def draw_histogram(hist: Histogram) -> str:
 
 
 def key_text(key: Key) -> str:
-    """`[1, a]` as bpftrace writes a key; "" for no key. Parts are shown as given: decode
-    them (runner.kinds.decoders) before, which also makes them safe for a terminal."""
-    return f"[{', '.join(str(part) for part in key)}]" if key else ""
+    """`[1, a]` as bpftrace writes a key; "" for no key. Parts are shown as given (decode
+    them before: runner.kinds.decoders), escaped for the terminal: a comm is anything."""
+    return f"[{', '.join(safe_text(str(part)) for part in key)}]" if key else ""
 
 
 def draw_histogram_map(name: str, hists: Mapping[Key, Histogram]) -> str:
@@ -93,34 +94,3 @@ def draw_histogram_map(name: str, hists: Mapping[Key, Histogram]) -> str:
     space), the bucket lines, a blank line; keys by ascending total count."""
     order = sorted(hists.items(), key=lambda kv: (kv[1].total, key_text(kv[0])))
     return "".join(f"@{name}{key_text(key)}: \n{draw_histogram(hist)}\n" for key, hist in order)
-
-
-# ---- JSON records ---------------------------------------------------------------------
-#
-# {"type": "hist", "map": "usecs", "key": {"comm": "bash"}, "unit": "us",
-#  "count": 12, "sum": null,
-#  "buckets": [{"lower": 4, "upper": 8, "count": 12}, ...]}
-#
-# Buckets from the first to the last hit, like the text. `lower` is inclusive and
-# `upper` exclusive; null means unbounded (the below-range and above-range buckets).
-
-Json = Union[None, bool, int, float, str, List["Json"], Dict[str, "Json"]]
-
-
-def histogram_record(
-    name: str, key: Mapping[str, Json], hist: Histogram, unit: Optional[str] = None
-) -> Dict[str, Json]:
-    hit = hist.hit_range()
-    buckets: List[Json] = []
-    if hit is not None:
-        for bucket in hist.buckets()[hit[0] : hit[1] + 1]:
-            buckets.append({"lower": bucket.lower, "upper": bucket.upper, "count": bucket.count})
-    return {
-        "type": "hist",
-        "map": name,
-        "key": dict(key),
-        "unit": unit,
-        "count": hist.total,
-        "sum": hist.sum,
-        "buckets": buckets,
-    }

@@ -134,6 +134,8 @@ class MetricSpec:
         validate_label_names(self.labels, self.kind)
         if not self.help.strip():
             raise MetricsError(f"metric {self.name!r} needs help text")
+        if not self.scale > 0:
+            raise MetricsError(f"metric {self.name!r}: scale must be positive, got {self.scale}")
         if self.le_indexes is not None:
             if list(self.le_indexes) != sorted(set(self.le_indexes)):
                 raise MetricsError(f"metric {self.name!r}: le_indexes must be increasing")

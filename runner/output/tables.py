@@ -1,12 +1,13 @@
-"""Scalar aggregations for people: aligned tables, bpftrace's `@name[key]: value` lines,
-and the JSON records that carry the same values."""
+"""Scalar aggregations for people: aligned tables and bpftrace's `@name[key]: value` lines
+(their JSON records: runner.output.records)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
+from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
-from runner.output.histogram import Json, key_text
+from runner.kinds.decoders.text import display_width, safe_text
+from runner.output.histogram import key_text
 from runner.runtime.aggregates import Entry, Key, ScalarKind, Stats, scalar_value
 
 # The units a header may name; values are shown in the unit they were recorded in.
@@ -32,20 +33,20 @@ Cell = Union[str, int, float, None]
 
 
 def format_table(columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> str:
-    """Columns two spaces apart, each as wide as its widest cell; no trailing spaces."""
+    """Columns two spaces apart, each as wide as its widest cell on a terminal; no trailing
+    spaces. Text cells are escaped for the terminal."""
     texts = [[_cell_text(cell) for cell in row] for row in rows]
     for row in texts:
         if len(row) != len(columns):
             raise ValueError(f"row has {len(row)} cells for {len(columns)} columns")
-    widths = [
-        max([len(col.header)] + [len(row[i]) for row in texts]) for i, col in enumerate(columns)
-    ]
+    header = [c.header for c in columns]
+    widths = [max(display_width(row[i]) for row in [header, *texts]) for i in range(len(columns))]
     lines = []
-    for row in [[c.header for c in columns], *texts]:
-        cells = [
-            text.rjust(width) if col.numeric else text.ljust(width)
-            for text, width, col in zip(row, widths, columns)
-        ]
+    for row in [header, *texts]:
+        cells = []
+        for text, width, col in zip(row, widths, columns):
+            pad = " " * (width - display_width(text))
+            cells.append(pad + text if col.numeric else text + pad)
         lines.append("  ".join(cells).rstrip() + "\n")
     return "".join(lines)
 
@@ -55,7 +56,7 @@ def _cell_text(cell: Cell) -> str:
         return "-"  # min/max before the first event
     if isinstance(cell, float):
         return f"{cell:.2f}"
-    return str(cell)
+    return safe_text(str(cell))
 
 
 STATS_FIELDS = ("count", "avg", "min", "max", "sum")
@@ -121,47 +122,3 @@ def _bpftrace_order(item: Tuple[Key, Stats], kind: ScalarKind) -> Tuple[int, str
     value = scalar_value(stats, "avg" if kind == "stats" else kind)
     assert not isinstance(value, Stats)
     return (value if value is not None else -(1 << 64), key_text(key))
-
-
-# ---- JSON records ---------------------------------------------------------------------
-#
-# {"type": "map", "map": "syscalls", "key": {"syscall": "read"}, "unit": null,
-#  "kind": "count", "value": 1200}
-# {"type": "stats", "map": "lat", "key": {}, "unit": "ns",
-#  "count": 2, "sum": 12, "avg": 6, "min": 5, "max": 7}
-
-
-def scalar_record(
-    name: str,
-    key: Mapping[str, Json],
-    stats: Stats,
-    kind: Literal["count", "sum", "min", "max", "avg"],
-    unit: Optional[str] = None,
-) -> Dict[str, Json]:
-    value = scalar_value(stats, kind)
-    assert not isinstance(value, Stats)
-    return {
-        "type": "map",
-        "map": name,
-        "key": dict(key),
-        "unit": unit,
-        "kind": kind,
-        "value": value,
-    }
-
-
-def stats_record(
-    name: str, key: Mapping[str, Json], stats: Stats, unit: Optional[str] = None
-) -> Dict[str, Json]:
-    """{"type": "stats", ..., "count", "sum", "avg", "min", "max"}: min/max null when empty."""
-    return {
-        "type": "stats",
-        "map": name,
-        "key": dict(key),
-        "unit": unit,
-        "count": stats.count,
-        "sum": stats.sum,
-        "avg": stats.avg,
-        "min": stats.min,
-        "max": stats.max,
-    }

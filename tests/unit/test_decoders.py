@@ -222,7 +222,9 @@ def test_safe_text():
     assert safe_text("a\nb\tc\x7f\x9b") == "a\\x0ab\\x09c\\x7f\\x9b"
     assert safe_text("\u202eevil") == "\\u202eevil"
     assert safe_text("\U000e0001") == "\\U000e0001"
-    assert safe_text("back\\slash") == "back\\\\slash"
+    assert safe_text("back\\slash") == "back\\slash"
+    once = safe_text("evil\x1b[2J\u202e")
+    assert safe_text(once) == once
 
 
 @pytest.mark.parametrize("name", sorted(X86.names))

@@ -14,10 +14,10 @@ from runner.output.histogram import (
     bar_length,
     draw_histogram,
     draw_histogram_map,
-    histogram_record,
     linear_label,
     power_label,
 )
+from runner.output.records import histogram_record
 from runner.runtime.aggregates import (
     Histogram,
     LinearLayout,

@@ -181,6 +181,8 @@ def test_label_names_are_validated(labels, kind, message):
 def test_help_is_required_and_le_indexes_checked():
     with pytest.raises(MetricsError, match="needs help text"):
         MetricSpec("ok_value", " ", "gauge")
+    with pytest.raises(MetricsError, match="scale must be positive, got 0"):
+        MetricSpec("ok_value", "Help.", "gauge", scale=0)
     with pytest.raises(MetricsError, match="le_indexes must be increasing"):
         MetricSpec("ok_seconds", "Help.", "histogram", le_indexes=(5, 3))
     with pytest.raises(MetricsError, match="no bounded bucket 8"):

@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from runner.output.records import scalar_record, stats_record
 from runner.output.tables import (
     Column,
     draw_scalar_map,
     entries_table,
     format_table,
-    scalar_record,
     stats_cells,
     stats_columns,
-    stats_record,
 )
 from runner.runtime.aggregates import Entry, Slot, Stats, build_scalars, combine_slots, top
 
@@ -117,3 +116,13 @@ def test_records():
     }  # fmt: skip
     assert scalar_record("m", {}, Stats(0, 0, None, None), "min")["value"] is None
     json.dumps(record)
+
+
+def test_cells_are_escaped_and_wide_characters_aligned():
+    columns = [Column("COMM"), Column("COUNT", numeric=True)]
+    text = format_table(columns, [["日本語", 1], ["a\x1b[2Jb", 22]])
+    assert text == ("COMM       COUNT\n日本語         1\na\\x1b[2Jb     22\n")
+
+
+def test_keys_are_escaped_in_bpftrace_lines():
+    assert draw_scalar_map("c", {("evil\n",): recorded(1)}, "count") == "@c[evil\\x0a]: 1\n"
