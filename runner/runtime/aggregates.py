@@ -68,8 +68,9 @@ SCALAR_KINDS: Tuple[ScalarKind, ...] = ("count", "sum", "min", "max", "avg", "st
 
 
 class AggregateError(ValueError):
-    """A row from the kernel does not fit the layout it was declared with: a bug in the
-    generated code, never the user's input, so it is loud."""
+    """A layout that cannot work (the checker reports the spec's at its location first),
+    or a row from the kernel that does not fit its layout: a bug in the generated code,
+    so it is loud."""
 
 
 @dataclass(frozen=True)

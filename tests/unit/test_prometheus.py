@@ -18,15 +18,14 @@ from runner.output.prometheus import (
     HistogramSample,
     MetricsError,
     MetricSpec,
-    MetricsServer,
     ProbeState,
     RunnerStatus,
     Sample,
     SpecCollector,
     cumulative_buckets,
-    parse_listen,
     registry_for,
 )
+from runner.output.prometheus_server import MetricsServer, parse_listen
 from runner.runtime.aggregates import Histogram, LinearLayout, Log2Layout, histogram_of
 
 SYSCALLS = MetricSpec("syscalls_total", "System calls by name.", "counter", ("syscall",))
