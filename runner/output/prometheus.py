@@ -50,7 +50,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from runner.runtime.aggregates import Histogram, Layout, Log2Layout
+from runner.runtime.aggregates import Histogram, Key, Layout, Log2Layout
 
 MetricKind = Literal["counter", "gauge", "histogram"]
 
@@ -174,6 +174,25 @@ class FamilySnapshot:
 
 
 ReadMetrics = Callable[[], Iterable[FamilySnapshot]]
+
+
+def snapshot(
+    spec: MetricSpec, values: Mapping[Key, Union[int, float, Histogram]]
+) -> FamilySnapshot:
+    """A map's contents as one metric's snapshot: each key's parts, decoded already
+    (runner.kinds.decoders), become the label values in the order of spec.labels."""
+    samples: List[Union[Sample, HistogramSample]] = []
+    for key, value in values.items():
+        if len(key) != len(spec.labels):
+            raise MetricsError(
+                f"metric {spec.name!r}: key {key!r} for labels {', '.join(spec.labels) or '()'}"
+            )
+        labels = tuple(str(part) for part in key)
+        if isinstance(value, Histogram):
+            samples.append(HistogramSample(labels, value))
+        else:
+            samples.append(Sample(labels, value))
+    return FamilySnapshot(spec.name, tuple(samples))
 
 
 def cumulative_buckets(spec: MetricSpec, hist: Histogram) -> List[Tuple[str, float]]:

@@ -24,6 +24,7 @@ from runner.output.prometheus import (
     SpecCollector,
     cumulative_buckets,
     registry_for,
+    snapshot,
 )
 from runner.output.prometheus_server import MetricsServer, parse_listen
 from runner.runtime.aggregates import Histogram, LinearLayout, Log2Layout, histogram_of
@@ -289,3 +290,16 @@ def test_registration_reads_nothing():
     assert calls == []
     generate_latest(registry)
     assert calls == ["read", "status"]
+
+
+def test_snapshot_from_map_contents():
+    hist = latency_hist()
+    assert snapshot(SYSCALLS, {("read",): 12, ("write",): 3}) == FamilySnapshot(
+        "syscalls_total", (Sample(("read",), 12), Sample(("write",), 3))
+    )
+    assert snapshot(LATENCY, {("sh",): hist}) == FamilySnapshot(
+        "read_latency_seconds", (HistogramSample(("sh",), hist),)
+    )
+    assert snapshot(OPEN, {(): 4}) == FamilySnapshot("open_files", (Sample((), 4),))
+    with pytest.raises(MetricsError, match=r"key \('read', 1\) for labels syscall"):
+        snapshot(SYSCALLS, {("read", 1): 1})
