@@ -50,10 +50,17 @@ class Text(str):
         return escape(self)
 
 
+def as_text(value: str) -> str:
+    """`value` as a Text when formatting must escape it; a str that needs no escape is
+    returned as it is, formatting it already gives its escaped form (a quarter of the
+    cost per event of a Text)."""
+    return value if _UNSAFE.search(value) is None else Text(value)
+
+
 def with_texts(value: Any) -> Any:
-    """`value` with every str in it, at any depth of dicts and lists, made a Text."""
+    """`value` with every str in it, at any depth of dicts and lists, made safe to format."""
     if isinstance(value, str):
-        return value if isinstance(value, Text) else Text(value)
+        return as_text(value)
     if isinstance(value, dict):
         return {k: with_texts(v) for k, v in value.items()}
     if isinstance(value, list):

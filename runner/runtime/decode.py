@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 from runner.errors import KernelError
 from runner.model.spec import Spec, Struct
 from runner.model.types import TypeRef
-from runner.output.escape import Text, escape, with_texts
+from runner.output.escape import as_text, escape, with_texts
 
 
 def load_types(source: str, spec: Spec) -> types.ModuleType:
@@ -61,8 +61,8 @@ def record_decoder(module: types.ModuleType, struct: Struct, padded: bool) -> Re
 
 def _texts_of(fields: Callable[[Any], Dict[str, Any]],
               struct: Struct) -> Callable[[Any], Dict[str, Any]]:
-    """`fields` with its char arrays as output.escape.Text: text output shows them escaped,
-    JSON exactly as they are."""
+    """`fields` with its char arrays made safe to format (output.escape.as_text): text
+    output shows them escaped, JSON exactly as they are."""
     if any(m.type.is_struct for m in struct.layout.fields):
         return lambda r: with_texts(fields(r))  # type: ignore[no-any-return]
     names = tuple(m.name for m in struct.layout.fields if m.type.is_string)
@@ -72,7 +72,7 @@ def _texts_of(fields: Callable[[Any], Dict[str, Any]],
     def with_text(r: Any) -> Dict[str, Any]:
         d = fields(r)
         for name in names:
-            d[name] = Text(d[name])
+            d[name] = as_text(d[name])
         return d
 
     return with_text
@@ -87,7 +87,7 @@ def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any
                     cls.from_buffer_copy(b)))
         unit = ctypes.sizeof(cls)
     elif t.is_string:
-        return lambda b: Text(b.split(b"\0", 1)[0].decode("utf-8", "replace"))
+        return lambda b: as_text(b.split(b"\0", 1)[0].decode("utf-8", "replace"))
     else:
         assert t.scalar is not None
         sc = t.scalar
@@ -155,7 +155,7 @@ def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str) -> Optio
               f"    return [{' '.join(parts) or repr('')} for ({unpacked},) in _rows(buf)]\n")
     cache: Dict[bytes, str] = {}
 
-    def text(raw: bytes) -> str:
+    def text_of(raw: bytes) -> str:
         """A char array up to the first NUL, as ctypes reads it, escaped as
         output.escape.Text formats it: the batch gives the text of the record-by-record
         path."""
@@ -164,6 +164,6 @@ def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str) -> Optio
         value = cache[raw] = escape(raw.split(b"\0", 1)[0].decode("utf-8", "replace"))
         return value
 
-    scope: Dict[str, Any] = {"_layout": layout, "_cache": cache, "_text": text}
+    scope: Dict[str, Any] = {"_layout": layout, "_cache": cache, "_text": text_of}
     exec(compile(source, f"<ebpf-run text of {struct.name}>", "exec"), scope)
     return scope["er_batch"]  # type: ignore[no-any-return]

@@ -110,6 +110,7 @@ def test_a_string_map_key_is_text():
     key_type = next(m for m in spec.maps if m.name == "by_name").key
     key = decode.value_decoder(module, key_type)(HOSTILE.encode() + b"\0")
     assert isinstance(key, Text) and key == HOSTILE
+    assert type(decode.value_decoder(module, key_type)(b"bash\0")) is str  # nothing to escape
     assert "{key}: {value}".format_map({"key": key, "value": 1}) == "a\\nEVENT pid=1 c: 1"
 
 
