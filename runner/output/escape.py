@@ -5,7 +5,7 @@ start a fake record (a newline), rewrite the line (CR) or drive the terminal (ES
 controls). In text output such characters in a value are written as visible escapes:
 
     backslash  -> \\\\        so the escapes below are unambiguous
-    \\n \\r \\t  -> \\n \\r \\t
+    newline, CR, tab  -> \\n \\r \\t
     other C0 controls, DEL and C1 controls -> \\xHH
     U+2028, U+2029 (line and paragraph separators) and lone surrogates -> \\uHHHH
 

@@ -157,3 +157,28 @@ def test_a_closed_reader_still_propagates_at_once():
     sink.event("ring", "1 x", {})
     with pytest.raises(BrokenPipeError):
         sink.flush()
+
+
+def test_c_code_writing_to_fd_1_cannot_enter_the_record_stream():
+    """What libbcc does while compiling: printf through C stdio (flushed whenever) and
+    plain writes to descriptor 1. Under private_stdout both go to stderr."""
+    import subprocess
+    import sys
+
+    from .util import ROOT
+
+    script = (
+        "import ctypes, os, sys\n"
+        "from runner.output.stdout import private_stdout\n"
+        "libc = ctypes.CDLL(None)\n"
+        "with private_stdout():\n"
+        "    print('record 1')\n"
+        "    libc.printf(b'buffered by C stdio\\n')\n"
+        "    os.write(1, b'written to fd 1\\n')\n"
+        "    print('record 2')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "record 1\nrecord 2\n"
+    assert sorted(res.stderr.splitlines()) == ["buffered by C stdio", "written to fd 1"]
