@@ -1,0 +1,35 @@
+"""Reading maps from user space: the in-kernel loss counters and map dumps."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, List, Tuple
+
+from runner.model.spec import Drop, Map
+
+# Map kinds whose lookups give one value per CPU; the runtime reduces them.
+PER_CPU_KINDS = frozenset({"percpu_hash", "percpu_array", "lru_percpu_hash"})
+CHECK_EVERY = 1024  # entries between two looks at should_stop
+
+
+class DumpInterrupted(Exception):
+    """should_stop said yes in the middle of reading a map."""
+
+
+def drop_counts(bpf: Any, drops: Tuple[Drop, ...]) -> List[int]:
+    """Each loss counter summed over the CPUs (er_drops is a per-CPU array)."""
+    if not drops:
+        return []
+    table = bpf[b"er_drops"]
+    return [sum(int(v) for v in table.getvalue(table.Key(d.index))) for d in drops]
+
+
+def map_items(bpf: Any, m: Map, should_stop: Callable[[], bool]
+              ) -> Iterator[Tuple[bytes, List[bytes]]]:
+    """(key bytes, [value bytes per CPU, or one]) for every entry, in map order."""
+    table = bpf[m.name.encode()]
+    per_cpu = m.kind in PER_CPU_KINDS
+    for i, (k, v) in enumerate(table.iteritems()):
+        if i % CHECK_EVERY == 0 and i and should_stop():
+            raise DumpInterrupted(f"map {m.name}: stopped after {i} entries")
+        values = list(v) if per_cpu else [v]
+        yield bytes(k), [bytes(x) for x in values]
