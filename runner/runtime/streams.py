@@ -1,13 +1,14 @@
 """stdout and stderr written with os.write, for the sinks.
 
-Why not sys.stdout: CPython's buffered text layer loses data when a signal interrupts a
-blocked write to a pipe. Measured on 3.11: a partial write, the handler runs, and the
-rest of that chunk is gone; with --json two records came out glued together, the first
-one cut short. And a write blocked on a pipe nobody reads cannot be given up, so a
-stop could wait forever. Here every partial write is kept, and on a pipe, socket or
-terminal the writer waits for room with poll() in short slices, looking at the stop
-between them; each write then takes at most PIPE_BUF bytes, which fit once poll says
-there is room, so no write blocks.
+Why not sys.stdout: under `python -u` or PYTHONUNBUFFERED=1 (set on this project's
+machines) sys.stdout is a TextIOWrapper straight over a raw FileIO, and that ignores a
+partial write (CPython gh-85393). A signal interrupting a write blocked on a full pipe
+makes exactly one: the rest of the chunk was silently dropped, and with --json two
+records came out glued together, the first one cut short. And a write blocked on a pipe
+nobody reads cannot be given up, so a stop could wait forever. Here every partial write
+is kept, and on a pipe, socket or terminal the writer waits for room with poll() in
+short slices, looking at the stop between them; each write then takes at most PIPE_BUF
+bytes, which fit once poll says there is room, so no write blocks.
 
 Once a stop is asked for, output that makes no progress for STALL_S is dropped, and
 `dropped` says how many bytes. A reader that keeps reading gets everything.
