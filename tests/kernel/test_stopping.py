@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import List
 
 import pytest
+from getppid import Generator, event_spec
 from harness import ROOT, SLOW, Run
 
 # Calls getppid() as fast as it can after a line on stdin, for at most LIMIT seconds:
@@ -29,53 +30,11 @@ FLOOD_LIMIT_S = 60
 FLOOD = ("import os, sys, time; sys.stdin.readline(); end = time.monotonic() + {limit}\n"
          "while time.monotonic() < end:\n"
          "    for _ in range(2000): os.getppid()\n")
-# Calls getppid() exactly n times after a line on stdin, then exits.
-EXACT = "import os, sys; sys.stdin.readline(); [os.getppid() for _ in range({n})]"
-
-SPEC = """\
-    name: flood
-    structs:
-      ev:
-        - pid: u32
-        - nr: s64
-        - comm: char[16]
-    maps:
-      events: {{type: {kind}, value: ev, pages: {pages}}}
-      calls: {{type: hash, key: u32, value: u64, max_entries: 4}}
-    probes:
-      p:
-        attach: {{tracepoint: "syscalls:sys_enter_getppid"}}
-        do:
-          - if: "pid == {pid}"
-            then:
-              - count: {{map: calls, key: pid}}
-              - emit: {{to: events, set: {{pid: pid, nr: syscall_nr, comm: comm}}}}
-    output:
-      - map: calls
-    """
-
-
-class Child:
-    """A generator process, started paused so the spec can filter on its pid."""
-
-    def __init__(self, code: str):
-        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
-        self.pid = self.proc.pid
-
-    def go(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"go\n")
-        self.proc.stdin.close()
-
-    def end(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
 
 def spec_for(tmp_path: Path, kind: str, pages: int, pid: int) -> str:
     path = tmp_path / "spec.yaml"
-    path.write_text(textwrap.dedent(SPEC.format(kind=kind, pages=pages, pid=pid)))
+    path.write_text(event_spec(kind, pages, pid, count_calls=True))
     return str(path)
 
 
@@ -99,13 +58,13 @@ def account(records: List[dict], pid: int) -> dict:
 def test_a_stop_under_a_flood_ends_the_run_and_counts_every_call(tmp_path, kind, how):
     """A generator faster than the reader, still running when the stop comes: the run
     ends long before the generator would, and received + lost == calls the probe saw."""
-    gen = Child(FLOOD.format(limit=FLOOD_LIMIT_S))
+    gen = Generator(code=FLOOD.format(limit=FLOOD_LIMIT_S))
     try:
         spec = spec_for(tmp_path, kind, 8 if kind == "perf_event_array" else 64, gen.pid)
         args = ["--duration", "2"] if how == "duration" else []
         with Run(spec, "--json", *args) as run:
             run.wait_ready()
-            gen.go()
+            gen.go(wait=False)
             run.wait_output(lambda out: sum('"type": "event"' in ln for ln in out) >= 100)
             stopped = time.monotonic()
             if how != "duration":
@@ -126,13 +85,12 @@ def test_a_stop_under_a_flood_ends_the_run_and_counts_every_call(tmp_path, kind,
 def test_records_pending_at_a_stop_are_printed_and_counted_exactly(tmp_path, kind):
     """A known number of calls, all made before the stop; part still in the buffer."""
     n = 30_000
-    gen = Child(EXACT.format(n=n))
+    gen = Generator(n)
     try:
         spec = spec_for(tmp_path, kind, 64 if kind == "perf_event_array" else 1024, gen.pid)
         with Run(spec, "--json") as run:
             run.wait_ready()
             gen.go()
-            assert gen.proc.wait(60) == 0
             assert run.stop(signal.SIGINT) == 0
     finally:
         gen.end()
@@ -168,14 +126,13 @@ def test_sigint_while_stdout_is_blocked_keeps_every_json_line_whole(tmp_path):
     blocked writing it, PYTHONUNBUFFERED=1 as on this project's machines. Every line must
     be one whole record and every received record printed."""
     n = 20_000
-    gen = Child(EXACT.format(n=n))
+    gen = Generator(n)
     try:
         proc = _start(spec_for(tmp_path, "ringbuf", 1024, gen.pid), {"PYTHONUNBUFFERED": "1"})
         err: List[str] = []
         errs = _collect(proc.stderr, err)
         _wait_ready(proc, err)
         gen.go()
-        assert gen.proc.wait(60) == 0
         time.sleep(0.5 * SLOW)  # (only helps: ebpf-run is by now blocked on the full pipe)
         proc.send_signal(signal.SIGINT)
         out = bytearray()
@@ -195,14 +152,13 @@ def test_sigint_while_stdout_is_blocked_keeps_every_json_line_whole(tmp_path):
 
 def test_sigint_with_nobody_reading_stdout_still_ends_the_run(tmp_path):
     n = 20_000  # about 1.7 MB of JSON: far more than a pipe holds
-    gen = Child(EXACT.format(n=n))
+    gen = Generator(n)
     try:
         proc = _start(spec_for(tmp_path, "ringbuf", 1024, gen.pid), {})
         err: List[str] = []
         errs = _collect(proc.stderr, err)
         _wait_ready(proc, err)
         gen.go()
-        assert gen.proc.wait(60) == 0
         proc.send_signal(signal.SIGINT)
         try:
             rc = proc.wait(30)
