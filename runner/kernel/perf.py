@@ -1,9 +1,6 @@
-"""Perf event arrays: one buffer per CPU, read through BCC's perf reader.
-
-libbcc's reader calls back once per record and keeps reading until every buffer is
-empty, so under a producer faster than Python it returns only once the probes are
-detached; the record path detaches as soon as a stop is asked for.
-"""
+"""Perf event arrays: one buffer per CPU, read through BCC's perf reader, which calls
+back once per record (the record path runs the stop check on each, so a stop asked for
+in the middle of a long read detaches the probes there and then)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
 """BPF ring buffers: read in place through their mmap, or through libbpf's callback.
 
-The in-place reader's drain passes on what was committed when it started and returns, so
-a producer faster than the reader cannot keep one drain going. libbpf's consume loops
-until the ring is empty; under such a producer it returns only once the probes are
-detached, which the record path does as soon as a stop is asked for.
+Either reader's drain is bounded, so a producer faster than the reader cannot keep one
+drain going: the in-place reader passes on what was committed when it started, libbpf's
+callback reader stops after a budget of records.
 """
 
 from __future__ import annotations
@@ -29,17 +28,27 @@ _libc.munmap.argtypes = (ct.c_void_p, ct.c_size_t)
 
 class CallbackRingReader:
     """The portable reader: libbpf's ring_buffer__consume with one ctypes callback per
-    record, each passed on as a run of one (with a zeroed 8-byte header, like RingReader's)."""
+    record, each passed on as a run of one (with a zeroed 8-byte header, like RingReader's).
+
+    ring_buffer__consume reads until the ring is empty, which a producer faster than the
+    reader never lets happen: nothing would be printed and the lines would pile up. After
+    BUDGET records the callback returns -1, which makes libbpf keep that record consumed
+    and return, so a drain is bounded like the in-place reader's.
+    """
+
+    BUDGET = 16384  # records per drain
 
     def __init__(self, bcc: Any, fd: int, on_records: RecordsCallback):
         self.lib = bcc.libbcc.lib
         self.consumed = 0
+        self.records = 0
 
         def cb(_ctx: Any, addr: int, size: int) -> int:
             stride = (size + 8 + 7) & ~7
             on_records(bytes(8) + ct.string_at(addr, size) + bytes(stride - 8 - size), size, 1)
             self.consumed += stride
-            return 0
+            self.records += 1
+            return -1 if self.records >= self.BUDGET else 0
 
         self._cb = bcc.table._RINGBUF_CB_TYPE(cb)  # kept alive as long as the reader
         self.manager = self.lib.bpf_new_ringbuf(fd, self._cb, None)
@@ -47,8 +56,8 @@ class CallbackRingReader:
             raise KernelError("could not open a ring buffer")
 
     def drain(self) -> int:
-        self.consumed = 0
-        self.lib.bpf_consume_ringbuf(self.manager)
+        self.consumed = self.records = 0
+        self.lib.bpf_consume_ringbuf(self.manager)  # -1 after BUDGET records: not an error
         return self.consumed
 
     def close(self) -> None:
