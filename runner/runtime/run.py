@@ -11,21 +11,23 @@ from __future__ import annotations
 import io
 import signal
 import sys
-from typing import TextIO, Union
+from typing import Any, TextIO, Union
 
-from runner.output.sinks import JsonSink, Sink
-from runner.pipeline import compile_spec
-from runner.runtime.runner import Options, Runner
+from runner.runtime.options import Options
 from runner.runtime.signals import SIGNALS, Stop, handle_signals
 from runner.runtime.streams import FdWriter
-
-__all__ = ["Options", "Runner", "run_spec"]
 
 
 def run_spec(path: str, options: Options) -> int:
     stop = Stop()
     try:
         with handle_signals(stop):
+            # Imported here, after the handlers: they take a good part of the start-up,
+            # and a signal during them must be a stop like any other.
+            from runner.output.sinks import JsonSink, Sink
+            from runner.pipeline import compile_spec
+            from runner.runtime.runner import Runner
+
             compiled = compile_spec(path)
             for stream in (sys.stdout, sys.stderr):
                 # What Python itself still prints (errors after the run) escaped, not failed.
@@ -49,6 +51,15 @@ def run_spec(path: str, options: Options) -> int:
         # KeyboardInterrupt traceback or a death by signal instead of the exit code.
         for s in SIGNALS:
             signal.signal(s, signal.SIG_IGN)
+
+
+def __getattr__(name: str) -> Any:
+    """Runner, for the tests that import it from here, without loading it at import."""
+    if name == "Runner":
+        from runner.runtime.runner import Runner
+
+        return Runner
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _writer(stream: TextIO, stop: Stop) -> Union[FdWriter, TextIO]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 from runner.errors import KernelError
@@ -26,18 +25,12 @@ from runner.model.spec import MapOutput, Spec
 from runner.output.sinks import Sink
 from runner.runtime import decode, dumps
 from runner.runtime.losses import Losses, lost_on
+from runner.runtime.options import Options
 from runner.runtime.records import Records
 from runner.runtime.signals import Stop, handle_signals
 
 POLL_MS = 100
 LOSS_REPORT_S = 1.0
-
-
-@dataclass(frozen=True)
-class Options:
-    json: bool = False
-    duration: Optional[float] = None
-    count: Optional[int] = None
 
 
 class Runner:
