@@ -9,16 +9,21 @@ streams.FdWriter rather than sys.stdout (see there for why).
 from __future__ import annotations
 
 import io
+import math
 import signal
 import sys
 from typing import Any, TextIO, Union
 
+from runner.errors import UsageError
 from runner.runtime.options import Options
 from runner.runtime.signals import SIGNALS, Stop, handle_signals
 from runner.runtime.streams import FdWriter
 
 
 def run_spec(path: str, options: Options) -> int:
+    if options.duration is not None and not math.isfinite(options.duration):
+        # nan compares false with every time, so the run would never stop.
+        raise UsageError(f"--duration must be a finite number of seconds, not {options.duration}")
     stop = Stop()
     try:
         with handle_signals(stop):
