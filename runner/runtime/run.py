@@ -77,4 +77,7 @@ def _writer(stream: TextIO, stop: Stop) -> Union[FdWriter, TextIO]:
     stream.flush()  # what Python printed before goes first
     # A format like {x:c} can make text no encoding carries (a lone surrogate): FdWriter
     # prints it escaped rather than fail mid-run.
-    return FdWriter(fd, getattr(stream, "encoding", None) or "utf-8", stop)
+    try:
+        return FdWriter(fd, getattr(stream, "encoding", None) or "utf-8", stop)
+    except OSError:  # a closed descriptor: let the stream report it as it would have
+        return stream
