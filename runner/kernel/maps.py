@@ -31,5 +31,11 @@ def map_items(bpf: Any, m: Map, should_stop: Callable[[], bool]
     for i, (k, v) in enumerate(table.iteritems()):
         if i % CHECK_EVERY == 0 and i and should_stop():
             raise DumpInterrupted(f"map {m.name}: stopped after {i} entries")
-        values = list(v) if per_cpu else [v]
-        yield bytes(k), [bytes(x) for x in values]
+        values = [_leaf_bytes(table, x) for x in v] if per_cpu else [bytes(v)]
+        yield bytes(k), values
+
+
+def _leaf_bytes(table: Any, value: Any) -> bytes:
+    """One CPU's value as bytes. BCC's per-CPU array of a scalar gives plain ints, and
+    bytes(int) would be that many zero bytes (so every per-CPU counter dumped as 0)."""
+    return bytes(table.sLeaf(value)) if isinstance(value, int) else bytes(value)

@@ -11,12 +11,17 @@ from runner.model.spec import Map
 
 
 class FakeTable:
+    """What BCC's tables give: a per-CPU table of a scalar yields a ctypes array, whose
+    elements Python reads as plain ints."""
+
+    sLeaf = ct.c_uint64
+
     def __init__(self, n: int, per_cpu: bool):
         self.n, self.per_cpu = n, per_cpu
 
     def iteritems(self):
         for i in range(self.n):
-            value = [ct.c_uint64(i), ct.c_uint64(1)] if self.per_cpu else ct.c_uint64(i)
+            value = (ct.c_uint64 * 2)(i, 1) if self.per_cpu else ct.c_uint64(i)
             yield ct.c_uint32(i), value
 
 
@@ -28,7 +33,7 @@ def fake_map(kind: str) -> Map:
 def test_per_cpu_kinds_give_one_value_per_cpu(kind):
     items = list(map_items({b"m": FakeTable(3, True)}, fake_map(kind), lambda: False))
     assert [len(values) for _, values in items] == [2, 2, 2]
-    assert items[2][1][0] == (2).to_bytes(8, "little")
+    assert items[2][1] == [(2).to_bytes(8, "little"), (1).to_bytes(8, "little")]
 
 
 def test_lru_percpu_hash_is_per_cpu():  # a prefix test would have missed it
