@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, List, Tuple
 
+from runner.kinds.maps import MAP_KINDS
 from runner.model.spec import Drop, Map
 
-# Map kinds whose lookups give one value per CPU; the runtime reduces them.
-PER_CPU_KINDS = frozenset({"percpu_hash", "percpu_array", "lru_percpu_hash"})
+# Map kinds whose lookups give one value per CPU (the runtime reduces them): a column of
+# the map-type table, so a new per-CPU kind is read right without a change here.
+PER_CPU_KINDS = frozenset(k.name for k in MAP_KINDS.values() if k.per_cpu)
 CHECK_EVERY = 1024  # entries between two looks at should_stop
 
 
@@ -27,7 +29,7 @@ def map_items(bpf: Any, m: Map, should_stop: Callable[[], bool]
               ) -> Iterator[Tuple[bytes, List[bytes]]]:
     """(key bytes, [value bytes per CPU, or one]) for every entry, in map order."""
     table = bpf[m.name.encode()]
-    per_cpu = m.kind in PER_CPU_KINDS
+    per_cpu = MAP_KINDS.lookup(m.kind).per_cpu
     for i, (k, v) in enumerate(table.iteritems()):
         if i % CHECK_EVERY == 0 and i and should_stop():
             raise DumpInterrupted(f"map {m.name}: stopped after {i} entries")
