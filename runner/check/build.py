@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional
 
-from runner.check import maps, outputs, probes, programs, structs
+from runner.check import maps, outputs, probes, programs, structs, tests
 from runner.check.checker import Checker
 from runner.codegen.strings import comment_text
 from runner.errors import SpecError
@@ -47,6 +47,7 @@ def _run(ck: Checker) -> Optional[Spec]:
     programs.check_tables(ck, program_names)
     events = outputs.events(ck)
     map_outputs = outputs.map_dumps(ck)
+    cases = tests.check(ck)
     if ck.diags:
         return None
     return Spec(
@@ -56,5 +57,5 @@ def _run(ck: Checker) -> Optional[Spec]:
         programs=tuple(p for p in progs if p), drops=tuple(ck.drops),
         messages=tuple(ck.messages), messages_via=ck.via,
         message_buffer=ck.messages_map if ck.messages else None,
-        events=events, map_outputs=map_outputs,
+        events=events, map_outputs=map_outputs, tests=cases,
     )

@@ -5,6 +5,7 @@
     ebpf-run render SPEC [--out DIR]                      show or write the generated code
     ebpf-run doctor                                       check this machine
     ebpf-run list [PATTERN] [-v] [--json]                 probes this machine offers
+    ebpf-run test SPEC... [--json]                        run the specs' own test cases
 
 Exit codes: 0 success (also when stdout's reader went away, `| head -1`); 1 spec error;
 2 usage; 3 environment or kernel error, including output that cannot be written (a full
@@ -57,6 +58,12 @@ def _list(args: argparse.Namespace) -> int:
     return list_main(args)
 
 
+def _test(args: argparse.Namespace) -> int:
+    from runner.cli.test import test
+
+    return test(args.specs, args.json)
+
+
 # Each command's handler; its flags are declared in _parser().
 HANDLERS: Dict[str, Handler] = {
     "run": _run,
@@ -64,6 +71,7 @@ HANDLERS: Dict[str, Handler] = {
     "render": _render,
     "doctor": _doctor,
     "list": _list,
+    "test": _test,
 }
 
 
@@ -88,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--arch", choices=("x86_64", "aarch64"),
                    help="render for this architecture (default: this machine's)")
     sub.add_parser("doctor", help="check what this machine offers ebpf-run")
+    t = sub.add_parser("test", help="run the test cases in the specs' `tests:` sections")
+    t.add_argument("specs", nargs="+", metavar="SPEC")
+    t.add_argument("--json", action="store_true", help="print typed JSON records")
     from runner.cli.list import add_parser as add_list
 
     add_list(sub)

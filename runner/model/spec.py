@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 from runner.model.expr import Condition, Value
+from runner.model.tests import TestCase
 from runner.model.types import Layout, Member, TypeRef
 
 
@@ -215,6 +216,7 @@ class Spec:
     message_buffer: Optional[Map]  # ebpf-run's own ring buffer for print actions
     events: Tuple[EventOutput, ...]
     map_outputs: Tuple[MapOutput, ...]
+    tests: Tuple[TestCase, ...] = ()  # the spec's own test cases, for `ebpf-run test`
 
 
 @dataclass(frozen=True)

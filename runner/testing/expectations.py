@@ -1,0 +1,254 @@
+"""Match a run's JSON records against a case's expectations. Pure: no kernel, no processes.
+
+A record is one line of `ebpf-run SPEC --json`. Each expectation selects the records it is
+about (the events of one channel, the messages, the entries of a map's last dump, the
+summary), counts those whose fields meet every condition, and compares that count with
+its rule. A failure says what was expected, how many were seen, and the records that came
+closest (the ones meeting the most conditions), with the conditions they missed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from runner.model.tests import (
+    Capture,
+    Condition,
+    Expectation,
+    FieldMatch,
+    FieldRef,
+    Operand,
+    Template,
+)
+
+Record = Dict[str, Any]
+Captures = Mapping[str, Any]
+CLOSEST = 3  # records shown after a failure
+_MISSING = object()
+SYMBOLS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    expectation: Expectation
+    ok: bool
+    seen: int  # records that met every condition
+    message: str  # on failure: expected ...; saw ...; closest records seen: ...
+
+
+def check_all(expect: Sequence[Expectation], records: Sequence[Record],
+              captures: Captures) -> List[Outcome]:
+    return [check(e, records, captures) for e in expect]
+
+
+def met_for_good(expect: Sequence[Expectation], records: Sequence[Record],
+                 captures: Captures) -> bool:
+    """True when every expectation holds and no later record can undo that, so the run
+    can stop early. Map and loss expectations are only known once the run has ended."""
+    return all(e.kind in ("event", "message") and e.count.monotone() and
+               check(e, records, captures).ok for e in expect)
+
+
+def check(e: Expectation, records: Sequence[Record], captures: Captures) -> Outcome:
+    if e.kind == "lost":
+        return _check_lost(e, records)
+    subjects = select(e, records)
+    matching = [s for s in subjects if not missed(e.where, s, captures)]
+    if e.count.holds(len(matching)):
+        return Outcome(e, True, len(matching), "")
+    what = describe(e, captures)
+    if e.kind == "map" and not subjects and not _dumped(e.target, records):
+        seen = f"saw no dump of map {e.target}"
+    else:
+        seen = f"saw {len(matching)} of {len(subjects)} {_noun(e, len(subjects))}"
+    # Too many: show the ones that should not be there. Too few: the nearest misses.
+    if len(matching) > e.count.n and e.count.op != "at_least":
+        shown = [_show(s) for s in matching[:CLOSEST]]
+        tail = f"; matching records seen: {'; '.join(shown)}" if shown else ""
+    else:
+        tail = _closest(e, subjects, captures)
+    return Outcome(e, False, len(matching), f"expected {what}; {seen}{tail}")
+
+
+def select(e: Expectation, records: Sequence[Record]) -> List[Record]:
+    """The field views of the records an expectation is about."""
+    if e.kind == "event":
+        return [dict(r.get("data") or {}) for r in records
+                if r.get("type") == "event" and r.get("channel") == e.target]
+    if e.kind == "message":
+        return [{"text": r.get("text"), **(r.get("data") or {})} for r in records
+                if r.get("type") == "message"]
+    return last_dump(e.target, records)
+
+
+def last_dump(name: str, records: Sequence[Record]) -> List[Record]:
+    """The entries of a map's final dump (the one at exit): the last record that lists
+    `entries`; for the one-record-per-key aggregations, the last record of each key."""
+    dumps = [r for r in records if r.get("map") == name and r.get("type") != "attach"]
+    whole = [r for r in dumps if "entries" in r]
+    if whole:
+        return [dict(entry) for entry in whole[-1]["entries"]]
+    by_key: Dict[str, Record] = {}
+    for r in dumps:
+        by_key[json.dumps(r.get("key"), sort_keys=True)] = {
+            k: v for k, v in r.items() if k not in ("type", "map")}
+    return list(by_key.values())
+
+
+def _dumped(name: str, records: Sequence[Record]) -> bool:
+    return any(r.get("map") == name and r.get("type") != "attach" for r in records)
+
+
+def _check_lost(e: Expectation, records: Sequence[Record]) -> Outcome:
+    summaries = [r for r in records if r.get("type") == "summary"]
+    if not summaries:
+        return Outcome(e, False, 0, f"expected {describe(e)}; saw no summary record "
+                                    "(the run did not end normally)")
+    lost = sum(int(item.get("count", item.get("total", 0)) or 0)
+               for item in summaries[-1].get("lost") or [])
+    if e.count.holds(lost):
+        return Outcome(e, True, lost, "")
+    return Outcome(e, False, lost, f"expected {describe(e)}; saw {lost} lost: "
+                                   f"{_show(summaries[-1].get('lost'))}")
+
+
+# -- conditions ----------------------------------------------------------------------------
+
+def missed(where: Sequence[FieldMatch], subject: Record,
+           captures: Captures) -> List[str]:
+    """What `subject` fails of `where`, one phrase per failed condition (empty: a match)."""
+    out = []
+    for fm in where:
+        value = lookup(subject, fm.path)
+        for cond in fm.conditions:
+            if not holds(cond, value, subject, captures):
+                out.append(f"{_dotted(fm.path)} is {_show_value(value)}, "
+                           f"not {_describe_cond(cond, captures, subject)}")
+    return out
+
+
+def holds(cond: Condition, value: Any, subject: Record, captures: Captures) -> bool:
+    if value is _MISSING:
+        return False
+    if cond.op == "one_of":
+        assert isinstance(cond.operand, tuple)
+        return any(_equal(value, resolve(o, subject, captures)) for o in cond.operand)
+    assert not isinstance(cond.operand, tuple)
+    want = resolve(cond.operand, subject, captures)
+    if cond.op == "regex":
+        text = value if isinstance(value, str) else json.dumps(value)
+        return re.search(str(want), text) is not None
+    if cond.op == "eq":
+        return _equal(value, want)
+    if cond.op == "ne":
+        return not _equal(value, want)
+    if not (_number(value) and _number(want)):
+        return False
+    return bool({"lt": value < want, "le": value <= want, "gt": value > want,
+                 "ge": value >= want}[cond.op])
+
+
+def resolve(o: Operand, subject: Record, captures: Captures) -> Any:
+    if isinstance(o, Capture):
+        return captures.get(o.name, _MISSING)
+    if isinstance(o, Template):
+        return o.text.format(**{n: captures.get(n, "") for n in o.names})
+    if isinstance(o, FieldRef):
+        return lookup(subject, o.path)
+    return o
+
+
+def lookup(subject: Any, path: Tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(subject, dict) or part not in subject:
+            return _MISSING
+        subject = subject[part]
+    return subject
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if a is _MISSING or b is _MISSING:
+        return False
+    if _number(a) and _number(b):
+        return bool(a == b)
+    return type(a) is type(b) and bool(a == b)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# -- describing ----------------------------------------------------------------------------
+
+def describe(e: Expectation, captures: Optional[Captures] = None) -> str:
+    if e.kind == "lost":
+        return f"{e.count.describe()} lost" if e.count.n else "nothing lost"
+    many = e.count.op != "exactly" or e.count.n != 1
+    text = f"{e.count.describe()} {_noun(e, 2 if many else 1)}"
+    if e.where:
+        conds = [f"{_dotted(fm.path)} {_describe_cond(c, captures)}"
+                 for fm in e.where for c in fm.conditions]
+        text += " where " + ", ".join(conds)
+    return text
+
+
+def _noun(e: Expectation, n: int) -> str:
+    """'event on output' / 'events on output', 'message(s)', 'entry/entries of counts'."""
+    one = n == 1
+    if e.kind == "event":
+        return f"{'event' if one else 'events'} on {e.target}"
+    if e.kind == "message":
+        return "message" if one else "messages"
+    return f"{'entry' if one else 'entries'} of map {e.target}"
+
+
+def _describe_cond(c: Condition, captures: Optional[Captures] = None,
+                   subject: Optional[Record] = None) -> str:
+    if isinstance(c.operand, tuple):
+        return "one of " + ", ".join(_operand_text(o, captures, subject) for o in c.operand)
+    if c.op == "regex":
+        return f"matching /{c.operand}/"
+    return f"{SYMBOLS[c.op]} {_operand_text(c.operand, captures, subject)}"
+
+
+def _operand_text(o: Operand, captures: Optional[Captures],
+                  subject: Optional[Record]) -> str:
+    if isinstance(o, Capture):
+        if captures is not None and o.name in captures:
+            return f"{_show_value(captures[o.name])} (captured {o.name})"
+        return "{" + o.name + "}"
+    if isinstance(o, Template):
+        if captures is not None:
+            return _show_value(resolve(o, {}, captures))
+        return json.dumps(o.text)
+    if isinstance(o, FieldRef):
+        if subject is not None:
+            return f"{_show_value(lookup(subject, o.path))} (field {_dotted(o.path)})"
+        return f"field {_dotted(o.path)}"
+    return _show_value(o)
+
+
+def _closest(e: Expectation, subjects: Sequence[Record], captures: Captures) -> str:
+    if not subjects or not e.where:
+        return ""
+    scored = sorted(((len(missed(e.where, s, captures)), i) for i, s in enumerate(subjects)))
+    shown = []
+    for n_missed, i in scored[:CLOSEST]:
+        why = "; ".join(missed(e.where, subjects[i], captures))
+        shown.append(f"{_show(subjects[i])}" + (f" ({why})" if n_missed else ""))
+    return "; closest records seen: " + " | ".join(shown)
+
+
+def _dotted(path: Tuple[str, ...]) -> str:
+    return ".".join(path)
+
+
+def _show_value(v: Any) -> str:
+    return "missing" if v is _MISSING else json.dumps(v, ensure_ascii=False)
+
+
+def _show(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False, sort_keys=False)
