@@ -31,7 +31,8 @@ from runner.model.tests import (
 )
 from runner.spec.loader import PathKey
 
-KINDS = ("event", "message", "map", "lost")
+KINDS = ("event", "message", "map", "attach", "lost")
+ATTACH_FIELDS = ("method", "optional", "skipped")
 OPS = ("eq", "ne", "lt", "le", "gt", "ge", "regex", "one_of")
 ORDERED = ("lt", "le", "gt", "ge")
 DEFAULT_TIMEOUT = 10.0
@@ -115,6 +116,9 @@ def _expectation(ck: Checker, path: PathKey, raw: Dict[str, Any],
         # The text is a condition like any field's: `message: Hello` or `message: {regex: ..}`
         where.insert(0, _field(ck, (*path, "message"), ("text",), raw["message"], captures))
         _message_fields(ck, path, where)
+    elif kind == "attach":
+        target = raw[kind]
+        _attach_fields(ck, path, target, where)
     else:
         target = raw[kind]
         _target_fields(ck, path, kind, target, where)
@@ -259,6 +263,17 @@ def _target_fields(ck: Checker, path: PathKey, kind: str, target: str,
     for fm in where:
         if names and fm.path[0] not in names:
             ck.unknown((*path, "where", fm.path[0]), "field", fm.path[0], names, key=True)
+
+
+def _attach_fields(ck: Checker, path: PathKey, probe: str,
+                   where: List[FieldMatch]) -> None:
+    probes = ck.data.get("probes", {})
+    if probe not in probes:
+        ck.unknown((*path, "attach"), "probe", probe, probes)
+    for fm in where:
+        if fm.path[0] not in ATTACH_FIELDS:
+            ck.unknown((*path, "where", fm.path[0]), "field", fm.path[0], ATTACH_FIELDS,
+                       key=True)
 
 
 def _message_fields(ck: Checker, path: PathKey, where: List[FieldMatch]) -> None:

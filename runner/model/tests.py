@@ -81,8 +81,9 @@ class Count:
 
 @dataclass(frozen=True)
 class Expectation:
-    """kind: event (target: the channel), message (text: a condition on the text), map
-    (target: the map; matched against its last dump's entries) or lost (nothing lost)."""
+    """kind: event (target: the channel), message (its text is the first condition), map
+    (target: the map; matched against its last dump's entries), attach (target: the probe;
+    its attach record) or lost (count: how many the summary says were lost)."""
 
     kind: str
     target: str

@@ -48,7 +48,7 @@ def met_for_good(expect: Sequence[Expectation], records: Sequence[Record],
                  captures: Captures) -> bool:
     """True when every expectation holds and no later record can undo that, so the run
     can stop early. Map and loss expectations are only known once the run has ended."""
-    return all(e.kind in ("event", "message") and e.count.monotone() and
+    return all(e.kind in ("event", "message", "attach") and e.count.monotone() and
                check(e, records, captures).ok for e in expect)
 
 
@@ -81,6 +81,9 @@ def select(e: Expectation, records: Sequence[Record]) -> List[Record]:
     if e.kind == "message":
         return [{"text": r.get("text"), **(r.get("data") or {})} for r in records
                 if r.get("type") == "message"]
+    if e.kind == "attach":
+        return [{k: v for k, v in r.items() if k != "type"} for r in records
+                if r.get("type") == "attach" and r.get("probe") == e.target]
     return last_dump(e.target, records)
 
 
@@ -202,6 +205,8 @@ def _noun(e: Expectation, n: int) -> str:
         return f"{'event' if one else 'events'} on {e.target}"
     if e.kind == "message":
         return "message" if one else "messages"
+    if e.kind == "attach":
+        return f"{'attach' if one else 'attaches'} of probe {e.target}"
     return f"{'entry' if one else 'entries'} of map {e.target}"
 
 
