@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import List, Tuple
 
-from runner.errors import EnvironmentProblem, SpecError
+from runner.errors import Diagnostic, EnvironmentProblem, SpecError
 from runner.model.spec import Spec
 from runner.model.tests import TestCase
 from runner.testing.report import Report
@@ -44,7 +44,8 @@ def _load(paths: List[str]) -> List[Tuple[str, Spec]]:
     from runner.cli.spec_file import check_readable
     from runner.pipeline import check
 
-    specs, diags = [], []
+    specs: List[Tuple[str, Spec]] = []
+    diags: List[Diagnostic] = []
     for path in paths:
         try:
             check_readable(path)
