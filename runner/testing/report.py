@@ -31,13 +31,14 @@ class Report:
         if self.json:
             self._record({"type": "test_case", "case": label, "file": file,
                           "status": result.status, "seconds": round(result.seconds, 3),
-                          "failures": list(result.failures), "reason": result.reason or None})
+                          "failures": [{"message": f.message, "origin": f.origin or None}
+                                       for f in result.failures], "reason": result.reason or None})
         elif result.status == "pass":
             self._line(f"PASS {label}")
         elif result.status == "skip":
             self._line(f"SKIP {label}: {result.reason}")
         else:
-            self._line(f"FAIL {label}: " + "; and ".join(result.failures))
+            self._line(f"FAIL {label}: " + "; and ".join(f.message for f in result.failures))
 
     def count(self, status: str) -> int:
         return sum(1 for _, _, r in self.results if r.status == status)

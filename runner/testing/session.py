@@ -29,10 +29,16 @@ POLL = 0.05
 
 
 @dataclass(frozen=True)
+class Failure:
+    message: str  # what was expected and what was seen
+    origin: str = ""  # the expectation in the spec; empty for a problem with the run itself
+
+
+@dataclass(frozen=True)
 class CaseResult:
     status: str  # pass | fail | skip
     seconds: float
-    failures: Tuple[str, ...] = ()  # one per failed expectation or problem
+    failures: Tuple[Failure, ...] = ()  # one per failed expectation or problem
     reason: str = ""  # why skipped
 
 
@@ -129,14 +135,14 @@ def run_case(spec_path: str, case: TestCase) -> CaseResult:
                       tuple(failures))
 
 
-def _drive(child: _Child, case: TestCase) -> List[str]:
+def _drive(child: _Child, case: TestCase) -> List[Failure]:
     if not child.wait(child.ready, READY_TIMEOUT):
         rc = child.stop()
-        return [f"the run did not get ready (exit {rc}): {child.stderr_tail()}"]
+        return [Failure(f"the run did not get ready (exit {rc}): {child.stderr_tail()}")]
     trig = run_trigger(case.trigger)
     if trig.problem:
         child.stop()
-        return [trig.problem]
+        return [Failure(trig.problem)]
     captures = trig.captures
     if case.options.count is not None or case.options.duration is not None:
         # The run ends by itself; give it its duration and a margin.
@@ -148,8 +154,9 @@ def _drive(child: _Child, case: TestCase) -> List[str]:
     rc = child.stop()
     problems = []
     if rc != 0:
-        problems.append(f"ebpf-run exited {rc}: {child.stderr_tail()}")
+        problems.append(Failure(f"ebpf-run exited {rc}: {child.stderr_tail()}"))
     if child.bad_lines:
-        problems.append(f"ebpf-run printed lines that are not JSON: {child.bad_lines[:3]}")
+        problems.append(Failure(f"ebpf-run printed lines that are not JSON: "
+                                f"{child.bad_lines[:3]}"))
     outcomes = expectations.check_all(case.expect, child.records, captures)
-    return problems + [o.message for o in outcomes if not o.ok]
+    return problems + [Failure(o.message, o.expectation.origin) for o in outcomes if not o.ok]
