@@ -279,3 +279,46 @@ def test_report_json_records():
          "reason": None},
         {"type": "test_summary", "passed": 0, "failed": 1, "skipped": 0, "skipped_cases": []},
     ]
+
+
+# -- the command's exit codes ------------------------------------------------------------------
+
+def test_cannot_run_here_exits_3_saying_why(monkeypatch, capsys):
+    from runner.cli import main as cli
+    from runner.kernel import bcc as kernel
+
+    monkeypatch.setattr(kernel.os, "geteuid", lambda: 65534)
+    monkeypatch.setattr(kernel, "_has_caps", lambda *caps: False)
+    assert cli.main(["test", str(ROOT / "specs" / "hello-buffer.yaml")]) == 3
+    assert capsys.readouterr().err.strip() == (
+        "ebpf-run: error: loading BPF programs needs root, or CAP_BPF and CAP_PERFMON: "
+        "run ebpf-run with sudo")
+
+
+def test_only_skipped_cases_need_no_kernel(monkeypatch, capsys, tmp_path):
+    """A case whose kernel feature is missing is skipped, named, and passes the command."""
+    from runner.cli import main as cli
+    from runner.testing import requirements
+
+    monkeypatch.setitem(requirements.PRESENT, "kprobes", lambda: False)
+    text = spec_text("hello").replace("  per-exec:", "  per-exec:\n    requires: [kprobes]")
+    path = tmp_path / "hello.yaml"
+    path.write_text(text)
+    assert cli.main(["test", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "SKIP hello:per-exec: kernel has no kprobes (CONFIG_KPROBES is off)",
+        "SKIP hello:kprobe-first: kernel has no kprobes (CONFIG_KPROBES is off)",
+        "skipped: hello:per-exec (kernel has no kprobes (CONFIG_KPROBES is off)), "
+        "hello:kprobe-first (kernel has no kprobes (CONFIG_KPROBES is off))",
+        "0 passed, 0 failed, 2 skipped",
+    ]
+
+
+def test_a_broken_spec_is_a_spec_error_before_anything_runs(capsys, tmp_path):
+    from runner.cli import main as cli
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(spec_text("hello").replace("- message: Hello World!",
+                                               "- message: '{nope}'"))
+    assert cli.main(["test", str(path), str(ROOT / "specs" / "hello-map.yaml")]) == 1
+    assert "unknown capture 'nope'" in capsys.readouterr().err
