@@ -110,8 +110,7 @@ def _check_lost(e: Expectation, records: Sequence[Record]) -> Outcome:
     if not summaries:
         return Outcome(e, False, 0, f"expected {describe(e)}; saw no summary record "
                                     "(the run did not end normally)")
-    lost = sum(int(item.get("count", item.get("total", 0)) or 0)
-               for item in summaries[-1].get("lost") or [])
+    lost = sum(int(item.get("count") or 0) for item in summaries[-1].get("lost") or [])
     if e.count.holds(lost):
         return Outcome(e, True, lost, "")
     return Outcome(e, False, lost, f"expected {describe(e)}; saw {lost} lost: "
@@ -189,8 +188,7 @@ def _number(v: Any) -> bool:
 def describe(e: Expectation, captures: Optional[Captures] = None) -> str:
     if e.kind == "lost":
         return f"{e.count.describe()} lost" if e.count.n else "nothing lost"
-    many = e.count.op != "exactly" or e.count.n != 1
-    text = f"{e.count.describe()} {_noun(e, 2 if many else 1)}"
+    text = f"{e.count.describe()} {_noun(e, e.count.n)}"
     if e.where:
         conds = [f"{_dotted(fm.path)} {_describe_cond(c, captures)}"
                  for fm in e.where for c in fm.conditions]

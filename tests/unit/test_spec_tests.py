@@ -86,7 +86,7 @@ def test_hello_tail_cases_and_a_broken_text():
     broken = spec_text("hello-tail").replace("- message: Creating a timer",
                                              "- message: Creating a Timer")
     assert failures(broken, "timer", recs, {}) == [
-        'expected at least 1 messages where text == "Creating a Timer"; saw 0 of 4 messages; '
+        'expected at least 1 message where text == "Creating a Timer"; saw 0 of 4 messages; '
         'closest records seen: {"text": "Executing a program"} (text is "Executing a '
         'program", not == "Creating a Timer") | {"text": "Executing a program"} (text is '
         '"Executing a program", not == "Creating a Timer") | {"text": "Creating a timer"} '
