@@ -160,6 +160,9 @@ def _field(ck: Checker, path: PathKey, field: Tuple[str, ...], raw: Any,
         ck.err(path, "a list is not a value to compare with", "for any of several values "
                      "use {one_of: [a, b]}")
         return FieldMatch(field, ())
+    if raw == {}:
+        ck.err(path, "an empty condition tests nothing", "give a value, or {op: value}")
+        return FieldMatch(field, ())
     if not isinstance(raw, dict) or set(raw) == {"field"}:
         return FieldMatch(field, (Condition("eq", _operand(ck, path, raw, captures)),))
     conditions = []

@@ -203,6 +203,11 @@ def test_undeclared_capture():
     assert errors("{pid: '{pdi}'}") == ["19:22: unknown capture 'pdi' (did you mean 'pid'?)"]
 
 
+def test_an_empty_condition_is_refused():
+    assert errors("{pid: {}}") == [
+        "19:22: an empty condition tests nothing (give a value, or {op: value})"]
+
+
 def test_numbers_compare_with_numbers():
     assert errors("{pid: {lt: ten}}") == ["19:27: 'lt' compares numbers; 'ten' is not one"]
 
