@@ -3,7 +3,8 @@
 Cases run one at a time: they trigger the same hooks (every example counts execve), so two
 at once would see each other's events. Every spec is checked before anything runs, so a
 broken spec is a spec error (exit 1) rather than a failure in the middle. Exit 0 when all
-cases pass (skips allowed), 1 when any fails, 3 when this machine cannot run them.
+cases pass (skips allowed), 1 when any fails, 3 when this machine cannot run them, 130
+when interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -30,11 +31,17 @@ def test(paths: List[str], json: bool = False) -> int:
     to_run = [(p, label, case, unmet(case.requires)) for p, label, case in plan]
     if any(why is None for *_, why in to_run):
         check_environment()
-    for path, label, case, why in to_run:
-        if why is not None:
-            report.case(path, label, CaseResult("skip", 0.0, reason=why))
-        else:
-            report.case(path, label, run_case(path, case))
+    try:
+        for path, label, case, why in to_run:
+            if why is not None:
+                report.case(path, label, CaseResult("skip", 0.0, reason=why))
+            else:
+                report.case(path, label, run_case(path, case))
+    except KeyboardInterrupt:
+        # Not the run command's quiet 0: an interrupted test run proved nothing.
+        report.summary()
+        print("ebpf-run: test: interrupted", file=sys.stderr)
+        return 130
     report.summary()
     return 1 if report.count("fail") else 0
 
