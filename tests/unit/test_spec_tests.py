@@ -327,3 +327,60 @@ def test_a_broken_spec_is_a_spec_error_before_anything_runs(capsys, tmp_path):
                                                "- message: '{nope}'"))
     assert cli.main(["test", str(path), str(ROOT / "specs" / "hello-map.yaml")]) == 1
     assert "unknown capture 'nope'" in capsys.readouterr().err
+
+
+# -- one case driven against a stand-in for the run (no kernel) ------------------------------
+
+FAKE_RUN = r"""
+import json, signal, sys, time
+# Stands in for `ebpf-run SPEC --json`: ready, one event per pid named in the trigger's
+# file, a summary on SIGINT.
+def stop(*_):
+    print(json.dumps({"type": "summary", "seconds": 0.1, "channels": {}, "lost": []}))
+    sys.exit(EXIT)
+signal.signal(signal.SIGINT, stop)
+print("ebpf-run: ready (1 probe attached)", file=sys.stderr, flush=True)
+seen = 0
+while True:
+    try:
+        pids = open(PIDS).read().split()
+    except OSError:
+        pids = []
+    for pid in pids[seen:]:
+        print(json.dumps({"type": "event", "channel": "output", "data": {
+            "pid": int(pid), "uid": 0, "command": "sh", "message": "Hello World"}}),
+            flush=True)
+    seen = len(pids)
+    time.sleep(0.01)
+"""
+
+
+def fake_case(monkeypatch, tmp_path, exit_code=0, shell=None):
+    from runner.testing import session
+
+    pids = tmp_path / "pids"
+    script = tmp_path / "fake_run.py"
+    script.write_text(f"EXIT = {exit_code}\nPIDS = {str(pids)!r}\n" + FAKE_RUN)
+    monkeypatch.setattr(session, "run_argv", lambda path, case: [
+        __import__("sys").executable, str(script)])
+    text = spec_text("hello-buffer").replace(
+        '"echo $$; exec /bin/true"', repr(shell or f"echo $$; echo $$ >> {pids}"))
+    return session.run_case("specs/hello-buffer.yaml", case(text, "echoed-pid"))
+
+
+def test_a_case_passes_against_a_run_that_prints_the_event(monkeypatch, tmp_path):
+    result = fake_case(monkeypatch, tmp_path)
+    assert (result.status, result.failures) == ("pass", ())
+
+
+def test_a_run_that_fails_fails_the_case(monkeypatch, tmp_path):
+    result = fake_case(monkeypatch, tmp_path, exit_code=3)
+    assert result.status == "fail"
+    assert [f.message for f in result.failures] == [
+        "ebpf-run exited 3: ebpf-run: ready (1 probe attached)"]
+
+
+def test_a_trigger_that_does_not_print_the_capture_fails_the_case(monkeypatch, tmp_path):
+    result = fake_case(monkeypatch, tmp_path, shell="echo no pid here")
+    assert [f.message for f in result.failures] == [
+        "capture pid: /^(\\d+)$/ found nothing in the trigger's stdout 'no pid here\\n'"]
