@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
@@ -23,14 +25,29 @@ def run_trigger(t: Trigger) -> TriggerResult:
         # The uid's own group, and no supplementary groups left over from root.
         kwargs = {"user": t.user, "group": t.user, "extra_groups": []}
     try:
-        done = subprocess.run(t.argv, capture_output=True, text=True, errors="replace",
-                              stdin=subprocess.DEVNULL, timeout=t.timeout, cwd="/",
-                              env=_env(), check=False, **kwargs)
-    except subprocess.TimeoutExpired:
-        return TriggerResult({}, f"trigger did not end within {t.timeout:g} s")
-    except OSError as e:
+        # A session of its own: on a timeout the whole group goes, children included (a
+        # grandchild holding the stdout pipe would otherwise keep the read waiting).
+        proc = subprocess.Popen(t.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, cwd="/", env=_env(),
+                                start_new_session=True, **kwargs)
+    except (OSError, subprocess.SubprocessError) as e:
         return TriggerResult({}, f"trigger could not start: {e}")
-    return take_captures(t, done.stdout)
+    try:
+        out, _ = proc.communicate(timeout=t.timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return TriggerResult({}, f"trigger did not end within {t.timeout:g} s")
+    return take_captures(t, out.decode("utf-8", "replace"))
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:  # something left the group and holds the pipe
+        proc.kill()
+        proc.wait()
 
 
 def take_captures(t: Trigger, stdout: str) -> TriggerResult:

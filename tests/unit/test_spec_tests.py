@@ -384,3 +384,11 @@ def test_a_trigger_that_does_not_print_the_capture_fails_the_case(monkeypatch, t
     result = fake_case(monkeypatch, tmp_path, shell="echo no pid here")
     assert [f.message for f in result.failures] == [
         "capture pid: /^(\\d+)$/ found nothing in the trigger's stdout 'no pid here\\n'"]
+
+
+def test_a_trigger_that_hangs_is_ended_with_its_children():
+    from runner.testing.triggers import run_trigger
+
+    # The background sleep holds stdout open: without the group kill the read would wait.
+    t = Trigger(("/bin/sh", "-c", "sleep 30 & sleep 30"), None, 0.5, ())
+    assert run_trigger(t).problem == "trigger did not end within 0.5 s"
