@@ -109,6 +109,41 @@ CASES = {
         "6:13: error: bad condition: unexpected character '='",
         None,
     ),
+    'map_named_like_a_libc_builtin': (
+        'name: x\nmaps:\n  log2: {type: hash}\nprobes:\n  p:\n    attach: {syscall: execve}\n    do: []\n',
+        "3:3: error: map name 'log2' already means something in the C that BCC compiles (a macro, library function or declaration of its headers)",
+        'choose another name',
+    ),
+    'field_named_like_a_kernel_macro': (
+        'name: x\nstructs:\n  s:\n    - linux: u32\n',
+        "4:7: error: field name 'linux' already means something in the C that BCC compiles (a macro, library function or declaration of its headers)",
+        'choose another name',
+    ),
+    'struct_named_like_a_bcc_macro': (
+        'name: x\nstructs:\n  noinline:\n    - a: u32\n',
+        "3:3: error: struct name 'noinline' already means something in the C that BCC compiles (a macro, library function or declaration of its headers)",
+        'choose another name',
+    ),
+    'field_named_like_ctypes_own': (
+        'name: x\nstructs:\n  s:\n    - _fields_: u32\n',
+        "4:7: error: field name '_fields_' is a name ctypes structures use themselves",
+        'choose another name',
+    ),
+    'field_shadowing_a_ctypes_method': (
+        'name: x\nstructs:\n  s:\n    - from_buffer_copy: u32\n',
+        "4:7: error: field name 'from_buffer_copy' is a name ctypes structures use themselves",
+        'choose another name',
+    ),
+    'struct_python_special': (
+        'name: x\nstructs:\n  __dict__:\n    - a: u32\n',
+        "3:3: error: struct name '__dict__' is a Python special name",
+        'choose another name',
+    ),
+    'map_named_like_a_helper': (
+        'name: x\nmaps:\n  bpf_stats: {type: hash}\nprobes:\n  p:\n    attach: {syscall: execve}\n    do: []\n',
+        "3:3: error: map name 'bpf_stats' uses the prefix of BPF helpers",
+        'choose another name',
+    ),
 }
 
 
