@@ -144,6 +144,26 @@ CASES = {
         "3:3: error: map name 'bpf_stats' uses the prefix of BPF helpers",
         'choose another name',
     ),
+    'arg_past_the_syscall_arguments': (
+        'name: x\nprobes:\n  p:\n    attach: {syscall: getppid}\n    do:\n      - print: "{arg0}"\n',
+        "6:16: error: 'arg0' is past the arguments of getppid, which takes none",
+        None,
+    ),
+    'arg_past_the_tracepoint_arguments': (
+        'name: x\nprobes:\n  p:\n    attach: {tracepoint: "syscalls:sys_enter_read"}\n    do:\n      - if: "arg3 > 0"\n        then: []\n',
+        "6:13: error: 'arg3' is past the arguments of read, which takes 3: fd, buf, count",
+        'arg0..arg2 are its arguments',
+    ),
+    'unsigned_compared_with_negative': (
+        'name: x\nprobes:\n  p:\n    attach: {syscall: read}\n    do:\n      - if: "ktime > -1"\n        then: []\n',
+        "6:13: error: bad condition: 'ktime' is a u64, never negative: comparing it with -1 does not depend on its value (and C would compare them as unsigned numbers)",
+        None,
+    ),
+    'negative_compared_with_unsigned': (
+        'name: x\nprobes:\n  p:\n    attach: {syscall: read}\n    do:\n      - if: "-5 <= pid"\n        then: []\n',
+        "6:13: error: bad condition: 'pid' is a u32, never negative: comparing it with -5 does not depend on its value",
+        None,
+    ),
 }
 
 
