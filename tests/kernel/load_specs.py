@@ -6,6 +6,7 @@ which spec a silent exit stopped at. Run with PYTHONPATH set to the checkout bei
 
 from __future__ import annotations
 
+import os
 import sys
 
 from runner import pipeline
@@ -21,8 +22,17 @@ def load(path: str) -> str:
     from runner.codegen.render import render
 
     c = render(compiled).c
-    fns = [c.function for p in compiled.probes for c in p.candidates if not c.function.kfunc]
-    fns += [f for prog in compiled.programs for f in prog.functions]
+    fns = []
+    for probe in compiled.probes:
+        cands = [c for c in probe.candidates if not c.function.kfunc]
+        if probe.tables:
+            # A prog_array takes the program type of the first program that uses it, so
+            # load one option, as attaching would, and the targets for its context.
+            cands = [c for c in cands if c.kind not in ("kprobe", "kretprobe")
+                     or os.path.exists("/sys/kernel/tracing/kprobe_events")][:1]
+            fns += [f for prog in compiled.programs for f in prog.functions
+                    if cands and f.context == cands[0].function.context]
+        fns += [c.function for c in cands]
     try:
         with kernel.Kernel(compiled, c) as k:
             k.load()

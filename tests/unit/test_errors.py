@@ -164,6 +164,11 @@ CASES = {
         "6:13: error: bad condition: 'pid' is a u32, never negative: comparing it with -5 does not depend on its value",
         None,
     ),
+    'add_zero': (
+        'name: x\nmaps:\n  m: {type: hash, key: u32, value: u32}\nprobes:\n  p:\n    attach: {syscall: read}\n    do:\n      - add: {map: m, key: pid, value: 0}\n',
+        "8:40: error: adding 0 changes nothing",
+        'leave the action out',
+    ),
 }
 
 
