@@ -47,22 +47,23 @@ def test_a_map_the_kernel_would_not_allocate_is_refused(tmp_path):
         "ebpf-run allows 1024 MiB per map")
 
 
-def test_more_maps_than_one_program_may_use(tmp_path):
-    maps = "".join(f"  m{i}: {{type: hash}}\n" for i in range(62))
-    counts = "".join(f"      - count: {{map: m{i}, key: pid}}\n" for i in range(62))
-    text = (f"name: x\nmaps:\n{maps}probes:\n  p:\n    attach: {{tracepoint: "
+def _many_maps(n: int) -> str:
+    """A spec whose one probe counts into `n` maps."""
+    maps = "".join(f"  m{i}: {{type: hash}}\n" for i in range(n))
+    counts = "".join(f"      - count: {{map: m{i}, key: pid}}\n" for i in range(n))
+    return (f"name: x\nmaps:\n{maps}probes:\n  p:\n    attach: {{tracepoint: "
             f"\"sched:sched_process_exec\"}}\n    do:\n{counts}")
-    assert _first(tmp_path, text) == (
+
+
+def test_more_maps_than_one_program_may_use(tmp_path):
+    assert _first(tmp_path, _many_maps(62)) == (
         "66:3: error: p uses 62 maps; one BPF program may use 64 (the kernel's MAX_USED_MAPS),"
         " 3 of them ebpf-run's own")
 
 
 def test_61_maps_in_one_program_pass(tmp_path):
-    maps = "".join(f"  m{i}: {{type: hash}}\n" for i in range(61))
-    counts = "".join(f"      - count: {{map: m{i}, key: pid}}\n" for i in range(61))
     path = tmp_path / "spec.yaml"
-    path.write_text(f"name: x\nmaps:\n{maps}probes:\n  p:\n    attach: {{tracepoint: "
-                    f"\"sched:sched_process_exec\"}}\n    do:\n{counts}")
+    path.write_text(_many_maps(61))
     check(str(path))
 
 
