@@ -48,7 +48,7 @@ def maps(ck: Checker) -> None:
                                                      or m.value.count is not None):
             ck.err((*path, "value"), f"a {kind.name} map's value must be an integer, not "
                    f"{m.value}: ebpf-run adds up the values of every CPU",
-                   f"use a {kind.name.replace('percpu_', '')} map for records")
+                   "use a hash or array map for records")
         if kind.family == HASH and m.key is not None and _size(ck, m.key) > MAX_STACK_KEY:
             ck.err((*path, "key"), f"key {m.key} is {_size(ck, m.key)} bytes: a hash key is "
                    f"built on the 512-byte BPF stack (limit {MAX_STACK_KEY})")
