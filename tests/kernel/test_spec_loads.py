@@ -119,3 +119,17 @@ def test_syscalls_attach_where_the_running_kernel_has_them(tmp_path):
         assert methods == {n: f"kprobe on the {n} syscall" for n in names}
     else:
         assert methods == {n: f"tracepoint syscalls:sys_enter_{e}" for n, e in names.items()}
+
+
+def test_64_probes_on_one_tracepoint_attach(tmp_path):
+    """The limit check refuses the 65th (tests/unit/test_limits.py): 64 must all attach.
+    mseal: a tracepoint no other test here uses, as the kernel's limit is machine-wide."""
+    probes = "".join(f"  p{i}:\n    attach: {{tracepoint: \"syscalls:sys_enter_mseal\"}}\n"
+                     "    do: []\n" for i in range(64))
+    spec = write(tmp_path, "many", "name: many\nprobes:\n" + probes)
+    with Run(spec, "--json") as run:
+        run.wait_ready()
+        assert run.stop(signal.SIGINT) == 0
+    attached = [r for r in run.json() if r["type"] == "attach"]
+    assert len(attached) == 64
+    assert {r["method"] for r in attached} == {"tracepoint syscalls:sys_enter_mseal"}
