@@ -48,7 +48,7 @@ def test(paths: List[str], json: bool = False) -> int:
 
 def _load(paths: List[str]) -> List[Tuple[str, Spec]]:
     """Every spec checked; all their problems raised together."""
-    from runner.cli.spec_file import check_readable
+    from runner.spec.source import check_readable
     from runner.pipeline import check
 
     specs: List[Tuple[str, Spec]] = []
