@@ -76,12 +76,12 @@ class Checker:
 
     # -- shared tables ---------------------------------------------------------------------
 
-    def drop(self, channel: str, reason: str) -> Drop:
-        """The loss counter for (channel, reason), made on first use."""
+    def drop(self, channel: str, reason: str, is_loss: bool = True) -> Drop:
+        """The in-kernel counter for (channel, reason), made on first use."""
         for d in self.drops:
             if d.channel == channel and d.reason == reason:
                 return d
-        d = Drop(len(self.drops), channel, reason)
+        d = Drop(len(self.drops), channel, reason, is_loss)
         self.drops.append(d)
         return d
 

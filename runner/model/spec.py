@@ -40,11 +40,14 @@ class Map:
 
 @dataclass(frozen=True)
 class Drop:
-    """One in-kernel loss counter: a slot of the per-CPU array er_drops."""
+    """One in-kernel counter: a slot of the per-CPU array er_drops. Most count records lost;
+    a tail call that falls through is no loss (the probe goes on with its next action), so
+    its counter says so and is reported as what happened, not as lost."""
 
     index: int
-    channel: str  # the map (or "messages") the loss belongs to
-    reason: str  # "buffer full", "map full", "tail-call miss"
+    channel: str  # the map (or "messages") the count belongs to
+    reason: str  # "buffer full", "map full", "tail calls that fell through ..."
+    is_loss: bool = True
 
 
 # Actions. Values and conditions are runner/model/expr.py trees; codegen spells them in C.
