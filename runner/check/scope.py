@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Set, Tuple
+from typing import TYPE_CHECKING, Dict, Set, Tuple
+
+if TYPE_CHECKING:
+    from runner.check.arith import Typed
+    from runner.check.fields import Arg
 
 
 @dataclass
@@ -13,8 +17,17 @@ class ActionScope:
 
     Mutable while one probe or program is checked: each built-in an action uses is added to
     `needs`, which then shapes the function's prologue (syscall_nr and argN are computed
-    there, per context; pid/tid and uid/gid share one helper call each).
+    there, per context; pid/tid and uid/gid share one helper call each). `args` are the
+    probe's named arguments (runner/check/fields.py); `locals` the values `let` named so
+    far in this list ("x", and "x.field" for a struct), visible to the actions after it.
     """
 
     contexts: Tuple[str, ...]
     needs: Set[str] = field(default_factory=set)
+    args: Dict[str, Arg] = field(default_factory=dict)
+    locals: Dict[str, Typed] = field(default_factory=dict)
+
+    def nested(self) -> ActionScope:
+        """A branch's scope: it sees the names made so far, its own stay inside it (as the
+        C block it becomes), and what it reads still shapes the function's prologue."""
+        return ActionScope(self.contexts, self.needs, self.args, dict(self.locals))

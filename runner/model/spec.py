@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
-from runner.model.expr import Condition, Value
+from runner.model.expr import Condition, StrSource, Value
 from runner.model.types import Layout, Member, TypeRef
 
 
@@ -55,9 +55,10 @@ class Assign:
     """One field of a record being filled."""
 
     member: str
-    how: str  # "expr" | "comm" | "string"
-    value: Union[Value, str, None]  # "expr": the value; "string": the text; "comm": None
-    size: int  # bytes to copy for "string" (literal plus NUL) and "comm"
+    how: str  # "expr" | "comm" | "string" | "read"
+    # "expr": the value; "string": the text; "comm": None; "read": a StrSource
+    value: Union[Value, str, StrSource, None]
+    size: int  # bytes to copy for "string" (literal plus NUL) and "comm"; "read": the field
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,19 @@ class MapOutput:
 
 
 @dataclass(frozen=True)
+class Param:
+    """A parameter declared under `params:`. Its value is a constant of the rendered
+    program: the runtime sets it from `--set NAME=VALUE` with runner/check/params.py's
+    `apply`, before rendering, so the compiler folds it into the code."""
+
+    name: str
+    scalar: str  # a runner/model/types.py SCALARS name
+    value: int  # checked to fit `scalar`
+    default: int
+    origin: str
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     file: str  # as given, for the generated header (never an absolute path)
@@ -215,6 +229,7 @@ class Spec:
     message_buffer: Optional[Map]  # ebpf-run's own ring buffer for print actions
     events: Tuple[EventOutput, ...]
     map_outputs: Tuple[MapOutput, ...]
+    params: Tuple[Param, ...] = ()
 
 
 @dataclass(frozen=True)
