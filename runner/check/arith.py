@@ -128,7 +128,8 @@ class _Parser:
                                 "uid == 0'", t.pos)
             parts.append(right)
         if len(parts) > 1:
-            return Typed(e.Logic(_LEVELS[level][0], tuple(x.node for x in parts)), "bool")
+            conds = tuple(x.node for x in parts)
+            return Typed(e.Logic(_LEVELS[level][0], conds), "bool")  # type: ignore[arg-type]
         return left
 
     def unary(self) -> Typed:

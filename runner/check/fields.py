@@ -61,7 +61,7 @@ def _option_args(arch: str, key: str, target: str) -> Dict[str, Arg]:
     if key != "tracepoint":
         return {}
     if target.startswith("syscalls:sys_exit_"):
-        return {"ret": Arg(Typed(e.BuiltinRef("ret"), "s64"), ("ret",), "long ret")}
+        return {"ret": Arg(Typed(e.BuiltinRef("retval"), "s64"), ("retval",), "long ret")}
     fmt = catalog(arch).format(target)
     if fmt is None:
         return {}

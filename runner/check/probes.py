@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, List, Optional, Set, Tuple
 
-from runner.check.actions import check_list, tail_maps
 from runner.check import exits
+from runner.check.actions import check_list, tail_maps
 from runner.check.checker import Checker
 from runner.check.fields import probe_args
 from runner.check.scope import ActionScope

@@ -8,12 +8,11 @@ the latter), then the built-ins (`pid`, `ktime`, `comm`...).
 
 from __future__ import annotations
 
-from runner.check import btf
+from runner.check import btf, values
 from runner.check.arith import Resolve, Typed
 from runner.check.checker import Checker
 from runner.check.expr import ExprError
 from runner.check.scope import ActionScope
-from runner.check import values
 from runner.kinds.builtins import BUILTINS
 from runner.model import expr as e
 from runner.spec.loader import PathKey

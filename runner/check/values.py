@@ -47,7 +47,7 @@ def scalar_value(ck: Checker, path: PathKey, raw: Any, target: Scalar,
         return Const(raw)
     name = raw if isinstance(raw, str) else None
     b = BUILTINS.get(name)
-    if name is not None and b is None and not _IDENT.match(name) or name in scope.locals:
+    if (name is not None and b is None and not _IDENT.match(name)) or name in scope.locals:
         return _expression(ck, path, name, target, scope)  # type: ignore[arg-type]
     if b is None and name is not None and name.split(".")[0] in _NAMESPACES:
         return _expression(ck, path, name, target, scope)

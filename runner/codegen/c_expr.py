@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional
 
+from runner.codegen.c_strings import read_string, str_compare
 from runner.kinds.builtins import BUILTINS
 from runner.kinds.registry import UnknownKind
-from runner.codegen.c_strings import read_string, str_compare
 from runner.model.expr import (
     Binary,
     BuiltinRef,
@@ -63,7 +63,8 @@ _SPELLING: Dict[type, Callable] = {
     Const: _const,
     BuiltinRef: lambda e: BUILTINS.lookup(e.name).c,
     Cast: lambda e: f"({SCALARS[e.scalar].c})({spell(e.value)})",
-    Binary: lambda e: f"(({_c(e.scalar)})({spell(e.left)}) {e.op} ({_c(e.scalar)})({spell(e.right)}))",
+    Binary: lambda e: f"(({_c(e.scalar)})({spell(e.left)}) {e.op} "
+                      f"({_c(e.scalar)})({spell(e.right)}))",
     Negate: lambda e: f"(-({_c(e.scalar)})({spell(e.value)}))",
     Local: lambda e: f"er_v_{e.name}" + (f".{e.field}" if e.field else ""),
     Param: lambda e: f"er_param_{e.name}",

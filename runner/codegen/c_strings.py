@@ -11,7 +11,7 @@ literal's length bounds the loop, as the verifier wants.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from runner.model.expr import (
     CommStr,
@@ -22,7 +22,7 @@ from runner.model.expr import (
     StrCompare,
 )
 
-Spell = Callable[[object], str]
+Spell = Callable[[Any], str]
 
 
 def read_string(src: object, dest: str, size: int, spell: Spell, mark: bool = True) -> str:

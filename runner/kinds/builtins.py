@@ -62,10 +62,10 @@ for _b in (
             "the current task's name (at syscall entry: the caller's)"),
     Builtin("syscall_nr", "s64", "er_syscall_nr", SYSCALL_CONTEXTS,
             "the system call's number"),
-    Builtin("retval", "s64", "(s64)PT_REGS_RC(ctx)", frozenset({KRETPROBE}),
-            "the function's return value"),
-    Builtin("ret", "s64", "er_ret", SYSCALL_EXIT_CONTEXTS,
-            "the system call's result: a value, or a negative errno"),
+    # Each of these contexts' prologue computes er_retval (from pt_regs or the record).
+    Builtin("retval", "s64", "er_retval", frozenset({KRETPROBE}) | SYSCALL_EXIT_CONTEXTS,
+            "the function's return value; at a syscall's exit (also `args.ret`) its "
+            "result: a value, or a negative errno"),
     *(
         Builtin(f"arg{i}", "u64", f"er_arg{i}", _ARGS_CTX,
                 f"argument {i} of the syscall or probed function")

@@ -101,7 +101,48 @@ class TailCall:
     drop: Drop
 
 
-Action = Union[Emit, Print, Update, TailCall, "Choose", "If"]
+@dataclass(frozen=True)
+class MapKey:
+    """A key built for one map access: a struct key's field assignments, or a scalar's value."""
+
+    assigns: Tuple[Assign, ...]
+    value: Optional[Value]
+
+
+@dataclass(frozen=True)
+class Let:
+    """A named value (C local er_v_<name>) for the actions after it: computed, or looked up
+    in a map. A lookup without `default` ends the probe when the entry is absent."""
+
+    origin: str
+    name: str
+    type: TypeRef  # a scalar, or the map's struct value
+    value: Optional[Value]  # computed; None for a lookup
+    map: Optional[Map] = None
+    key: Optional[MapKey] = None
+    default: Optional[Value] = None
+
+
+@dataclass(frozen=True)
+class Store:
+    """map[key] = value, creating the entry (BPF_ANY)."""
+
+    origin: str
+    map: Map
+    key: MapKey
+    value_assigns: Tuple[Assign, ...]  # for a struct value
+    value: Optional[Value]  # for a scalar value
+    drop: Drop
+
+
+@dataclass(frozen=True)
+class Delete:
+    origin: str
+    map: Map
+    key: MapKey
+
+
+Action = Union[Emit, Print, Update, TailCall, "Choose", "If", Let, Store, Delete]
 
 
 @dataclass(frozen=True)
