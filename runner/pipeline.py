@@ -1,7 +1,7 @@
 """The stages in order, for the commands that need them: load -> schema -> build -> render.
 
-`compile_spec` keeps its result in a cache (runner/cache.py) keyed by the spec's bytes and
-ebpf-run's own code, so a repeated run imports neither YAML, jsonschema nor Jinja.
+`compile_spec` keeps its result in a cache (runner/support/cache.py) keyed by the spec's
+bytes and ebpf-run's own code, so a repeated run imports neither YAML, jsonschema nor Jinja.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def compile_spec(path: str, arch: Optional[str] = None) -> Compiled:
         raw = None  # check() reports it, with its location
     k = cache.key(path, raw, arch) if raw is not None else None
     if k is not None:
-        hit = cache.load(k)
-        if isinstance(hit, Compiled):
+        hit = cache.load(k, Compiled)
+        if hit is not None:
             return hit
     from runner.codegen.render import render
 

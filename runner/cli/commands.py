@@ -6,8 +6,10 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from runner.cli.spec_file import check_readable
 from runner.errors import SpecError
 from runner.model.spec import Spec
+from runner.output.stdout import OutputUnwritable
 from runner.pipeline import check, compile_spec
 
 
@@ -15,6 +17,7 @@ def validate(paths: List[str]) -> int:
     errors: List[SpecError] = []
     for path in paths:
         try:
+            check_readable(path)
             spec = check(path)
         except SpecError as e:
             errors.append(e)
@@ -49,14 +52,15 @@ def layout_table(spec: Spec) -> str:
 
 
 def render(path: str, out: Optional[str], arch: Optional[str]) -> int:
+    check_readable(path)
     compiled = compile_spec(path, arch)
     stem = Path(path).stem
     if out:
         d = Path(out)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / f"{stem}.c").write_text(compiled.rendered.c)
-        (d / f"{stem.replace('-', '_')}.py").write_text(compiled.rendered.python)
-        print(f"wrote {d / (stem + '.c')} and {d / (stem.replace('-', '_') + '.py')}")
+        c_file, py_file = d / f"{stem}.c", d / f"{stem.replace('-', '_')}.py"
+        _write(d, c_file, compiled.rendered.c)
+        _write(d, py_file, compiled.rendered.python)
+        print(f"wrote {c_file} and {py_file}")
         return 0
     w = sys.stdout.write
     w(f"=== {stem}.c (BPF C for BCC) ===\n{compiled.rendered.c}\n")
@@ -66,6 +70,17 @@ def render(path: str, out: Optional[str], arch: Optional[str]) -> int:
     if tables:
         w(f"=== tail-call tables ({compiled.spec.arch}) ===\n{tables}\n")
     return 0
+
+
+def _write(directory: Path, file: Path, text: str) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        file.write_text(text)
+    except OSError as e:
+        # The errno text alone ("Not a directory") does not say which path: name it.
+        raise OutputUnwritable(f"cannot write {file}: {e.strerror or e}"
+                               + (f" ({e.filename})" if e.filename and
+                                  str(e.filename) != str(file) else "")) from None
 
 
 def tail_call_tables(spec: Spec) -> str:

@@ -5,20 +5,58 @@
     ebpf-run render SPEC [--out DIR]                      show or write the generated code
     ebpf-run doctor                                       check this machine
 
-Exit codes: 0 success; 1 spec error; 2 usage; 3 environment or kernel error.
-An unexpected internal error keeps its traceback.
+Exit codes: 0 success (also when stdout's reader went away, `| head -1`); 1 spec error;
+2 usage; 3 environment or kernel error, including output that cannot be written (a full
+disk, /dev/full, a bad --out directory). An unexpected internal error keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from runner.errors import EbpfRunError
+from runner.output.stdout import private_stdout
 
-COMMANDS = ("run", "validate", "render", "doctor")
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from runner.cli.spec_file import check_readable
+    from runner.runtime.run import Options, run_spec
+
+    check_readable(args.spec)
+    return run_spec(args.spec, Options(args.json, args.duration, args.count))
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from runner.cli.commands import validate
+
+    return validate(args.specs)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from runner.cli.commands import render
+
+    return render(args.spec, args.out, args.arch)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from runner.cli.doctor import doctor
+
+    return doctor()
+
+
+# Each command's handler; its flags are declared in _parser().
+HANDLERS: Dict[str, Handler] = {
+    "run": _run,
+    "validate": _validate,
+    "render": _render,
+    "doctor": _doctor,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,11 +84,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A finite number above zero: `nan` compares false with everything and `inf` never
+    arrives, so either would make a run that never stops."""
+
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
         return value
@@ -60,15 +103,23 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
-    if args_in and args_in[0] not in COMMANDS and not args_in[0].startswith("-"):
+    if args_in and args_in[0] not in HANDLERS and not args_in[0].startswith("-"):
         args_in.insert(0, "run")
     args = _parser().parse_args(args_in)
     if args.command is None:
         _parser().print_usage(sys.stderr)
         print("ebpf-run: error: give a spec to run, or a command", file=sys.stderr)
         return 2
+    with private_stdout():
+        return _command(HANDLERS[args.command], args)
+
+
+def _command(handler: Handler, args: argparse.Namespace) -> int:
     try:
-        return _dispatch(args)
+        code = handler(args)
+        # What is still buffered must reach its file before the command claims success.
+        sys.stdout.flush()
+        return code
     except EbpfRunError as e:
         print(_format_error(e), file=sys.stderr)
         return e.exit_code
@@ -78,6 +129,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         # The reader went away (`ebpf-run ... | head`): not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
         return 0
 
 
@@ -89,24 +141,6 @@ def _format_error(e: EbpfRunError) -> str:
         n = len(e.diagnostics)
         return f"{text}\n{n} error{'s' if n != 1 else ''}"
     return f"ebpf-run: error: {text}"
-
-
-def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "validate":
-        from runner.cli.commands import validate
-
-        return validate(args.specs)
-    if args.command == "render":
-        from runner.cli.commands import render
-
-        return render(args.spec, args.out, args.arch)
-    if args.command == "doctor":
-        from runner.cli.doctor import doctor
-
-        return doctor()
-    from runner.runtime.run import Options, run_spec
-
-    return run_spec(args.spec, Options(args.json, args.duration, args.count))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,1 +1,3 @@
-"""Stage 7: where records go: text or JSON lines."""
+"""Stage 7: where records go. One module per format (text.py, json.py), found by name in
+registry.py; escape.py keeps text output to one line per record; stdout.py keeps the
+record stream private and turns write failures into errors."""

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 from runner.errors import KernelError
 from runner.model.spec import Spec, Struct
 from runner.model.types import TypeRef
+from runner.output.escape import as_text, escape, with_texts
 
 
 def load_types(source: str, spec: Spec) -> types.ModuleType:
@@ -54,8 +55,27 @@ class RecordDecoder:
 
 def record_decoder(module: types.ModuleType, struct: Struct, padded: bool) -> RecordDecoder:
     return RecordDecoder(struct, getattr(module, struct.name),
-                         getattr(module, f"er_fields_{struct.name}"), struct.layout.size,
-                         7 if padded else 0)
+                         _texts_of(getattr(module, f"er_fields_{struct.name}"), struct),
+                         struct.layout.size, 7 if padded else 0)
+
+
+def _texts_of(fields: Callable[[Any], Dict[str, Any]],
+              struct: Struct) -> Callable[[Any], Dict[str, Any]]:
+    """`fields` with its char arrays made safe to format (output.escape.as_text): text
+    output shows them escaped, JSON exactly as they are."""
+    if any(m.type.is_struct for m in struct.layout.fields):
+        return lambda r: with_texts(fields(r))  # type: ignore[no-any-return]
+    names = tuple(m.name for m in struct.layout.fields if m.type.is_string)
+    if not names:
+        return fields
+
+    def with_text(r: Any) -> Dict[str, Any]:
+        d = fields(r)
+        for name in names:
+            d[name] = as_text(d[name])
+        return d
+
+    return with_text
 
 
 def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any]:
@@ -63,11 +83,11 @@ def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any
     if t.is_struct:
         cls = getattr(module, t.base)
         def one(b: bytes) -> Any:
-            return getattr(module, f"er_fields_{t.base}")(
-                    cls.from_buffer_copy(b))
+            return with_texts(getattr(module, f"er_fields_{t.base}")(
+                    cls.from_buffer_copy(b)))
         unit = ctypes.sizeof(cls)
     elif t.is_string:
-        return lambda b: b.split(b"\0", 1)[0].decode("utf-8", "replace")
+        return lambda b: as_text(b.split(b"\0", 1)[0].decode("utf-8", "replace"))
     else:
         assert t.scalar is not None
         sc = t.scalar
@@ -96,6 +116,7 @@ def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str) -> Optio
     """
     cls = getattr(module, struct.name)
     codes, names, pos = ["=8x"], {}, 0
+    texts = set()
     for i, (name, ctype) in enumerate(cls._fields_):
         field, var = getattr(cls, name), f"_{i}"
         if field.offset > pos:
@@ -103,6 +124,7 @@ def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str) -> Optio
         if issubclass(ctype, ctypes.Array) and ctype._type_ is ctypes.c_char:
             codes.append(f"{ctype._length_}s")
             names[name] = f"(_c.get({var}) or _text({var}))"
+            texts.add(name)
         elif issubclass(ctype, ctypes._SimpleCData) and ctype._type_ in "bBhHiIlLqQ":
             code = _INT_CODES[field.size]
             codes.append(code if ctype._type_.islower() else code.upper())
@@ -121,6 +143,8 @@ def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str) -> Optio
             continue
         if name not in names or not set(spec or "") <= _SAFE_SPEC:
             return None
+        if conv and name in texts:  # !r of a Text shows the raw value: leave it to format_map
+            return None
         parts.append("f'{" + names[name] + (f"!{conv}" if conv else "")
                      + (f":{spec}" if spec else "") + "}'")
     unpacked = ", ".join(f"_{i}" for i, (name, ctype) in enumerate(cls._fields_)
@@ -131,12 +155,15 @@ def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str) -> Optio
               f"    return [{' '.join(parts) or repr('')} for ({unpacked},) in _rows(buf)]\n")
     cache: Dict[bytes, str] = {}
 
-    def text(raw: bytes) -> str:  # char arrays: up to the first NUL, as ctypes reads them
+    def text_of(raw: bytes) -> str:
+        """A char array up to the first NUL, as ctypes reads it, escaped as
+        output.escape.Text formats it: the batch gives the text of the record-by-record
+        path."""
         if len(cache) > 4096:
             cache.clear()
-        value = cache[raw] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+        value = cache[raw] = escape(raw.split(b"\0", 1)[0].decode("utf-8", "replace"))
         return value
 
-    scope: Dict[str, Any] = {"_layout": layout, "_cache": cache, "_text": text}
+    scope: Dict[str, Any] = {"_layout": layout, "_cache": cache, "_text": text_of}
     exec(compile(source, f"<ebpf-run text of {struct.name}>", "exec"), scope)
     return scope["er_batch"]  # type: ignore[no-any-return]

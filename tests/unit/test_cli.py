@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 from .util import ROOT
 
@@ -98,3 +101,106 @@ def test_unprivileged_run_exits_3_saying_why(monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == (
         "ebpf-run: error: loading BPF programs needs root, or CAP_BPF and CAP_PERFMON: "
         "run ebpf-run with sudo")
+
+
+FULL = "ebpf-run: error: cannot write to standard output: No space left on device\n"
+
+
+def ebpf_run_to(stdout, *args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, timeout=60)
+
+
+def test_output_to_a_full_device_is_a_one_line_error_exit_3():
+    for args in (("validate", "specs/hello.yaml"), ("render", "specs/hello-tail.yaml")):
+        with open("/dev/full", "w") as full:
+            res = ebpf_run_to(full, *args)
+        assert (res.returncode, res.stderr) == (3, FULL), args
+
+
+def test_a_closed_stdout_ends_quietly():
+    for args in (("validate", "specs/hello.yaml"), ("render", "specs/hello-tail.yaml")):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before the first write: EPIPE
+        try:
+            res = ebpf_run_to(write_end, *args)
+        finally:
+            os.close(write_end)
+        assert (res.returncode, res.stderr) == (0, ""), args
+
+
+def test_a_spec_that_is_no_regular_file_or_too_big_is_refused_without_reading_it(tmp_path):
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.yaml"
+    with open(huge, "wb") as f:
+        f.truncate(4 << 30)  # sparse: 4 GiB that cost nothing
+    cases = {
+        "/dev/zero": "it is a character device, not a regular file",
+        str(tmp_path): "it is a directory, not a regular file",
+        str(fifo): "it is a FIFO, not a regular file",
+        str(huge): f"{4 << 30} bytes is more than a spec may have (1048576)",
+    }
+    for path, why in cases.items():
+        for args in (("validate", path), ("render", path), ("run", path)):
+            res = ebpf_run(*args)
+            assert res.returncode == 1, args
+            assert res.stderr == f"{path}:1:1: error: cannot read spec: {why}\n1 error\n", args
+
+
+def test_render_out_to_a_path_that_cannot_be_a_directory_is_a_clear_error():
+    res = ebpf_run("render", "specs/hello.yaml", "--out", "/dev/null/x")
+    assert res.returncode == 3
+    assert res.stderr == ("ebpf-run: error: cannot write /dev/null/x/hello.c: Not a directory "
+                          "(/dev/null/x)\n")
+
+
+def test_a_duration_must_be_a_finite_positive_number():
+    for text in ("nan", "NaN", "inf", "-inf", "1e400", "-1", "0"):
+        res = ebpf_run("run", "specs/hello.yaml", f"--duration={text}")
+        assert res.returncode == 2, text
+        assert "argument --duration: must be" in res.stderr, text
+        assert "Traceback" not in res.stderr
+
+
+def test_every_command_has_one_handler():
+    """A new command is a subparser and one line in HANDLERS."""
+    import argparse
+
+    from runner.cli import main as cli
+
+    sub = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(cli.HANDLERS)
+
+
+@pytest.mark.xfail(strict=True, reason="runner/check (not the CLI's): a probe whose only "
+                   "attach option is a syscall this architecture lacks gives no contexts, so "
+                   "the programs it tail-calls are reported as never reached and their own "
+                   "errors are not checked")
+def test_render_for_another_architecture_shows_every_real_error(tmp_path):
+    spec = tmp_path / "tail.yaml"
+    spec.write_text(
+        "name: tail\n"
+        "maps:\n"
+        "  progs: {type: prog_array, max_entries: 4}\n"
+        "probes:\n"
+        "  p:\n"
+        "    attach: {syscall: open}\n"  # x86_64 has open; aarch64 only openat
+        "    do:\n"
+        "      - tail_call: {map: progs, index: 0}\n"
+        "programs:\n"
+        "  q:\n"
+        "    do:\n"
+        "      - print: \"{nosuch}\"\n"
+        "      - count: {map: nomap, key: pid}\n"
+        "tail_calls:\n"
+        "  progs:\n"
+        "    entries:\n"
+        "      \"0\": q\n")
+    res = ebpf_run("render", str(spec), "--arch", "aarch64")
+    errors = [ln for ln in res.stderr.splitlines() if ": error: " in ln]
+    assert [e.split(": error: ")[1] for e in errors] == [
+        "unknown syscall 'open' on aarch64",
+        "'{nosuch}' names no built-in",
+        "unknown map 'nomap'",
+    ]

@@ -1,0 +1,81 @@
+"""Decoders: raw values made readable, found by name (a spec field's `decode: errno`).
+
+    registry = Decoders.for_arch("x86_64")
+    registry.get("errno").text(-2)                     -> "ENOENT"
+    registry.get("errno").json_fields("ret", -2)       -> {"ret": -2, "ret_name": "ENOENT"}
+    registry.get("errnos")                             -> UnknownDecoder, naming the known ones
+
+One module per decoder; this one only lists them. Every text a decoder returns is safe
+for a terminal: names from outside the kernel (users) are escaped (text.safe_text).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Tuple
+
+from runner.kinds.decoders.base import DecodeError, Decoder, Json
+from runner.kinds.decoders.errnos import ERRNO, SYSCALL_RET
+from runner.kinds.decoders.inet import INET, IPV4, IPV6, PORT_BE
+from runner.kinds.decoders.ksym import KALLSYMS, KernelSymbols, ksym_decoder
+from runner.kinds.decoders.open_flags import open_flags_decoder
+from runner.kinds.decoders.signals import SIGNAL
+from runner.kinds.decoders.syscall import syscall_decoder
+from runner.kinds.decoders.tcp_state import TCP_STATE
+from runner.kinds.decoders.text import safe_text
+from runner.kinds.decoders.uid import UID
+
+__all__ = [
+    "DecodeError",
+    "Decoder",
+    "Decoders",
+    "Json",
+    "UnknownDecoder",
+    "safe_text",
+]
+
+
+class UnknownDecoder(LookupError):
+    """A spec names a decoder that does not exist. The checker turns this into a
+    diagnostic at the field's location."""
+
+    def __init__(self, name: str, known: Tuple[str, ...]):
+        self.name = name
+        self.known = known
+        super().__init__(f"unknown decoder {name!r}; known: {', '.join(known)}")
+
+
+@dataclass(frozen=True)
+class Decoders:
+    arch: str
+    by_name: Dict[str, Decoder]
+
+    @classmethod
+    def for_arch(cls, arch: str, kallsyms: Path = KALLSYMS) -> Decoders:
+        """Every decoder, those that depend on it for `arch` (KeyError: no table for it)."""
+        decoders = [
+            syscall_decoder(arch),
+            open_flags_decoder(arch),
+            ERRNO,
+            SYSCALL_RET,
+            SIGNAL,
+            IPV4,
+            IPV6,
+            INET,
+            PORT_BE,
+            ksym_decoder(KernelSymbols(kallsyms)),
+            UID,
+            TCP_STATE,
+        ]
+        return cls(arch, {d.name: d for d in decoders})
+
+    @property
+    def names(self) -> Tuple[str, ...]:
+        return tuple(sorted(self.by_name))
+
+    def get(self, name: str) -> Decoder:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise UnknownDecoder(name, self.names) from None

@@ -1,0 +1,56 @@
+"""The JSON lines format: every record one JSON object on stdout with a `type`.
+
+The human reports (attach, lost, ready, summary) still go to stderr as in the text
+format; attach, lost and summary are also records. Values are exact: json.dumps escapes
+control characters, and output.escape.Text values encode as their plain characters.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional, Tuple
+
+from runner.output.text import TextSink
+
+
+class JsonSink(TextSink):
+    name = "json"
+    text_only = False
+
+    def _record(self, record: Dict[str, Any]) -> None:
+        self._lines.append(json.dumps(record, ensure_ascii=False))
+
+    def event(self, channel: str, text: str, fields: Dict[str, Any]) -> None:
+        self._raise_failure()
+        self._record({"type": "event", "channel": channel, "data": fields})
+
+    def events(self, channel: str, texts: List[str]) -> None:
+        raise TypeError("JsonSink needs each event's fields: text_only is False")
+
+    def message(self, text: str, fields: Dict[str, Any]) -> None:
+        self._raise_failure()
+        self._record({"type": "message", "text": text, "data": fields})
+
+    def map_dump(self, name: str, text: str, entries: List[Tuple[Any, Any]]) -> None:
+        self._record({"type": "map", "map": name,
+                      "entries": [{"key": k, "value": v} for k, v in entries]})
+
+    def attach(self, probe: str, method: Optional[str], skipped: List[Tuple[str, str]],
+               optional: bool) -> None:
+        super().attach(probe, method, skipped, optional)
+        self._record({"type": "attach", "probe": probe, "method": method,
+                      "optional": optional,
+                      "skipped": [{"method": m, "reason": r} for m, r in skipped]})
+        self.flush()
+
+    def lost(self, channel: str, reason: str, count: int, total: int) -> None:
+        super().lost(channel, reason, count, total)
+        self._record({"type": "lost", "channel": channel, "reason": reason, "count": count,
+                      "total": total})
+
+    def summary(self, seconds: float, channels: Dict[str, Dict[str, int]],
+                lost: List[Dict[str, Any]]) -> None:
+        self._record({"type": "summary", "seconds": round(seconds, 3), "channels": channels,
+                      "lost": lost})
+        self.flush()
+        super().summary(seconds, channels, lost)

@@ -1,0 +1,184 @@
+"""Output: escaping in text, exact JSON, the format registry, and write failures."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+
+import pytest
+
+from runner.codegen.render import render
+from runner.errors import UsageError
+from runner.output import registry, sinks
+from runner.output.escape import Text, escape, with_texts
+from runner.output.json import JsonSink
+from runner.output.stdout import OutputUnwritable
+from runner.output.text import TextSink
+from runner.runtime import decode
+
+from .util import spec_from_text
+
+HOSTILE = "a\nEVENT pid=1 c"
+
+
+@pytest.mark.parametrize("raw, shown", [
+    ("bash", "bash"),
+    ("é ünïcode ✓", "é ünïcode ✓"),
+    (HOSTILE, "a\\nEVENT pid=1 c"),
+    ("\x1b[2J\rtab\there", "\\x1b[2J\\rtab\\there"),
+    ("back\\slash", "back\\\\slash"),
+    ("nul\x00del\x7fc1\x85\x9b", "nul\\x00del\\x7fc1\\x85\\x9b"),
+    ("ls\u2028ps\u2029", "ls\\u2028ps\\u2029"),
+    ("lone \ud800 surrogate", "lone \\ud800 surrogate"),
+    ("bad \ufffd utf-8", "bad \ufffd utf-8"),
+])
+def test_escape_makes_every_control_character_visible(raw, shown):
+    assert escape(raw) == shown
+    assert len(escape(raw).splitlines()) <= 1
+
+
+def test_a_text_value_formats_escaped_and_stays_exact_in_json():
+    t = Text(HOSTILE)
+    assert f"{t}" == "{x}".format_map({"x": t}) == "a\\nEVENT pid=1 c"
+    assert f"{t:>20}" == "    a\\nEVENT pid=1 c"
+    assert f"{t!s}" == str(t) == "a\\nEVENT pid=1 c"
+    assert "\n" not in f"{t!r}"
+    assert json.loads(json.dumps({"comm": t}, ensure_ascii=False)) == {"comm": HOSTILE}
+    assert t == HOSTILE
+
+
+def test_with_texts_reaches_nested_values():
+    value = with_texts({"a": "x\n", "b": [{"c": "y\r"}, 3], "d": 4})
+    assert "{v[a]} {v[b][0][c]} {v[d]}".format_map({"v": value}) == "x\\n y\\r 4"
+
+
+def test_the_registry_finds_each_format_and_refuses_an_unknown_one():
+    assert type(registry.sink_for("text", io.StringIO(), io.StringIO())) is TextSink
+    assert type(registry.sink_for("json", io.StringIO(), io.StringIO())) is JsonSink
+    with pytest.raises(UsageError, match="unknown output format 'yaml'; known: json, text"):
+        registry.sink_for("yaml")
+    # The names the runtime imports still work.
+    assert sinks.Sink is TextSink and sinks.JsonSink is JsonSink
+
+
+RING_SPEC = """\
+name: t
+structs:
+  ev_t:
+    - pid: s32
+    - command: char[16]
+maps:
+  ring: {type: ringbuf, value: ev_t}
+  by_name: {type: hash, key: "char[16]", value: u64}
+probes:
+  p:
+    attach: {tracepoint: "sched:sched_process_exec"}
+    do:
+      - emit: {to: ring, set: {pid: pid, command: comm}}
+"""
+
+
+def _records(*rows):
+    """Ring records as the ring callback sees them: an 8-byte header, then the struct,
+    padded to 8 bytes."""
+    out = b""
+    for pid, command in rows:
+        out += b"\0" * 8 + struct.pack("=i16s", pid, command) + b"\0" * 4
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["{pid} {command}", "{command:>20}|", "{command!r}"])
+def test_the_batch_path_prints_what_the_record_path_prints(fmt):
+    spec = spec_from_text(RING_SPEC)
+    module = decode.load_types(render(spec).python, spec)
+    ev = next(s for s in spec.structs if s.name == "ev_t")
+    data = _records((7, HOSTILE.encode()), (8, b"\x1b[31m\xff\\"))
+    record = decode.record_decoder(module, ev, padded=False)
+    by_record = [fmt.format_map(record.at(data, off)) for off in (8, 40)]
+    assert all("\n" not in line and "\x1b" not in line for line in by_record)
+    batch = decode.batch_formatter(module, ev, fmt)
+    if batch is not None:  # a conversion (!r) leaves the work to the record path
+        assert batch(data) == by_record
+    if fmt == "{pid} {command}":
+        assert by_record == ["7 a\\nEVENT pid=1 c", "8 \\x1b[31m\ufffd\\\\"]
+
+
+def test_a_string_map_key_is_text():
+    spec = spec_from_text(RING_SPEC)
+    module = decode.load_types(render(spec).python, spec)
+    key_type = next(m for m in spec.maps if m.name == "by_name").key
+    key = decode.value_decoder(module, key_type)(HOSTILE.encode() + b"\0")
+    assert isinstance(key, Text) and key == HOSTILE
+    assert type(decode.value_decoder(module, key_type)(b"bash\0")) is str  # nothing to escape
+    assert "{key}: {value}".format_map({"key": key, "value": 1}) == "a\\nEVENT pid=1 c: 1"
+
+
+class _Full(io.StringIO):
+    def flush(self) -> None:
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("sink_class", [TextSink, JsonSink])
+def test_a_full_disk_is_raised_by_the_next_record_and_the_summary_still_reaches_stderr(
+        sink_class):
+    err = io.StringIO()
+    sink = sink_class(_Full(), err)
+    sink.event("ring", "1 x", {"pid": 1})
+    sink.flush()  # kept: the runner flushes while it ends, so a raise here could skip the summary
+    # The next record raises: it is inside a buffer callback, whose error stops the run.
+    with pytest.raises(OutputUnwritable, match="No space left on device") as info:
+        sink.event("ring", "2 y", {"pid": 2})
+    assert info.value.exit_code == 3
+    sink.event("ring", "3 z", {"pid": 3})  # raised once; later records are dropped
+    sink.flush()
+    sink.summary(1.0, {"ring": {"received": 3, "lost": 0}}, [])
+    assert "ebpf-run: summary: ran 1.0s; ring: 3 received; nothing lost" in err.getvalue()
+
+
+@pytest.mark.parametrize("sink_class", [TextSink, JsonSink])
+def test_a_failure_no_record_reported_is_raised_after_the_summary(sink_class):
+    err = io.StringIO()
+    sink = sink_class(_Full(), err)
+    sink.map_dump("counts", "1: 2", [(1, 2)])  # an at-exit dump: the runner is ending
+    sink.flush()
+    sink.flush()
+    with pytest.raises(OutputUnwritable):
+        sink.summary(0.5, {"counts": {"dumps": 1, "lost": 0}}, [])
+    assert "ebpf-run: summary: ran 0.5s; counts: 1 dump; nothing lost" in err.getvalue()
+
+
+def test_a_closed_reader_still_propagates_at_once():
+    class Closed(io.StringIO):
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    sink = TextSink(Closed(), io.StringIO())
+    sink.event("ring", "1 x", {})
+    with pytest.raises(BrokenPipeError):
+        sink.flush()
+
+
+def test_c_code_writing_to_fd_1_cannot_enter_the_record_stream():
+    """What libbcc does while compiling: printf through C stdio (flushed whenever) and
+    plain writes to descriptor 1. Under private_stdout both go to stderr."""
+    import subprocess
+    import sys
+
+    from .util import ROOT
+
+    script = (
+        "import ctypes, os, sys\n"
+        "from runner.output.stdout import private_stdout\n"
+        "libc = ctypes.CDLL(None)\n"
+        "with private_stdout():\n"
+        "    print('record 1')\n"
+        "    libc.printf(b'buffered by C stdio\\n')\n"
+        "    os.write(1, b'written to fd 1\\n')\n"
+        "    print('record 2')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "record 1\nrecord 2\n"
+    assert sorted(res.stderr.splitlines()) == ["buffered by C stdio", "written to fd 1"]
