@@ -25,10 +25,11 @@ class BuiltinRef:
 
 @dataclass(frozen=True)
 class Cast:
-    """A built-in converted to a scalar type: the checker has made sure it fits."""
+    """A value converted to a scalar type: the checker has made sure it fits, or the spec
+    wrote the cast."""
 
     scalar: str  # a runner/model/types.py SCALARS name
-    value: BuiltinRef
+    value: Number
 
 
 @dataclass(frozen=True)
