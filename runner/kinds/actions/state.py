@@ -38,7 +38,7 @@ def table(ck: Checker, path: PathKey, name: str, what: str) -> Map:
         ck.not_a(path, name, "hash or array map")
         raise Skip
     if what == "delete" and MAP_KINDS.lookup(m.kind).family != "hash":
-        ck.err(path, f"delete needs a hash map; '{name}' is a {m.kind}, whose entries "
+        ck.err(path, f"delete needs a hash map; the entries of '{name}' ({m.kind}) "
                "always exist", "store 0 instead")
         raise Skip
     return m
