@@ -50,13 +50,16 @@ def _data_loc(src: RecordDataLoc) -> str:
     return f"(const void *)((char *)ctx + {base}(*(u32 *)((char *)ctx + {src.offset}) & 0xffff))"
 
 
+_STR_HELPER = {"user": "bpf_probe_read_user_str", "kernel": "bpf_probe_read_kernel_str"}
+
+
 def _bounded(dest: str, size: int, space: str, address: str, marked: bool) -> str:
+    helper = _STR_HELPER[space]
     if not marked:
-        return f"bpf_probe_read_{space}_str({dest}, {size}, {address});"
-    mark = "" if size < 4 else (
-        f" if (er_n == {size}) {{ ({dest})[{size - 4}] = '.'; ({dest})[{size - 3}] = '.';"
-        f" ({dest})[{size - 2}] = '.'; }}")
-    return (f"{{ long er_n = bpf_probe_read_{space}_str({dest}, {size}, {address});"
+        return f"{helper}({dest}, {size}, {address});"
+    dots = " ".join(f"({dest})[{i}] = 46;" for i in range(size - 4, size - 1))  # '.'
+    mark = "" if size < 4 else f" if (er_n == {size}) {{ {dots} }}"
+    return (f"{{ long er_n = {helper}({dest}, {size}, {address});"
             f"{mark} }}")
 
 

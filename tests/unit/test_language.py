@@ -182,7 +182,7 @@ def test_string_equality_and_prefix_compare_byte_by_byte_within_bounds():
 def test_a_string_that_fills_its_field_ends_with_dots():
     c = _c_of("      - emit: {to: out, set: {s: args.filename}}\n")
     assert ("{ long er_n = bpf_probe_read_user_str(er_ev->s, 8, (const void *)(er_arg1)); "
-            "if (er_n == 8) { (er_ev->s)[4] = '.'; (er_ev->s)[5] = '.'; (er_ev->s)[6] = '.'; } }"
+            "if (er_n == 8) { (er_ev->s)[4] = 46; (er_ev->s)[5] = 46; (er_ev->s)[6] = 46; } }"
             ) in c
 
 
