@@ -65,9 +65,15 @@ class Probe:
 
 
 def list_probes(pattern: str = "*", verbose: bool = False, json_lines: bool = False,
-                catalog: Optional[Catalog] = None, out: TextIO = sys.stdout,
-                err: TextIO = sys.stderr) -> int:
-    """Prints the matching probes; 0 when some matched, 1 when none did."""
+                catalog: Optional[Catalog] = None, out: Optional[TextIO] = None,
+                err: Optional[TextIO] = None) -> int:
+    """Prints the matching probes; 0 when some matched, 1 when none did.
+
+    The streams are looked up at call time: the CLI swaps sys.stdout for a private copy
+    of the real stdout (runner/output/stdout.py), and a default bound at import would
+    write to the descriptor it points at stderr instead."""
+    out = out or sys.stdout
+    err = err or sys.stderr
     catalog = catalog or open_catalog()
     if not catalog.live:
         print(f"ebpf-run: list: using {catalog.source}", file=err)

@@ -4,6 +4,7 @@
     ebpf-run validate SPEC...                             check specs and exit
     ebpf-run render SPEC [--out DIR]                      show or write the generated code
     ebpf-run doctor                                       check this machine
+    ebpf-run list [PATTERN] [-v] [--json]                 probes this machine offers
 
 Exit codes: 0 success (also when stdout's reader went away, `| head -1`); 1 spec error;
 2 usage; 3 environment or kernel error, including output that cannot be written (a full
@@ -50,12 +51,19 @@ def _doctor(args: argparse.Namespace) -> int:
     return doctor()
 
 
+def _list(args: argparse.Namespace) -> int:
+    from runner.cli.list import main as list_main
+
+    return list_main(args)
+
+
 # Each command's handler; its flags are declared in _parser().
 HANDLERS: Dict[str, Handler] = {
     "run": _run,
     "validate": _validate,
     "render": _render,
     "doctor": _doctor,
+    "list": _list,
 }
 
 
@@ -80,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--arch", choices=("x86_64", "aarch64"),
                    help="render for this architecture (default: this machine's)")
     sub.add_parser("doctor", help="check what this machine offers ebpf-run")
+    from runner.cli.list import add_parser as add_list
+
+    add_list(sub)
     return p
 
 

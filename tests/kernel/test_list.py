@@ -10,9 +10,11 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from typing import Dict, List
 
 import pytest
+from harness import ROOT
 
 from runner.cli.list import list_probes
 from runner.support import tracepoints
@@ -113,3 +115,12 @@ def test_the_shipped_table_matches_the_kernel_it_was_generated_on():
     assert list(shipped.names) == tracepoints.shipped_names(live.names)
     for name in shipped.names:
         assert shipped.format(name).fields == live.format(name).fields, name
+
+
+def test_list_is_a_command_of_the_cli():
+    """`ebpf-run list PATTERN --json` through the real command line, as a user types it."""
+    res = subprocess.run([sys.executable, "-m", "runner", "list", "syscall:getppid", "--json"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["probe"] for r in records] == ["syscall:getppid"]

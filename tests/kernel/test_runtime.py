@@ -11,26 +11,8 @@ import sys
 import textwrap
 
 import pytest
+from getppid import Generator, event_spec
 from harness import SPECS, Run, trigger_exec
-
-# A process that waits for a line on stdin, then calls getppid() N times and exits.
-GEN = "import os, sys; sys.stdin.readline(); [os.getppid() for _ in range({n})]"
-
-
-class Generator:
-    """Start paused, so a spec can filter on its pid before it makes any calls."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.proc = subprocess.Popen([sys.executable, "-c", GEN.format(n=n)],
-                                     stdin=subprocess.PIPE)
-        self.pid = self.proc.pid
-
-    def go(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"go\n")
-        self.proc.stdin.close()
-        assert self.proc.wait(60) == 0
 
 
 def write(tmp_path, text: str, name: str = "spec.yaml") -> str:
@@ -43,31 +25,11 @@ def summary(run: Run) -> dict:
     return next(r for r in run.json() if r["type"] == "summary")
 
 
-EVENT_SPEC = """\
-    name: getppid-events
-    structs:
-      ev:
-        - pid: u32
-        - nr: s64
-        - comm: char[16]
-    maps:
-      events: {{type: {kind}, value: ev, {size}}}
-    probes:
-      calls:
-        attach: {{tracepoint: "syscalls:sys_enter_getppid"}}
-        do:
-          - if: "pid == {pid}"
-            then:
-              - emit: {{to: events, set: {{pid: pid, nr: syscall_nr, comm: comm}}}}
-    """
-
-
 @pytest.mark.parametrize("kind,reader", [("ringbuf", "in-place"), ("ringbuf", "callback"),
                                          ("perf_event_array", "")])
 def test_every_event_is_received_and_decoded_as_json(tmp_path, kind, reader):
     gen = Generator(200)
-    size = "pages: 64" if kind == "ringbuf" else "pages: 16"
-    spec = write(tmp_path, EVENT_SPEC.format(kind=kind, size=size, pid=gen.pid))
+    spec = write(tmp_path, event_spec(kind, 64 if kind == "ringbuf" else 16, gen.pid))
     with Run(spec, "--json", env={"EBPF_RUN_RING_READER": reader}) as run:
         run.wait_ready()
         gen.go()
@@ -84,9 +46,8 @@ def test_every_event_is_received_and_decoded_as_json(tmp_path, kind, reader):
     assert summary(run)["channels"] == {"events": {"received": 200, "lost": 0}}
 
 
-@pytest.mark.parametrize("kind,size", [("ringbuf", "pages: 1"),
-                                       ("perf_event_array", "pages: 1")])
-def test_forced_loss_is_counted_exactly(tmp_path, kind, size):
+@pytest.mark.parametrize("kind", ["ringbuf", "perf_event_array"])
+def test_forced_loss_is_counted_exactly(tmp_path, kind):
     """A one-page buffer under a burst: received + lost == generated, and lost > 0.
 
     The reader is paused (SIGSTOP) during the burst, so the page must overflow whatever
@@ -94,7 +55,7 @@ def test_forced_loss_is_counted_exactly(tmp_path, kind, size):
     """
     n = 50_000
     gen = Generator(n)
-    spec = write(tmp_path, EVENT_SPEC.format(kind=kind, size=size, pid=gen.pid))
+    spec = write(tmp_path, event_spec(kind, 1, gen.pid))
     with Run(spec, "--json") as run:
         run.wait_ready()
         os.kill(run.proc.pid, signal.SIGSTOP)
@@ -333,7 +294,7 @@ def test_records_pending_at_ctrl_c_are_still_counted(tmp_path):
     """SIGINT stops the loop; what the kernel already sent is drained, printed and counted."""
     n = 20_000
     gen = Generator(n)
-    spec = write(tmp_path, EVENT_SPEC.format(kind="ringbuf", size="pages: 1024", pid=gen.pid))
+    spec = write(tmp_path, event_spec("ringbuf", 1024, gen.pid))
     with Run(spec, "--json") as run:
         run.wait_ready()
         gen.go()

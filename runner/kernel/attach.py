@@ -1,0 +1,135 @@
+"""Attaching a probe: its options in order, each through the hook of its kind.
+
+HOOKS maps every `Candidate.kind` the checker makes to three things: a precheck that
+finds why the option cannot work here without loading anything, the attach itself, and
+the matching detach. A kind without a hook is an internal error, never an option that
+silently attaches nothing. Runs stop by detaching every probe first (so nothing more is
+produced) and only then draining the buffers; the detaches recorded here make that
+possible before the BPF object is torn down.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from runner.errors import KernelError
+from runner.kernel import environment as env
+from runner.model.spec import Candidate
+
+Detach = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Attached:
+    probe: str
+    method: Optional[str]  # None when nothing attached
+    skipped: Tuple[Tuple[str, str], ...]  # (method, reason) of the options tried first
+    optional: bool
+
+
+@dataclass(frozen=True)
+class AttachHook:
+    # A reason the option cannot work here, found without loading anything; or None.
+    precheck: Callable[[Any, Candidate], Optional[str]]
+    # Attach the loaded function (bytes name) by this option; returns how to undo it.
+    attach: Callable[[Any, Any, Candidate, bytes], Detach]
+    # fentry programs are loaded by BCC's attach_kfunc itself, with their BTF target.
+    loads_itself: bool = False
+
+
+def hook_for(cand: Candidate) -> AttachHook:
+    try:
+        return HOOKS[cand.kind]
+    except KeyError:
+        raise KernelError(f"internal error: no attach hook for kind {cand.kind!r} "
+                          f"({cand.describe}); known: {', '.join(sorted(HOOKS))}") from None
+
+
+def _no_precheck(_bcc: Any, _cand: Candidate) -> Optional[str]:
+    return None
+
+
+def _kprobe_precheck(_bcc: Any, _cand: Candidate) -> Optional[str]:
+    return None if env.kprobes_available() else "kernel has no kprobes (CONFIG_KPROBES is off)"
+
+
+def _kprobe(_bcc: Any, bpf: Any, cand: Candidate, name: bytes) -> Detach:
+    if cand.syscall:  # the kernel's name for the syscall's entry differs by architecture
+        event = bpf.get_syscall_fnname(cand.syscall.encode())
+        if bpf.ksymname(event) == -1:
+            raise KernelError(f"no kernel symbol {event.decode()}")
+    else:
+        event = cand.target.encode()
+    bpf.attach_kprobe(event=event, fn_name=name)
+    return lambda: bpf.detach_kprobe(event=event)
+
+
+def _kretprobe(_bcc: Any, bpf: Any, cand: Candidate, name: bytes) -> Detach:
+    event = cand.target.encode()
+    bpf.attach_kretprobe(event=event, fn_name=name)
+    return lambda: bpf.detach_kretprobe(event=event)
+
+
+def _tracepoint_precheck(_bcc: Any, cand: Candidate) -> Optional[str]:
+    if env.tracepoint_exists(cand.target):
+        return None
+    return f"no tracepoint {cand.target} in {env.TRACEFS}/events"
+
+
+def _tracepoint(bcc: Any, bpf: Any, cand: Candidate, name: bytes) -> Detach:
+    tp = cand.target.encode()
+    bpf.attach_tracepoint(tp=tp, fn_name=name)
+    # BCC keeps one fd per tracepoint name: a second probe on the same tracepoint would
+    # overwrite the first one's, which then could never be detached. Keep it here.
+    fd = bpf.tracepoint_fds.pop(tp)
+    return lambda: _check(bcc.libbcc.lib.bpf_close_perf_event_fd(fd), cand)
+
+
+def _raw_tracepoint(_bcc: Any, bpf: Any, cand: Candidate, name: bytes) -> Detach:
+    tp = cand.target.encode()
+    bpf.attach_raw_tracepoint(tp=tp, fn_name=name)
+    # As for tracepoints; BCC would also refuse a second program on the same raw tracepoint.
+    fd = bpf.raw_tracepoint_fds.pop(tp)
+    return lambda: os.close(fd)
+
+
+def _uprobe_precheck(_bcc: Any, cand: Candidate) -> Optional[str]:
+    path = cand.target.rsplit(":", 1)[0]
+    return None if os.path.exists(path) else f"{path} does not exist"
+
+
+def _uprobe(_bcc: Any, bpf: Any, cand: Candidate, name: bytes) -> Detach:
+    path, sym = cand.target.encode().rsplit(b":", 1)
+    bpf.attach_uprobe(name=path, sym=sym, fn_name=name)
+    return lambda: bpf.detach_uprobe(name=path, sym=sym)
+
+
+def _fentry_precheck(bcc: Any, _cand: Candidate) -> Optional[str]:
+    if not env.kernel_btf():
+        return "no kernel BTF (/sys/kernel/btf/vmlinux)"
+    if not bcc.BPF.support_kfunc():
+        return "BCC reports no BPF trampoline support on this kernel"
+    return None
+
+
+def _fentry(_bcc: Any, bpf: Any, cand: Candidate, _name: bytes) -> Detach:
+    target = cand.target.encode()
+    bpf.attach_kfunc(fn_name=target)
+    return lambda: bpf.detach_kfunc(fn_name=target)
+
+
+def _check(rc: int, cand: Candidate) -> None:
+    if rc < 0:
+        raise KernelError(f"could not detach {cand.describe}")
+
+
+HOOKS: Dict[str, AttachHook] = {
+    "kprobe": AttachHook(_kprobe_precheck, _kprobe),
+    "kretprobe": AttachHook(_kprobe_precheck, _kretprobe),
+    "tracepoint": AttachHook(_tracepoint_precheck, _tracepoint),
+    "raw_tracepoint": AttachHook(_no_precheck, _raw_tracepoint),
+    "uprobe": AttachHook(_uprobe_precheck, _uprobe),
+    "fentry": AttachHook(_fentry_precheck, _fentry, loads_itself=True),
+}

@@ -1,0 +1,43 @@
+"""Reading maps from user space: the in-kernel loss counters and map dumps."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, List, Tuple
+
+from runner.kinds.maps import MAP_KINDS
+from runner.model.spec import Drop, Map
+
+# Map kinds whose lookups give one value per CPU (the runtime reduces them): a column of
+# the map-type table, so a new per-CPU kind is read right without a change here.
+PER_CPU_KINDS = frozenset(k.name for k in MAP_KINDS.values() if k.per_cpu)
+CHECK_EVERY = 1024  # entries between two looks at should_stop
+
+
+class DumpInterrupted(Exception):
+    """should_stop said yes in the middle of reading a map."""
+
+
+def drop_counts(bpf: Any, drops: Tuple[Drop, ...]) -> List[int]:
+    """Each loss counter summed over the CPUs (er_drops is a per-CPU array)."""
+    if not drops:
+        return []
+    table = bpf[b"er_drops"]
+    return [sum(int(v) for v in table.getvalue(table.Key(d.index))) for d in drops]
+
+
+def map_items(bpf: Any, m: Map, should_stop: Callable[[], bool]
+              ) -> Iterator[Tuple[bytes, List[bytes]]]:
+    """(key bytes, [value bytes per CPU, or one]) for every entry, in map order."""
+    table = bpf[m.name.encode()]
+    per_cpu = MAP_KINDS.lookup(m.kind).per_cpu
+    for i, (k, v) in enumerate(table.iteritems()):
+        if i % CHECK_EVERY == 0 and i and should_stop():
+            raise DumpInterrupted(f"map {m.name}: stopped after {i} entries")
+        values = [_leaf_bytes(table, x) for x in v] if per_cpu else [bytes(v)]
+        yield bytes(k), values
+
+
+def _leaf_bytes(table: Any, value: Any) -> bytes:
+    """One CPU's value as bytes. BCC's per-CPU array of a scalar gives plain ints, and
+    bytes(int) would be that many zero bytes (so every per-CPU counter dumped as 0)."""
+    return bytes(table.sLeaf(value)) if isinstance(value, int) else bytes(value)

@@ -1,0 +1,77 @@
+"""What this kernel can attach, for `ebpf-run doctor`: a do-nothing program attached by
+each method and detached at once."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional, Tuple
+
+from runner.kernel.bcc import CapturedStderr, import_bcc, reason
+
+_PROBE_C = """
+int er_probe_kprobe(struct pt_regs *ctx) { return 0; }
+int er_probe_tracepoint(void *ctx) { return 0; }
+int er_probe_raw(struct bpf_raw_tracepoint_args *ctx) { return 0; }
+"""
+_FENTRY_C = "KFUNC_PROBE(%s) { return 0; }\n"
+
+
+def try_attach_kinds() -> Dict[str, Tuple[bool, str]]:
+    """Attach a do-nothing program by each method, detach at once; report what happened."""
+    bcc = import_bcc()
+    results: Dict[str, Tuple[bool, str]] = {}
+    with CapturedStderr():
+        b = bcc.BPF(text=_PROBE_C.encode())
+    try:
+        fn = b.get_syscall_fnname(b"getpid").decode()
+        attempts = {
+            "kprobe": lambda: b.attach_kprobe(event=fn, fn_name=b"er_probe_kprobe"),
+            "tracepoint": lambda: b.attach_tracepoint(tp=b"syscalls:sys_enter_getpid",
+                                                      fn_name=b"er_probe_tracepoint"),
+            "raw_tracepoint": lambda: b.attach_raw_tracepoint(tp=b"sys_enter",
+                                                              fn_name=b"er_probe_raw"),
+        }
+        details = {"kprobe": fn, "tracepoint": "syscalls:sys_enter_getpid",
+                   "raw_tracepoint": "sys_enter"}
+        for kind, attempt in attempts.items():
+            try:
+                with CapturedStderr():  # libbcc prints its own complaint; we report it
+                    attempt()
+                results[kind] = (True, f"attached to {details[kind]}")
+            except Exception as e:  # BCC's bare Exception
+                results[kind] = (False, reason(e))
+    finally:
+        b.cleanup()
+    results["fentry"] = _try_fentry(bcc)
+    return results
+
+
+def _try_fentry(bcc: Any) -> Tuple[bool, str]:
+    # BCC attaches KFUNC_PROBE programs while constructing BPF(), so this gets its own object.
+    if not bcc.BPF.support_kfunc():
+        return False, "BCC or the kernel reports no BPF trampoline support"
+    b = None
+    try:
+        with CapturedStderr() as err:
+            try:
+                b = bcc.BPF(text=(_FENTRY_C % "do_nanosleep").encode())
+            except Exception as e:  # BCC's bare Exception
+                failure: Optional[Exception] = e
+            else:
+                failure = None
+        if failure is not None:
+            if "super-user" in str(failure) and os.geteuid() == 0:
+                # BCC words every EPERM as a privilege problem; as root it is the kernel.
+                return False, "the kernel refused to load a trampoline program (EPERM) to root"
+            return False, reason(failure) + (f": {err.text.strip()}" if err.text.strip() else "")
+        return True, "attached to do_nanosleep"
+    finally:
+        if b is not None:
+            b.cleanup()
+
+
+def bcc_info() -> Tuple[str, str]:
+    """(version, file) of the bcc module that imports."""
+    bcc = import_bcc()
+    version = getattr(getattr(bcc, "version", None), "__version__", "unknown")
+    return str(version), str(getattr(bcc, "__file__", "?"))

@@ -1,0 +1,40 @@
+"""Losses: the in-kernel counters (buffer full, map full, tail-call miss), reported as
+they grow and once more in the summary. Read after the final drain, when every record
+the probes made is either received or counted here."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+from runner.kernel.session import Kernel
+from runner.model.spec import Drop, Spec
+from runner.output.sinks import Sink
+
+
+class Losses:
+    def __init__(self, spec: Spec, sink: Sink):
+        self.spec = spec
+        self.sink = sink
+        self.reported: Dict[Tuple[str, str], int] = {}
+
+    def report(self, k: Kernel) -> List[Dict[str, Any]]:
+        """Tell the sink what grew since the last report; return every non-zero total."""
+        counts = k.drop_counts() if k.bpf is not None else []
+        out = []
+        for d, total in zip(self.spec.drops, counts):
+            key = (channel_of(d), d.reason)
+            before = self.reported.get(key, 0)
+            if total > before:
+                self.sink.lost(key[0], d.reason, total - before, total)
+                self.reported[key] = total
+            if total:
+                out.append({"channel": key[0], "reason": d.reason, "count": total})
+        return out
+
+
+def channel_of(d: Drop) -> str:
+    return "messages" if d.channel == "er_messages" else d.channel
+
+
+def lost_on(lost: List[Dict[str, Any]], channel: str) -> int:
+    return sum(x["count"] for x in lost if x["channel"] == channel)

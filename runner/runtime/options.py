@@ -1,0 +1,14 @@
+"""The run command's options, in a module of their own: the CLI imports them before the
+run starts, and nothing heavy should load before the signal handlers are in place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Options:
+    json: bool = False
+    duration: Optional[float] = None
+    count: Optional[int] = None

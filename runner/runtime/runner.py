@@ -1,0 +1,230 @@
+"""class Runner: load -> attach -> ready -> loop -> finish, and always clean up.
+
+The loop polls the buffers with a short timeout, so signals, --duration and map-dump
+intervals are served promptly. Every record goes through records.Records; an exception
+raised inside one of BCC's ctypes callbacks is stored there and re-raised by the loop
+once the poll has returned.
+
+A stop (see signals.py) detaches first, then drains, then counts: once the probes are
+detached nothing more is produced, so the final drain ends whatever the load was, and
+every record the probes made is either received or counted lost in the summary.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Dict, List, Optional
+
+from runner.errors import KernelError
+from runner.kernel.attach import Attached
+from runner.kernel.maps import DumpInterrupted
+from runner.kernel.session import Kernel
+from runner.kernel.tail_calls import StopRequested
+from runner.model.spec import MapOutput, Spec
+from runner.output.sinks import Sink
+from runner.runtime import decode, dumps
+from runner.runtime.losses import Losses, lost_on
+from runner.runtime.options import Options
+from runner.runtime.records import Records
+from runner.runtime.signals import Stop, handle_signals
+
+POLL_MS = 100
+LOSS_REPORT_S = 1.0
+
+
+class Runner:
+    def __init__(self, spec: Spec, c_source: str, python_source: str, options: Options,
+                 sink: Sink, stop: Optional[Stop] = None):
+        self.spec = spec
+        self.c_source = c_source
+        self.types = decode.load_types(python_source, spec)
+        self.opts = options
+        self.sink = sink
+        self.stop = stop or Stop()
+        self.records = Records(sink, self.stop, options.count, self.check_stop)
+        self.losses = Losses(spec, sink)
+        self.dumps: Dict[str, int] = {}
+        self.kernel: Optional[Kernel] = None  # set while probes may be attached
+        self.deadline: Optional[float] = None
+        self._attached: Dict[str, bool] = {}
+
+    @property
+    def stop_reason(self) -> Optional[str]:
+        return self.stop.reason
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        with handle_signals(self.stop), Kernel(self.spec, self.c_source) as k:
+            started = self.start(k)
+            if started is None:  # stopped before the probes were ready
+                self.sink.note(f"stopped ({self.stop.reason}) before the probes were ready")
+                self.sink.summary(0.0, {}, [])
+                return 0
+            try:
+                self.loop(k, started)
+            finally:
+                self.finish(k, started)
+        return 0
+
+    def start(self, k: Kernel) -> Optional[float]:
+        """Load, attach, open the channels; the time tracing starts, or None on a stop."""
+        if self.stop.requested:
+            return None
+        k.load()  # the compile itself cannot be interrupted; a stop is seen right after
+        self.kernel = k
+        if self.stop.requested or not self.attach_all(k) or self.stop.requested:
+            return None
+        self.open_channels(k)
+        attached = sum(1 for p in self.spec.probes if self._attached.get(p.name))
+        self.sink.note(f"ready ({attached} probe{'s' if attached != 1 else ''} attached)")
+        # --duration, dump intervals and the summary's run time count from here: a slow
+        # compile (seconds under emulation) must not eat into the tracing time.
+        started = time.monotonic()
+        if self.opts.duration:
+            self.deadline = started + self.opts.duration
+        return started
+
+    def attach_all(self, k: Kernel) -> bool:
+        """Attach every probe; False if a stop came first."""
+        failures: List[Attached] = []
+        for probe in self.spec.probes:
+            try:
+                result = k.attach(probe, lambda: self.stop.requested)
+            except StopRequested:
+                return False
+            self._attached[probe.name] = result.method is not None
+            self.sink.attach(result.probe, result.method, list(result.skipped), result.optional)
+            if result.method is None and not result.optional:
+                failures.append(result)
+            if self.stop.requested:
+                return False
+        if failures:
+            lines = [f"probe {r.probe} could not attach:" + "".join(
+                f"\n  {m}: {why}" for m, why in r.skipped) for r in failures]
+            raise KernelError("\n".join(lines))
+        return True
+
+    def open_channels(self, k: Kernel) -> None:
+        for ev in self.spec.events:
+            perf = ev.map.kind == "perf_event_array"
+            dec = decode.record_decoder(self.types, ev.struct, perf)
+            if perf:
+                k.open_perf(ev.map, self.records.perf_events(ev.map.name, ev.format, dec,
+                                                             ev.origin), _ignore_perf_lost)
+            else:
+                batch = (decode.batch_formatter(self.types, ev.struct, ev.format)
+                         if self.sink.text_only else None)
+                k.open_ring(ev.map, self.records.ring_events(ev.map.name, ev.format, dec,
+                                                             ev.origin, batch))
+        if self.spec.messages:
+            if self.spec.messages_via == "buffer":
+                assert self.spec.message_buffer is not None
+                k.open_ring(self.spec.message_buffer,
+                            self.records.ring_messages(self.spec, self.types))
+            else:
+                self.records.open("messages")
+                k.open_trace_pipe(os.getpid() & 0xFFFFFFFF)
+
+    def loop(self, k: Kernel, started: float) -> None:
+        due = {o.map.name: started + o.every for o in self.spec.map_outputs if o.every}
+        next_loss = started + LOSS_REPORT_S
+        while not self.stop.requested:
+            now = time.monotonic()
+            waits = [POLL_MS / 1000] + [t - now for t in due.values()]
+            if self.deadline:
+                waits.append(self.deadline - now)
+            k.poll(max(0, int(min(waits) * 1000)))
+            self.read_trace_pipe(k)
+            self.flush()
+            self.raise_callback_error()
+            self.check_stop()
+            now = time.monotonic()
+            for out in self.spec.map_outputs:
+                if out.map.name in due and now >= due[out.map.name] and not self.stop.requested:
+                    self.dump(k, out, lambda: self.stop.requested)
+                    due[out.map.name] += out.every or 0
+            if now >= next_loss:
+                self.losses.report(k)
+                next_loss = now + LOSS_REPORT_S
+
+    def check_stop(self) -> None:
+        """Called often (every record or batch, every loop turn, while output waits):
+        starts a stop whose time has come, and detaches the probes once one is asked for."""
+        if self.deadline is not None and not self.stop.requested and \
+                time.monotonic() >= self.deadline:
+            self.stop.request("duration")
+        if self.stop.requested and self.kernel is not None:
+            k, self.kernel = self.kernel, None
+            k.detach_all()
+
+    def finish(self, k: Kernel, started: float) -> None:
+        """Detach, drain what is left, final dumps, losses, then the summary."""
+        self.kernel = None
+        if k.bpf is None:
+            return
+        k.detach_all()  # nothing is produced from here on: the drain below ends
+        closed = self.stop.reason == "output closed"
+        if not closed:
+            if not self.stop.discarding:
+                k.drain()
+                self.read_trace_pipe(k)
+            signals = self.stop.signals
+            for out in self.spec.map_outputs:
+                if out.at_exit:
+                    self.dump(k, out, lambda: self.stop.signals > signals)
+            self.flush()
+        lost = self.losses.report(k)
+        channels: Dict[str, Dict[str, int]] = {
+            name: {"received": n, "lost": lost_on(lost, name)}
+            for name, n in self.records.received.items()}
+        for name, n in self.dumps.items():
+            channels[name] = {"dumps": n, "lost": lost_on(lost, name)}
+        if not closed and self.stop.reason != "output closed":
+            self.sink.summary(time.monotonic() - started, channels, lost)
+        self.raise_callback_error()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def read_trace_pipe(self, k: Kernel) -> None:
+        if k.trace_pipe is not None and not self.stop.discarding:
+            self.records.trace_lines(k.trace_pipe.messages())
+
+    def dump(self, k: Kernel, out: MapOutput, should_stop: Callable[[], bool]) -> None:
+        try:
+            dumps.dump(k, self.types, self.sink, out, should_stop)
+        except DumpInterrupted as e:
+            self.sink.note(f"map dump cut short by a signal ({e})")
+            return
+        self.dumps[out.map.name] = self.dumps.get(out.map.name, 0) + 1
+        self.flush()
+
+    def raise_callback_error(self) -> None:
+        e, self.stop.error = self.stop.error, None
+        if e is None:
+            return
+        if isinstance(e, BrokenPipeError):
+            self._output_closed()
+            return
+        raise e
+
+    def flush(self) -> None:
+        try:
+            self.sink.flush()
+        except BrokenPipeError:
+            # `ebpf-run spec | head -1`: the reader is gone. Stop quietly and clean up.
+            self._output_closed()
+
+    def _output_closed(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+        self.stop.reason = "output closed"
+        if self.stop.at is None:
+            self.stop.at = time.monotonic()
+
+
+def _ignore_perf_lost(_count: int) -> None:
+    """The kernel's own perf loss records duplicate the in-kernel counter, which is exact and
+    never late; a handler is still given, or BCC prints "Possibly lost" lines of its own."""

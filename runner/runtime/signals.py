@@ -1,0 +1,86 @@
+"""Stopping a run: why it stops, and the SIGINT/SIGTERM handlers that ask for it.
+
+A handler runs between any two bytecodes of the main thread, in the middle of whatever
+the run is doing, so it only records the request. The places that can stop safely look
+at it: the run loop, the record path (once per record or batch, so a flood of records
+cannot hold a stop off), the stdout writer while it waits, tail-call fills and map dumps.
+
+What a stop means, whenever it comes (documented in docs for users by the CLI's owner):
+- SIGINT, SIGTERM, --duration: detach every probe, read what the buffers still hold,
+  print it, dump the maps shown at exit, report losses and the summary; exit 0. Before
+  the probes are ready, the same without the reading: a summary of nothing, exit 0.
+- A second SIGINT or SIGTERM means "now": a map dump at exit is cut short and output a
+  stalled stdout does not take is dropped (the run says how much).
+- --count N: exactly N records are printed; what arrives after them is discarded.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any, Dict, Optional
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Reasons after which records still arriving are dropped on purpose.
+DISCARDING = ("count", "error", "output closed")
+
+
+class Stop:
+    def __init__(self) -> None:
+        self.reason: Optional[str] = None
+        self.at: Optional[float] = None  # time.monotonic() of the first request
+        self.error: Optional[BaseException] = None
+        self.signals = 0  # SIGINT and SIGTERM received so far
+
+    def request(self, reason: str) -> None:
+        """The first reason wins: a run already stopping (--count, an error, closed output)
+        keeps the reason that decides what is still read."""
+        if self.reason is None:
+            self.reason = reason
+            self.at = time.monotonic()
+
+    def fail(self, e: BaseException) -> None:
+        """An error stops the run whatever stopped it before: nothing more is printed."""
+        if self.error is None:
+            self.error = e
+        if self.at is None:
+            self.at = time.monotonic()
+        self.reason = "error"
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+    @property
+    def discarding(self) -> bool:
+        """Whether records still arriving are dropped: after --count, an error or a closed
+        stdout. After a signal or --duration what the kernel sent is still read."""
+        return self.reason in DISCARDING
+
+    @property
+    def insistent(self) -> bool:
+        """Whether a signal came on top of the stop: a second one, or any after --duration,
+        --count, an error or closed output."""
+        by_signal = self.reason in ("SIGINT", "SIGTERM")
+        return self.signals >= (2 if by_signal else 1) and self.reason is not None
+
+
+class handle_signals:
+    """SIGINT and SIGTERM ask `stop` to stop; the previous handlers come back on exit."""
+
+    def __init__(self, stop: Stop):
+        self.stop = stop
+
+    def __enter__(self) -> handle_signals:
+        self.saved: Dict[int, Any] = {s: signal.getsignal(s) for s in SIGNALS}
+        for s in SIGNALS:
+            signal.signal(s, self.handle)
+        return self
+
+    def handle(self, signum: int, _frame: Any) -> None:
+        self.stop.signals += 1
+        self.stop.request(signal.Signals(signum).name)
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self.saved.items():
+            signal.signal(s, handler)

@@ -1,0 +1,17 @@
+"""Run options the runtime refuses before anything starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.errors import UsageError
+from runner.runtime.run import Options, run_spec
+
+from .util import ROOT
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_duration_that_never_ends_is_a_usage_error(value):
+    with pytest.raises(UsageError, match="--duration must be a finite number") as info:
+        run_spec(str(ROOT / "specs" / "hello.yaml"), Options(duration=value))
+    assert info.value.exit_code == 2
