@@ -102,13 +102,28 @@ def test_execsnoop_shows_the_pid_parent_and_file_of_an_exec(tmp_path):
         f"EXEC {child.pid} {os.getpid()} {binary}"]
 
 
-def test_execsnoop_pid_parameter_filters_in_the_kernel(tmp_path):
-    # `--set` is the CLI's (see the report): until it is wired, the default (0) shows all.
-    binary = _unique(tmp_path, "er-exec-all", "/bin/true")
-    with tool("execsnoop") as run:
-        subprocess.run([str(binary)], check=True)
-        run.wait_output(lambda out: any(str(binary) in ln for ln in out))
-        assert run.stop() == 0
+def test_execsnoop_pid_parameter_keeps_only_that_process(tmp_path):
+    # A shell waits on stdin: its pid is known before it execs. The parameter's value is a
+    # constant of the rendered program; `--set pid=N` (the CLI's) renders the same as this
+    # copy of the spec whose default is N.
+    shell = subprocess.Popen(["/bin/sh"], stdin=subprocess.PIPE)
+    spec = tmp_path / "execsnoop.yaml"
+    spec.write_text((TOOLS / "execsnoop.yaml").read_text().replace(
+        "pid: {type: u32, default: 0,", f"pid: {{type: u32, default: {shell.pid},"))
+    mine = _unique(tmp_path, "er-exec-mine", "/bin/true")
+    other = _unique(tmp_path, "er-exec-other", "/bin/true")
+    try:
+        with Run(str(spec), "--json").wait_ready() as run:
+            subprocess.run([str(other)], check=True)
+            assert shell.stdin is not None
+            shell.stdin.write(f"exec {mine}\n".encode())
+            shell.stdin.close()
+            assert shell.wait(10) == 0
+            run.wait_output(lambda out: any(str(mine) in ln for ln in out))
+            assert run.stop() == 0
+    finally:
+        shell.kill()
+    assert [e["filename"] for e in events(run)] == [str(mine)]
 
 
 def test_exitsnoop_shows_the_exit_code_of_sh_exit_7():
