@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
-from runner.check.expr import ExprError, Token, _number
+from runner.check.expr import ExprError, Token, number
 from runner.model import expr as e
 from runner.model.types import SCALARS
 
@@ -160,7 +160,7 @@ class _Parser:
 
     def primary(self, t: Token) -> Typed:
         if t.kind == "num":
-            return Typed(e.Const(_number(t)), "s64" if _number(t) < 2**63 else "u64")
+            return Typed(e.Const(number(t)), "s64" if number(t) < 2**63 else "u64")
         if t.kind == "str":
             return Typed(_unquote(t.text), None)
         if t.kind == "name" and t.text == "startswith":

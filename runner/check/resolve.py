@@ -16,6 +16,7 @@ from runner.check.scope import ActionScope
 from runner.kinds.builtins import BUILTINS
 from runner.model import expr as e
 from runner.spec.loader import PathKey
+from runner.support import syscalls
 from runner.support.hints import did_you_mean
 
 _SCALAR = {(1, False): "u8", (2, False): "u16", (4, False): "u32", (8, False): "u64",
@@ -35,6 +36,9 @@ def resolver(ck: Checker, path: PathKey, scope: ActionScope) -> Resolve:
         if head == "params" and rest:
             return _param(ck, rest, col)
         if head == "task" or name in TASK_ALIASES:
+            if ck.arch != syscalls.host_arch():
+                raise ExprError(f"{name} is read at offsets from this machine's BTF, which "
+                                f"do not hold for {ck.arch}: render on the target", col)
             return task_field(TASK_ALIASES.get(name, name), col)
         b = BUILTINS.get(name)
         if b is None:

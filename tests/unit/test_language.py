@@ -10,10 +10,9 @@ import pytest
 from runner.check import btf, params
 from runner.check.fields import _option_args
 from runner.codegen.render import render_c
-from runner.errors import SpecError
 from runner.model import expr as e
-from runner.pipeline import check
 
+from .test_errors import assert_first_error
 from .util import spec_from_text
 
 HEAD = ("name: x\nstructs:\n  ev: [{a: u32}, {s: 'char[8]'}]\n  kv: [{t: u64}]\n"
@@ -136,14 +135,7 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_meaning_error(tmp_path, name):
-    text, expected, hint = CASES[name]
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(text)
-    with pytest.raises(SpecError) as info:
-        check(str(path))
-    first = info.value.diagnostics[0]
-    assert f"{first.location.line}:{first.location.col}: error: {first.message}" == expected
-    assert first.hint == hint
+    assert_first_error(tmp_path, name, *CASES[name])
 
 
 def _c_of(do: str, attach: str = "{syscall: openat}") -> str:
