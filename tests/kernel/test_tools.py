@@ -3,6 +3,7 @@ with bpftrace running the equivalent program on the same trigger as an oracle.""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pty
 import shutil
@@ -216,3 +217,48 @@ def _drain(fd: int) -> None:
             pass
     except OSError:  # EIO once the child side closes
         pass
+
+
+def test_opensnoop_raw_tracepoint_fallbacks_give_the_same_values(tmp_path):
+    """The kernel stage attaches the first option that works (here the tracepoints), so the
+    raw sys_enter / sys_exit fallbacks are attached here directly, with BCC, from the same
+    rendered program: the named arguments and the result must read the same."""
+    from bcc import BPF
+
+    from runner.codegen.render import render_c
+    from runner.pipeline import check
+
+    spec = check(str(TOOLS / "opensnoop.yaml"))
+    struct = next(s for s in spec.structs if s.name == "open_event")
+    known = tmp_path / "known.txt"
+    known.write_text("x")
+    missing = tmp_path / "missing"
+    got = []
+
+    def record(ctx, data, size):
+        raw = bytes((ctypes.c_char * size).from_address(data))
+        fields = {m.name: raw[m.offset:m.offset + m.size] for m in struct.layout.fields}
+        text = {k: v.split(b"\0")[0].decode() for k, v in fields.items() if k in
+                ("comm", "filename")}
+        if str(tmp_path) in text["filename"]:
+            got.append({**text, **{k: int.from_bytes(v, "little", signed=True)
+                                   for k, v in fields.items() if k not in text}})
+
+    b = BPF(text=render_c(spec))
+    try:
+        for probe, tp in ((spec.probes[0], b"sys_enter"), (spec.probes[1], b"sys_exit")):
+            raw = next(c for c in probe.candidates if c.kind == "raw_tracepoint")
+            b.attach_raw_tracepoint(tp=tp, fn_name=raw.function.c_name.encode())
+        b["events"].open_ring_buffer(record)
+        ok = subprocess.Popen(["/bin/cat", str(known)], stdout=subprocess.DEVNULL)
+        ok.wait()
+        bad = subprocess.Popen(["/bin/cat", str(missing)], stderr=subprocess.DEVNULL)
+        bad.wait()
+        time.sleep(0.2 * SLOW)
+        b.ring_buffer_poll(500)
+    finally:
+        b.cleanup()
+    assert got == [
+        {"pid": ok.pid, "flags": 0, "ret": 3, "comm": "cat", "filename": str(known)},
+        {"pid": bad.pid, "flags": 0, "ret": -2, "comm": "cat", "filename": str(missing)},
+    ]
