@@ -133,6 +133,29 @@ CASES = {
 }
 
 
+# The schema's part: shapes of the new keys.
+SHAPES = {
+    "let_two_names": (
+        P % "      - let: {a: 1, b: 2}\n",
+        "13:14: error: a mapping breaks maxProperties=1 (in probes.p.do.0.let)",
+        None,
+    ),
+    "store_without_value": (
+        P % "      - store: {map: h, key: 1}\n",
+        "13:16: error: missing key 'value' (in probes.p.do.0.store)",
+        None,
+    ),
+    "param_of_a_string_type": (
+        "name: x\nparams:\n  p: {type: 'char[4]', default: 0}\nprobes:\n  p:\n"
+        "    attach: {syscall: openat}\n    do: []\n",
+        "3:13: error: 'char[4]' is not one of 'u8', 'u16', 'u32', 'u64', 's8', 's16', 's32', "
+        "'s64' (in params.p.type)",
+        None,
+    ),
+}
+CASES.update(SHAPES)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_meaning_error(tmp_path, name):
     assert_first_error(tmp_path, name, *CASES[name])
