@@ -13,7 +13,8 @@ C's own integer rules are replaced by explicit ones, so no value changes silentl
 - a comparison of a signed and an unsigned value is done in s64 when both fit (C would
   compare an int with an unsigned int as unsigned);
 - division or modulo by a constant zero, and shifts by a constant outside 0..63, are
-  refused; `(u8)x` truncates, as written.
+  refused; `(u8)x` truncates, as written; `x & MASK` with a constant mask is typed as the
+  narrowest unsigned type holding the mask (its value cannot exceed it).
 Names are resolved by the caller (`resolve(name, column)`), which knows the built-ins,
 the record's fields, the `let` values and the parameters in scope.
 """
@@ -225,7 +226,18 @@ def combine(t: Token, a: Typed, b: Typed) -> Typed:
     if wide == "u64":
         for v in (a, b):
             _fits_unsigned(t, v)
-    return Typed(e.Binary(t.text, a.node, b.node, wide), wide)  # type: ignore[arg-type]
+    node = e.Binary(t.text, a.node, b.node, wide)  # type: ignore[arg-type]
+    return Typed(node, _masked(t, b) or _masked(t, a) or wide)
+
+
+def _masked(t: Token, mask: Typed) -> Optional[str]:
+    """`x & 0xff` is computed in 64 bits but lies in 0..0xff whatever x is (two's
+    complement), so it is typed as the narrowest unsigned type holding the mask and fits a
+    narrower field without a cast."""
+    if t.text != "&" or not isinstance(mask.node, e.Const) or mask.node.value < 0:
+        return None
+    return next((n for n in ("u8", "u16", "u32") if mask.node.value < 2 ** SCALARS[n].bits),
+                None)
 
 
 def _fits_unsigned(t: Token, v: Typed) -> None:

@@ -10,6 +10,7 @@ import pytest
 from runner.check import btf, params
 from runner.check.fields import _option_args
 from runner.codegen.render import render_c
+from runner.errors import SpecError
 from runner.model import expr as e
 
 from .test_errors import assert_first_error
@@ -286,3 +287,11 @@ def test_btf_refuses_bitfields_and_what_is_not_btf():
         btf.resolve(btf.parse(_btf(types, strings)), "task", ["flags"])
     with pytest.raises(btf.BtfError, match="bad magic"):
         btf.parse(b"\0" * 32)
+
+
+def test_a_constant_mask_narrows_the_type_so_the_value_fits_uncast():
+    c = _c_of('      - emit: {to: out, set: {a: "ktime & 0xffffffff"}}\n')
+    assert "er_ev->a = (u32)(((u64)(bpf_ktime_get_ns()) & (u64)(4294967295LL)));" in c
+    with pytest.raises(SpecError, match=r"'ktime & 0x1ffffffff' is a u64 and does not fit in a "
+                                        r"u32"):
+        _c_of('      - emit: {to: out, set: {a: "ktime & 0x1ffffffff"}}\n')
