@@ -39,6 +39,7 @@ class Typed:
     node: object
     scalar: Optional[str]
     string: Optional[e.StrSource] = None
+    pos: int = -1  # a literal's column (its '-' for a negative one), for messages
 
     @property
     def is_int(self) -> bool:
@@ -161,7 +162,7 @@ class _Parser:
 
     def primary(self, t: Token) -> Typed:
         if t.kind == "num":
-            return Typed(e.Const(number(t)), "s64" if number(t) < 2**63 else "u64")
+            return Typed(e.Const(number(t)), "s64" if number(t) < 2**63 else "u64", pos=t.pos)
         if t.kind == "str":
             return Typed(_unquote(t.text), None)
         if t.kind == "name" and t.text == "startswith":
@@ -189,7 +190,7 @@ def _unquote(text: str) -> str:
 
 def negate(t: Token, v: Typed) -> Typed:
     if isinstance(v.node, e.Const):
-        return Typed(e.Const(-v.node.value), "s64")
+        return Typed(e.Const(-v.node.value), "s64", pos=t.pos)
     _need_int(t, v)
     if v.scalar == "u64":
         raise ExprError("'-' of a u64 would wrap: cast it to s64 first", t.pos)
@@ -252,11 +253,8 @@ def _fits_unsigned(t: Token, v: Typed) -> None:
 
 def _compare(t: Token, a: Typed, b: Typed) -> Typed:
     for x, y in ((a, b), (b, a)):
-        if isinstance(x.node, e.Const) and x.node.value < 0 and not _signed(y) \
-                and not isinstance(y.node, e.Const):
-            raise ExprError(f"{x.node.value} can never equal or order against an unsigned "
-                            f"{y.scalar}: cast the value to a signed type, e.g. (s32)x",
-                            t.pos)
+        if isinstance(x.node, e.Const) and x.node.value < 0 and not y.is_const:
+            _never_negative(t.text, y, x.node.value, x.pos)
     left, right = a.node, b.node
     if not a.is_const and not b.is_const and _signed(a) != _signed(b):
         unsigned = b if _signed(a) else a
@@ -265,6 +263,22 @@ def _compare(t: Token, a: Typed, b: Typed) -> Typed:
                             "side", t.pos)
         left, right = e.Cast("s64", left), e.Cast("s64", right)  # type: ignore[arg-type]
     return Typed(e.Compare(t.text, left, right), "bool")  # type: ignore[arg-type]
+
+
+def _never_negative(op: str, v: Typed, value: int, pos: int) -> None:
+    """Refuse an unsigned value compared with a negative number where C gets it wrong or
+    the answer never depends on the value. C converts the number to a u64 for a u64 value,
+    so `ktime > -1` is always false (`arg0 == -1` keeps its two's complement meaning and
+    passes); a narrower value is widened to s64, so any comparison with a negative number
+    is constant. Cast the value to a signed type to compare it as one."""
+    assert v.scalar is not None
+    scalar = SCALARS[v.scalar]
+    if scalar.signed or (scalar.size == 8 and op in ("==", "!=")):
+        return
+    name = f"'{v.node.name}'" if isinstance(v.node, e.BuiltinRef) else "the value"
+    why = " (and C would compare them as unsigned numbers)" if scalar.size == 8 else ""
+    raise ExprError(f"{name} is a {scalar.name}, never negative: comparing it with {value} "
+                    f"does not depend on its value{why}", pos)
 
 
 def _string_compare(t: Token, a: Typed, b: Typed) -> Typed:

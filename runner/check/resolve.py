@@ -52,10 +52,10 @@ def resolver(ck: Checker, path: PathKey, scope: ActionScope) -> Resolve:
 
 
 def _arg(ck: Checker, path: PathKey, scope: ActionScope, name: str, col: int) -> Typed:
-    arg = scope.args.get(name)
+    arg = scope.named.get(name)
     if arg is None:
-        hint = did_you_mean(name, scope.args)
-        have = ", ".join(sorted(scope.args)) or "none"
+        hint = did_you_mean(name, scope.named)
+        have = ", ".join(sorted(scope.named)) or "none"
         raise ExprError(f"this probe has no argument '{name}'"
                         + (f" ({hint})" if hint else f"; it has: {have}"), col)
     for b in arg.builtins:

@@ -98,24 +98,26 @@ class AttachOption:
 
 def _syscall(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
     # Most portable first: the syscall function's kprobe, its tracepoint, raw sys_enter.
+    # `target` is the kernel's entry name (newfstat for fstat). Raw sys_enter sees every
+    # syscall and keeps this one by number: a syscall no table numbers gets no raw option.
     return (
         Planned("kprobe", target, target, bi.SYSCALL_KPROBE, None, "kprobe"),
         Planned("tracepoint", f"syscalls:sys_enter_{target}", None, bi.SYSCALL_TP, None,
                 "tracepoint"),
-        Planned("raw_tracepoint", "sys_enter", None, bi.SYSCALL_RAW, nr, "raw"),
-    )
+    ) + ((Planned("raw_tracepoint", "sys_enter", None, bi.SYSCALL_RAW, nr, "raw"),)
+         if nr is not None else ())
 
 
 def _syscall_exit(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
-    # The same order at the exit. The kretprobe's target is the syscall's name here;
-    # runner/check/probes.py turns it into the architecture's function (__x64_sys_NAME)
-    # and the tracepoint into the syscall's kernel entry name.
+    # The same order at the exit. `target` is the kernel's entry name; the kretprobe's
+    # function (__x64_sys_NAME) is found by runner/check/exits.py, and a syscall no
+    # table numbers gets no raw option.
     return (
         Planned("kretprobe", target, target, bi.SYSCALL_EXIT_KRETPROBE, None, "kretprobe"),
         Planned("tracepoint", f"syscalls:sys_exit_{target}", None, bi.SYSCALL_EXIT_TP, None,
                 "tracepoint"),
-        Planned("raw_tracepoint", "sys_exit", None, bi.SYSCALL_EXIT_RAW, nr, "raw"),
-    )
+    ) + ((Planned("raw_tracepoint", "sys_exit", None, bi.SYSCALL_EXIT_RAW, nr, "raw"),)
+         if nr is not None else ())  # as at the entry: raw sys_exit keeps ours by number
 
 
 def _simple(kind: str, context: str) -> Expand:
