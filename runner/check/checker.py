@@ -40,6 +40,7 @@ class Checker:
         self.via: str = self.data.get("messages", {}).get("via", "buffer")
         self.messages_map: Optional[Map] = None
         self.fentry_owners: Dict[str, str] = {}
+        self.params: Dict[str, Any] = {}  # name -> runner.model.spec.Param (params section)
         self._catalog: Optional[tracepoints.Catalog] = None
 
     def catalog(self) -> tracepoints.Catalog:
@@ -105,4 +106,4 @@ class Checker:
         # Imported here: the action kinds import this module, and the walker imports them.
         from runner.check import actions
 
-        return actions.check_list(self, path, raw, scope)
+        return actions.check_list(self, path, raw, scope.nested())
