@@ -41,7 +41,7 @@ ATTACH = [
     {"syscall": "execve"}, {"tracepoint": "sched:sched_process_exec"},
     {"tracepoint": "syscalls:sys_enter_openat"}, {"raw_tracepoint": "sys_enter"},
     {"raw_tracepoint": "sched_switch"}, {"kprobe": "do_nanosleep"},
-    {"kretprobe": "do_nanosleep"},
+    {"kretprobe": "do_nanosleep"}, {"uprobe": "/bin/true:main"}, {"fentry": "do_nanosleep"},
 ]
 ANYWHERE = ["pid", "tgid", "tid", "uid", "gid", "ktime", "cpu"]
 BUILTINS = [*ANYWHERE, "syscall_nr", "retval", *(f"arg{i}" for i in range(6))]
@@ -136,6 +136,8 @@ class _Gen:
         out: Dict[str, Any] = {"name": "generated", "structs": structs, "maps": maps,
                                "probes": probes}
         self.tail_calls(out)
+        if self.r.random() < 0.3:
+            out["messages"] = {"via": "trace_pipe"}
         return {k: v for k, v in out.items() if v}
 
     def probe(self, structs: Dict[str, Any], maps: Dict[str, Any]) -> Dict[str, Any]:
