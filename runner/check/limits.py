@@ -34,6 +34,9 @@ MAX_TRACEPOINT_PROGS = 64
 # every CPU): beyond it the kernel answers ENOMEM or takes the machine's memory.
 MAX_MAP_BYTES = 1 << 30
 
+# sizeof(struct htab_elem) on 64-bit kernels (kernel/bpf/hashtab.c), before key and value.
+HASH_ELEMENT = 48
+
 # ebpf-run's own maps a function may use besides the spec's: loss counters, ring wakeups,
 # the message ring or the trace_pipe tag.
 OWN_MAPS = 3
@@ -53,8 +56,9 @@ def maps(ck: Checker) -> None:
             ck.err((*path, "key"), f"key {m.key} is {_size(ck, m.key)} bytes: a hash key is "
                    f"built on the 512-byte BPF stack (limit {MAX_STACK_KEY})")
         if kind.is_table and m.key is not None and m.value is not None:
-            # An array stores no keys; a hash stores each key beside its value.
-            keys = _round8(_size(ck, m.key)) if kind.family == HASH else 0
+            # An array stores no keys; a hash stores each key beside its value, in an
+            # element with a header of its own.
+            keys = (HASH_ELEMENT + _round8(_size(ck, m.key))) if kind.family == HASH else 0
             entry = keys + _round8(_size(ck, m.value))
             if entry * m.max_entries > MAX_MAP_BYTES:
                 ck.err(path, f"map '{name}' would take {entry * m.max_entries >> 20} MiB "
