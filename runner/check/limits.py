@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Iterator, Tuple
 
 from runner.check.checker import Checker
 from runner.check.structs import type_size
@@ -76,7 +76,6 @@ def programs(ck: Checker, probes: Tuple[Probe, ...], progs: Tuple[Program, ...])
                    f"{MAX_USED_MAPS} (the kernel's MAX_USED_MAPS), {OWN_MAPS} of them "
                    "ebpf-run's own", "split the work between probes", key=True)
     _tracepoints(ck, probes)
-    _raw_tracepoints(ck, probes)
 
 
 def _tracepoints(ck: Checker, probes: Tuple[Probe, ...]) -> None:
@@ -88,22 +87,6 @@ def _tracepoints(ck: Checker, probes: Tuple[Probe, ...]) -> None:
                 ck.err(("probes", p.name, "attach"), f"probe '{p.name}' would be program "
                        f"{count[target]} on tracepoint {target}; the kernel attaches at most "
                        f"{MAX_TRACEPOINT_PROGS} to one tracepoint (BPF_TRACE_MAX_PROGS)")
-
-
-def _raw_tracepoints(ck: Checker, probes: Tuple[Probe, ...]) -> None:
-    """BCC keeps one program per raw tracepoint name: a second one it refuses to attach."""
-    first: Dict[str, str] = {}
-    for p in probes:
-        for c in p.candidates:
-            # Only options the spec wrote: a `syscall:` probe's raw sys_enter fallback
-            # (filtered by number) is tried only where its kprobe and tracepoint fail,
-            # which check time cannot know; the kernel stage must attach those itself.
-            if c.kind != "raw_tracepoint" or c.function.filter_nr is not None:
-                continue
-            if first.setdefault(c.target, p.name) != p.name:
-                ck.err(("probes", p.name, "attach"), f"raw tracepoint {c.target} is already "
-                       f"used by probe '{first[c.target]}'; BCC attaches one program per raw "
-                       "tracepoint", "do both probes' work in one probe")
 
 
 def _maps_in(node: Any) -> Iterator[Map]:
