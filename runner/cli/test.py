@@ -48,8 +48,8 @@ def test(paths: List[str], json: bool = False) -> int:
 
 def _load(paths: List[str]) -> List[Tuple[str, Spec]]:
     """Every spec checked; all their problems raised together."""
-    from runner.spec.source import check_readable
     from runner.pipeline import check
+    from runner.spec.source import check_readable
 
     specs: List[Tuple[str, Spec]] = []
     diags: List[Diagnostic] = []
