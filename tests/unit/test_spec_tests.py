@@ -392,3 +392,11 @@ def test_a_trigger_that_hangs_is_ended_with_its_children():
     # The background sleep holds stdout open: without the group kill the read would wait.
     t = Trigger(("/bin/sh", "-c", "sleep 30 & sleep 30"), None, 0.5, ())
     assert run_trigger(t).problem == "trigger did not end within 0.5 s"
+
+
+def test_run_options_become_the_runs_flags():
+    from runner.testing.session import run_argv
+
+    spec = spec_from_text((ROOT / "specs" / "tools" / "execsnoop.yaml").read_text(), "x.yaml")
+    c = next(c for c in spec.tests if c.name == "pid-param")
+    assert run_argv("x.yaml", c)[3:] == ["run", "x.yaml", "--json", "--set", "pid=1"]
