@@ -67,7 +67,7 @@ def check(e: Expectation, records: Sequence[Record], captures: Captures) -> Outc
     # Too many: show the ones that should not be there. Too few: the nearest misses.
     if len(matching) > e.count.n and e.count.op != "at_least":
         shown = [_show(s) for s in matching[:CLOSEST]]
-        tail = f"; matching records seen: {'; '.join(shown)}" if shown else ""
+        tail = f"; matching records seen: {' | '.join(shown)}" if shown else ""
     else:
         tail = _closest(e, subjects, captures)
     return Outcome(e, False, len(matching), f"expected {what}; {seen}{tail}")

@@ -99,7 +99,7 @@ def test_none_expected_shows_the_records_that_should_not_be_there():
                                            1)
     assert failures(text, "exec", records("hello-tail"), {}) == [
         'expected no messages where text == "Executing a program"; saw 2 of 4 messages; '
-        'matching records seen: {"text": "Executing a program"}; {"text": "Executing a '
+        'matching records seen: {"text": "Executing a program"} | {"text": "Executing a '
         'program"}'
     ]
 
