@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional
 
-from runner.check import maps, outputs, probes, programs, structs
+from runner.check import aggregations, maps, outputs, probes, programs, structs
 from runner.check.checker import Checker
 from runner.codegen.strings import comment_text
 from runner.errors import SpecError
@@ -34,6 +34,7 @@ def build(doc: Document, arch: Optional[str] = None) -> Spec:
 def _run(ck: Checker) -> Optional[Spec]:
     structs.check(ck)
     maps.check(ck)
+    ck.aggregations = aggregations.check(ck)
     maps.add_messages_map(ck)
     program_names = programs.check_names(ck)
     contexts, owners = programs.graph(ck)
@@ -57,4 +58,5 @@ def _run(ck: Checker) -> Optional[Spec]:
         messages=tuple(ck.messages), messages_via=ck.via,
         message_buffer=ck.messages_map if ck.messages else None,
         events=events, map_outputs=map_outputs,
+        aggregations=tuple(ck.aggregations.values()),
     )

@@ -100,7 +100,67 @@ class TailCall:
     drop: Drop
 
 
-Action = Union[Emit, Print, Update, TailCall, "Choose", "If"]
+@dataclass(frozen=True)
+class AggKey:
+    """One part of an aggregation's key: a field of its key struct."""
+
+    name: str
+    type: TypeRef
+    decode: Optional[str]  # a runner/kinds/decoders name, applied when dumped
+
+
+@dataclass(frozen=True)
+class MetricDecl:
+    """How an aggregation is exported on /metrics (runner/output/prometheus.py)."""
+
+    name: str
+    kind: str  # counter | gauge | histogram
+    help: str
+    max_label_sets: int
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """An `aggregations:` entry: a per-CPU map the kernel updates and ebpf-run combines
+    (runner/runtime/aggregates.py). Scalar kinds keep a struct er_agg_slot per key; hist
+    and lhist a u64 count per (key, bucket)."""
+
+    name: str
+    kind: str  # count sum min max avg stats hist lhist
+    map: Map  # a percpu_hash: key struct (or u32 0 with no key), value slot or count
+    keys: Tuple[AggKey, ...]
+    unit: Optional[str]  # ns us ms s bytes: what the recorded values are in
+    linear: Optional[Tuple[int, int, int]]  # lhist: (min, max, step)
+    every: Optional[float]
+    at_exit: bool
+    clear: bool  # each dump shows what was added since the last one
+    top: Optional[int]
+    metric: Optional[MetricDecl]
+    origin: str
+
+
+@dataclass(frozen=True)
+class Elapsed:
+    """ktime minus the timestamp a hash map holds for key; the entry is deleted."""
+
+    map: Map
+    key: Value
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """aggregate: record one value (or one occurrence) in an aggregation."""
+
+    origin: str
+    agg: Aggregation
+    key_assigns: Tuple[Assign, ...]  # for a key struct
+    value: Optional[Value]  # None: count, or `elapsed`
+    elapsed: Optional[Elapsed]
+    divide: int  # elapsed ns -> the aggregation's unit
+    drop: Drop
+
+
+Action = Union[Emit, Print, Update, TailCall, Aggregate, "Choose", "If"]
 
 
 @dataclass(frozen=True)
@@ -215,6 +275,7 @@ class Spec:
     message_buffer: Optional[Map]  # ebpf-run's own ring buffer for print actions
     events: Tuple[EventOutput, ...]
     map_outputs: Tuple[MapOutput, ...]
+    aggregations: Tuple[Aggregation, ...] = ()
 
 
 @dataclass(frozen=True)

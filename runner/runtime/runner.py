@@ -24,6 +24,7 @@ from runner.kernel.tail_calls import StopRequested
 from runner.model.spec import MapOutput, Spec
 from runner.output.sinks import Sink
 from runner.runtime import decode, dumps
+from runner.runtime.aggdump import Aggregations
 from runner.runtime.losses import Losses, lost_on
 from runner.runtime.options import Options
 from runner.runtime.records import Records
@@ -45,6 +46,7 @@ class Runner:
         self.records = Records(sink, self.stop, options.count, self.check_stop)
         self.losses = Losses(spec, sink)
         self.dumps: Dict[str, int] = {}
+        self.aggs = Aggregations(spec, self.types)
         self.kernel: Optional[Kernel] = None  # set while probes may be attached
         self.deadline: Optional[float] = None
         self._attached: Dict[str, bool] = {}
@@ -130,9 +132,10 @@ class Runner:
     def loop(self, k: Kernel, started: float) -> None:
         due = {o.map.name: started + o.every for o in self.spec.map_outputs if o.every}
         next_loss = started + LOSS_REPORT_S
+        self.aggs.start(started)
         while not self.stop.requested:
             now = time.monotonic()
-            waits = [POLL_MS / 1000] + [t - now for t in due.values()]
+            waits = [POLL_MS / 1000] + [t - now for t in due.values()] + self.aggs.wait(now)
             if self.deadline:
                 waits.append(self.deadline - now)
             k.poll(max(0, int(min(waits) * 1000)))
@@ -145,6 +148,8 @@ class Runner:
                 if out.map.name in due and now >= due[out.map.name] and not self.stop.requested:
                     self.dump(k, out, lambda: self.stop.requested)
                     due[out.map.name] += out.every or 0
+            self.aggs.tick(k, self.sink, lambda: self.stop.requested)
+            self.flush()
             if now >= next_loss:
                 self.losses.report(k)
                 next_loss = now + LOSS_REPORT_S
@@ -174,12 +179,13 @@ class Runner:
             for out in self.spec.map_outputs:
                 if out.at_exit:
                     self.dump(k, out, lambda: self.stop.signals > signals)
+            self.aggs.final(k, self.sink)
             self.flush()
         lost = self.losses.report(k)
         channels: Dict[str, Dict[str, int]] = {
             name: {"received": n, "lost": lost_on(lost, name)}
             for name, n in self.records.received.items()}
-        for name, n in self.dumps.items():
+        for name, n in {**self.dumps, **self.aggs.counts}.items():
             channels[name] = {"dumps": n, "lost": lost_on(lost, name)}
         if not closed and self.stop.reason != "output closed":
             self.sink.summary(time.monotonic() - started, channels, lost)
