@@ -30,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
     from runner.runtime.run import Options, run_spec
 
     check_readable(args.spec)
-    return run_spec(args.spec, Options(args.json, args.duration, args.count))
+    return run_spec(args.spec, Options(args.json, args.duration, args.count, args.metrics))
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -80,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop after this many seconds")
     r.add_argument("--count", type=_positive(int), metavar="N",
                    help="stop after N events or messages")
+    r.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics on http://HOST:PORT/metrics while running")
     v = sub.add_parser("validate", help="check specs and exit")
     v.add_argument("specs", nargs="+", metavar="SPEC")
     d = sub.add_parser("render", help="print the generated C, Python and layout table")

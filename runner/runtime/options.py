@@ -12,3 +12,4 @@ class Options:
     json: bool = False
     duration: Optional[float] = None
     count: Optional[int] = None
+    metrics: Optional[str] = None  # HOST:PORT to serve /metrics on

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from runner.errors import KernelError
 from runner.kernel.attach import Attached
@@ -50,6 +50,8 @@ class Runner:
         self.kernel: Optional[Kernel] = None  # set while probes may be attached
         self.deadline: Optional[float] = None
         self._attached: Dict[str, bool] = {}
+        self._how: Dict[str, Optional[str]] = {}  # probe -> what attached, for /metrics
+        self.served: Optional[Any] = None  # metrics.Served with --metrics
 
     @property
     def stop_reason(self) -> Optional[str]:
@@ -67,7 +69,11 @@ class Runner:
             try:
                 self.loop(k, started)
             finally:
-                self.finish(k, started)
+                try:
+                    self.finish(k, started)
+                finally:
+                    if self.served is not None:
+                        self.served.stop()
         return 0
 
     def start(self, k: Kernel) -> Optional[float]:
@@ -79,6 +85,11 @@ class Runner:
         if self.stop.requested or not self.attach_all(k) or self.stop.requested:
             return None
         self.open_channels(k)
+        if self.opts.metrics:
+            from runner.runtime.metrics import serve  # prometheus-client: only when asked
+            self.served, port = serve(self.opts.metrics, self.spec, self.types, k,
+                                      self.records.received, self.losses.reported, self._how)
+            self.sink.note(f"metrics on port {port} (/metrics)")
         attached = sum(1 for p in self.spec.probes if self._attached.get(p.name))
         self.sink.note(f"ready ({attached} probe{'s' if attached != 1 else ''} attached)")
         # --duration, dump intervals and the summary's run time count from here: a slow
@@ -97,6 +108,7 @@ class Runner:
             except StopRequested:
                 return False
             self._attached[probe.name] = result.method is not None
+            self._how[probe.name] = result.method
             self.sink.attach(result.probe, result.method, list(result.skipped), result.optional)
             if result.method is None and not result.optional:
                 failures.append(result)
