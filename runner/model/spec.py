@@ -240,6 +240,7 @@ class EventOutput:
     struct: Struct
     format: str
     origin: str
+    decode: Tuple[Tuple[str, str], ...] = ()  # (field, decoder): runner/runtime/readable.py
 
 
 @dataclass(frozen=True)

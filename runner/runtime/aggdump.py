@@ -155,6 +155,7 @@ class Aggregations:
 
     def __init__(self, spec: Spec, types: Any, decoders: Optional[Decoders] = None):
         decoders = decoders or Decoders.for_arch(spec.arch)
+        self.decoders = decoders
         self.dumps = {a.name: Dump(AggReader(types, a, decoders)) for a in spec.aggregations}
         self.due: Dict[str, float] = {}
         self.counts: Dict[str, int] = {}

@@ -27,6 +27,7 @@ from runner.runtime import decode, dumps
 from runner.runtime.aggdump import Aggregations
 from runner.runtime.losses import Losses, lost_on
 from runner.runtime.options import Options
+from runner.runtime.readable import readable
 from runner.runtime.records import Records
 from runner.runtime.signals import Stop, handle_signals
 
@@ -123,13 +124,14 @@ class Runner:
     def open_channels(self, k: Kernel) -> None:
         for ev in self.spec.events:
             perf = ev.map.kind == "perf_event_array"
-            dec = decode.record_decoder(self.types, ev.struct, perf)
+            dec = readable(decode.record_decoder(self.types, ev.struct, perf), ev.decode,
+                           self.aggs.decoders)
             if perf:
                 k.open_perf(ev.map, self.records.perf_events(ev.map.name, ev.format, dec,
                                                              ev.origin), _ignore_perf_lost)
             else:
                 batch = (decode.batch_formatter(self.types, ev.struct, ev.format)
-                         if self.sink.text_only else None)
+                         if self.sink.text_only and not ev.decode else None)
                 k.open_ring(ev.map, self.records.ring_events(ev.map.name, ev.format, dec,
                                                              ev.origin, batch))
         if self.spec.messages:
