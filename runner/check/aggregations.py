@@ -22,9 +22,6 @@ from runner.spec.loader import PathKey
 
 SLOT = "er_agg_slot"
 HISTOGRAMS = ("hist", "lhist")
-# What one recorded unit is in the base unit Prometheus wants (seconds, bytes).
-UNIT_SCALE = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "bytes": 1.0}
-NS_PER = {"ns": 1, "us": 1000, "ms": 1_000_000, "s": 1_000_000_000}
 _DEFAULT_METRIC = {"count": "counter", "sum": "counter", "min": "gauge", "max": "gauge",
                    "avg": "gauge", "hist": "histogram", "lhist": "histogram"}
 
@@ -64,10 +61,12 @@ def _aggregation(ck: Checker, path: PathKey, name: str, a: Dict[str, Any]) -> Ag
     if clear and kind in ("min", "max"):
         ck.err((*path, "clear"), f"a {kind} over an interval cannot be worked out from "
                "running totals", "use stats, or leave clear out", key=True)
+    metric = _metric(ck, path, name, kind, keys, a)
     return Aggregation(
         name=name, kind=kind, map=m, keys=keys, unit=a.get("unit"), linear=linear,
         every=a.get("every"), at_exit=bool(a.get("at_exit", True)), clear=clear,
-        top=a.get("top"), metric=_metric(ck, path, name, kind, keys, a), origin=origin)
+        top=a.get("top"), metric=metric, origin=origin,
+        keeps_sum=metric is not None and kind in HISTOGRAMS)
 
 
 def _slot(ck: Checker) -> Struct:

@@ -137,6 +137,9 @@ class Aggregation:
     top: Optional[int]
     metric: Optional[MetricDecl]
     origin: str
+    # Histograms exported to Prometheus also keep their values' sum (its _sum and _count),
+    # per key, in the entry whose bucket is SUM_BUCKET (runner/check/aggregations.py).
+    keeps_sum: bool = False
 
 
 @dataclass(frozen=True)

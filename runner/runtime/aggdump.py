@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from runner.kinds.decoders import Decoders, Json
+from runner.kinds.units import SUM_BUCKET
 from runner.model.spec import Aggregation, Spec
 from runner.output.histogram import draw_histogram_map
 from runner.output.records import histogram_record, stats_record
@@ -66,10 +68,17 @@ class AggReader:
     def read(self, items: Items) -> Dict[Key, Value]:
         if self.agg.kind in ("hist", "lhist"):
             rows = []
+            sums: Dict[Key, int] = {}
             for kb, per_cpu in items:
                 key, bucket = self._key(kb)
-                rows.append((key, bucket, [int.from_bytes(v, sys.byteorder) for v in per_cpu]))
-            return dict(build_histograms(rows, self.layout))
+                counts = [int.from_bytes(v, sys.byteorder) for v in per_cpu]
+                if bucket == SUM_BUCKET:  # u64 sums of s64 values: back to signed
+                    sums[key] = _signed(sum(counts))
+                else:
+                    rows.append((key, bucket, counts))
+            hists = build_histograms(rows, self.layout)
+            return {k: replace(h, sum=sums.get(k) if self.agg.keeps_sum else None)
+                    for k, h in hists.items()}
         slots = []
         for kb, per_cpu in items:
             key, _ = self._key(kb)
@@ -93,6 +102,11 @@ class AggReader:
             else:
                 out[k.name] = part if isinstance(part, int) else str(part)
         return out
+
+
+def _signed(total: int) -> int:
+    total %= 1 << 64
+    return total - (1 << 64) if total >= 1 << 63 else total
 
 
 def _plain(value: Any) -> Any:

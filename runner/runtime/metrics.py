@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
-from runner.check.aggregations import UNIT_SCALE
 from runner.kinds.decoders import Decoders
+from runner.kinds.units import MAX_LE_SECONDS, NS_PER, UNIT_SCALE
 from runner.model.spec import Spec
 from runner.output.prometheus import (
     FamilySnapshot,
@@ -26,7 +26,7 @@ from runner.output.prometheus import (
 )
 from runner.output.prometheus_server import MetricsServer, parse_listen
 from runner.runtime.aggdump import AggReader, layout_of
-from runner.runtime.aggregates import Histogram, Key, Stats, scalar_value
+from runner.runtime.aggregates import Histogram, Key, Layout, Log2Layout, Stats, scalar_value
 
 MapItems = Callable[[Any], Any]  # Kernel.map_items
 
@@ -39,10 +39,22 @@ def metric_specs(spec: Spec) -> List[Tuple[MetricSpec, str]]:
             continue
         kind: MetricKind = agg.metric.kind  # type: ignore[assignment]
         scale = UNIT_SCALE.get(agg.unit or "", 1.0) if kind == "histogram" else 1.0
+        layout = layout_of(agg)
         out.append((MetricSpec(agg.metric.name, agg.metric.help, kind,
-                               tuple(k.name for k in agg.keys), scale, layout_of(agg)),
+                               tuple(k.name for k in agg.keys), scale, layout,
+                               _le_indexes(layout, agg.unit) if kind == "histogram" else None),
                     agg.name))
     return out
+
+
+def _le_indexes(layout: Layout, unit: Optional[str]) -> Optional[Tuple[int, ...]]:
+    """A log2 histogram of a time exports its bounds up to MAX_LE_SECONDS; a linear one,
+    and other units, all their bounded buckets (None: MetricSpec's default)."""
+    if not isinstance(layout, Log2Layout) or unit not in NS_PER:
+        return None
+    top = MAX_LE_SECONDS / UNIT_SCALE[unit]
+    return tuple(i for i in range(1, layout.size)
+                 if (upper := layout.bounds(i)[1]) is not None and upper <= top)
 
 
 class SpecMetrics:

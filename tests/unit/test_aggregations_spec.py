@@ -177,13 +177,16 @@ def test_dumps_combine_cpus_decode_keys_clear_and_keep_the_top():
 
 
 def test_histogram_rows_become_one_record_and_a_metric_in_seconds():
+    zero8 = bytes(8)
     s = spec(HIST, "      - aggregate: {map: lat, elapsed: {map: started, key: tid}}")
     one = (1).to_bytes(8, sys.byteorder)
-    k = FakeKernel({"lat": [((9).to_bytes(8, sys.byteorder), [one, one])]})  # [128, 256) us
+    total = (150 + 200).to_bytes(8, sys.byteorder)
+    k = FakeKernel({"lat": [((9).to_bytes(8, sys.byteorder), [one, one]),  # [128, 256) us
+                            (((1 << 64) - 1).to_bytes(8, sys.byteorder), [total, zero8])]})
     sink = Sink()
     Aggregations(s, fake_types(s)).dump(k, sink, "lat")
     assert sink.dumps[0][2] == [{"type": "hist", "map": "lat", "key": {}, "unit": "us",
-                                 "count": 2, "sum": None,
+                                 "count": 2, "sum": 350,
                                  "buckets": [{"lower": 128, "upper": 256, "count": 2}]}]
     ((metric, name),) = metric_specs(s)
     assert (metric.name, metric.kind, metric.scale, name) == \
@@ -193,6 +196,9 @@ def test_histogram_rows_become_one_record_and_a_metric_in_seconds():
     assert isinstance(hist, Histogram) and hist.layout == Log2Layout()
     buckets = dict(cumulative_buckets(metric, hist))
     assert (buckets["0.000127"], buckets["0.000255"], buckets["+Inf"]) == (0.0, 2.0, 2.0)
+    # le bounds stop at 100 s: 2**27 us is the last bucket's upper bound under it
+    assert list(buckets)[-2:] == ["67.108863", "+Inf"]
+    assert hist.sum == 350
 
 
 def test_metric_labels_are_the_decoded_key():

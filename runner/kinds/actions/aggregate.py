@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
-from runner.check.aggregations import NS_PER
 from runner.check.checker import Checker, Skip
 from runner.check.scope import ActionScope
 from runner.check.values import assign, assigns, scalar_value
 from runner.kinds.actions.base import ActionKind
 from runner.kinds.maps import MAP_KINDS
+from runner.kinds.units import NS_PER
 from runner.model.expr import Value
 from runner.model.spec import Aggregate, Aggregation, Assign, Elapsed
 from runner.model.types import SCALARS
