@@ -3,10 +3,13 @@ in ms, with bpftrace as the oracle for the counts."""
 
 from __future__ import annotations
 
+import os
+import select
 import shutil
 import signal
 import subprocess
 import textwrap
+import time
 
 import pytest
 from getppid import Generator
@@ -43,15 +46,21 @@ def count_records(run: Run, name: str = "calls") -> dict:
             if r.get("type") == "map" and r.get("map") == name}
 
 
-def test_getppid_calls_are_counted_under_their_name(tmp_path):
-    gen = Generator(N)
+def traced(spec_path: str, gen: Generator, *args: str) -> Run:
+    """Run the spec, let the generator make its calls, stop: the finished Run."""
     try:
-        with Run(write(tmp_path, COUNT_SPEC.format(pid=gen.pid)), "--json") as run:
+        with Run(spec_path, *args) as run:
             run.wait_ready()
             gen.go()
             assert run.stop(signal.SIGTERM) == 0
     finally:
         gen.end()
+    return run
+
+
+def test_getppid_calls_are_counted_under_their_name(tmp_path):
+    gen = Generator(N)
+    run = traced(write(tmp_path, COUNT_SPEC.format(pid=gen.pid)), gen, "--json")
     record = count_records(run)["getppid"]
     assert record == {"type": "map", "map": "calls", "unit": None, "kind": "count",
                       "key": {"syscall": 110, "syscall_name": "getppid"}, "value": N}
@@ -61,8 +70,12 @@ def test_getppid_calls_are_counted_under_their_name(tmp_path):
 def test_counts_by_syscall_agree_with_bpftrace(tmp_path):
     """The same raw sys_enter tracepoint, the same pid: every syscall's count is equal."""
     gen = Generator(N)
-    program = (f"tracepoint:raw_syscalls:sys_enter /pid == {gen.pid}/ "
-               "{ @[args->id] = count(); }")
+    # One probe both counts and answers a getpgid() of this test's own: once it answers,
+    # the counting is live (bpftrace announces its probes before attaching them).
+    me = os.getpid()
+    program = (f"tracepoint:raw_syscalls:sys_enter /pid == {gen.pid} || pid == {me}/ "
+               f"{{ if (pid == {me}) {{ if (args->id == 121) {{ printf(\"live\\n\"); }} }} "
+               "else { @[args->id] = count(); } }")
     oracle = subprocess.Popen(["bpftrace", "-f", "json", "-e", program],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -85,10 +98,17 @@ def test_counts_by_syscall_agree_with_bpftrace(tmp_path):
 
 
 def _wait_attached(proc: subprocess.Popen) -> None:
+    """Until bpftrace's probe answers a getpgid() (getpgid is 121 on x86_64)."""
     assert proc.stdout is not None
-    for line in proc.stdout:  # bounded: bpftrace prints "attached" or exits
-        if '"attached_probes"' in line:
-            return
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        os.getpgid(0)
+        if select.select([proc.stdout], [], [], 0.1)[0]:
+            line = proc.stdout.readline()
+            if "live" in line:
+                return
+            if not line:
+                break
     raise AssertionError(f"bpftrace did not attach: {proc.stderr.read() if proc.stderr else ''}")
 
 
@@ -142,13 +162,7 @@ probes:
 def test_reads_from_a_pipe_written_every_100_ms_land_in_64_to_128_ms(tmp_path):
     n = 10
     gen = Generator(code=PIPE_READER.format(n=n))
-    try:
-        with Run(write(tmp_path, LATENCY_SPEC.format(pid=gen.pid)), "--json") as run:
-            run.wait_ready()
-            gen.go()
-            assert run.stop(signal.SIGTERM) == 0
-    finally:
-        gen.end()
+    run = traced(write(tmp_path, LATENCY_SPEC.format(pid=gen.pid)), gen, "--json")
     hists = [r for r in run.json() if r.get("type") == "hist"]
     assert hists == [{"type": "hist", "map": "msecs", "key": {}, "unit": "ms", "count": n,
                       "sum": None, "buckets": [{"lower": 64, "upper": 128, "count": n}]}]
@@ -157,12 +171,6 @@ def test_reads_from_a_pipe_written_every_100_ms_land_in_64_to_128_ms(tmp_path):
 def test_text_output_draws_the_histogram_like_bpftrace(tmp_path):
     n = 4
     gen = Generator(code=PIPE_READER.format(n=n))
-    try:
-        with Run(write(tmp_path, LATENCY_SPEC.format(pid=gen.pid))) as run:
-            run.wait_ready()
-            gen.go()
-            assert run.stop(signal.SIGTERM) == 0
-    finally:
-        gen.end()
+    run = traced(write(tmp_path, LATENCY_SPEC.format(pid=gen.pid)), gen)
     bar = "@" * 52
     assert run.out == ["@msecs: ", f"[64, 128)              {n} |{bar}|"]

@@ -10,6 +10,7 @@ import sys
 import pytest
 from getppid import Generator
 from harness import ROOT, SPECS, Run
+from test_aggregations import traced
 
 TOOLS = SPECS / "tools"
 NEEDS_H8 = pytest.mark.skipif(not (ROOT / "runner" / "kinds" / "actions" / "state.py").exists(),
@@ -66,13 +67,7 @@ def test_runqlat_draws_a_histogram_of_microseconds():
 def test_syscount_counts_getppid_among_the_top_10():
     n = 20_000  # far above any other process's getppid calls in a second
     gen = Generator(n)
-    try:
-        with Run(str(TOOLS / "syscount.yaml"), "--json") as run:
-            run.wait_ready()
-            gen.go()
-            assert run.stop(signal.SIGTERM) == 0
-    finally:
-        gen.end()
+    run = traced(str(TOOLS / "syscount.yaml"), gen, "--json")
     dumps = [r for r in run.json() if r.get("map") == "syscalls"]
     getppid = [r["value"] for r in dumps if r["key"]["syscall_name"] == "getppid"]
     assert sum(getppid) >= n  # clear: each dump holds what came since the previous one
