@@ -54,9 +54,10 @@ def _aggregation(ck: Checker, path: PathKey, name: str, a: Dict[str, Any]) -> Ag
     else:
         key = TypeRef("u32")  # no key: the one entry 0
     value = TypeRef("u64") if kind in HISTOGRAMS else TypeRef(_slot(ck).name)
+    # Not in ck.maps: count, add, elapsed and map outputs must not reach an aggregation's
+    # map, whose layout only the aggregate action and runner/runtime/aggdump.py know.
     m = Map(name, "percpu_hash", key, value, int(a.get("max_entries", DEFAULT_MAX_ENTRIES)),
             0, origin)
-    ck.maps[name] = m
     clear = bool(a.get("clear", False))
     if clear and kind in ("min", "max"):
         ck.err((*path, "clear"), f"a {kind} over an interval cannot be worked out from "

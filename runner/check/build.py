@@ -55,7 +55,8 @@ def _run(ck: Checker) -> Optional[Spec]:
     return Spec(
         name=ck.data["name"], file=comment_text(ck.doc.file), arch=ck.arch,
         structs=tuple(ck.structs.values()) + tuple(ck.msg_structs),
-        maps=tuple(ck.maps.values()), probes=tuple(found),
+        maps=tuple(ck.maps.values()) + tuple(a.map for a in ck.aggregations.values()),
+        probes=tuple(found),
         programs=tuple(p for p in progs if p), drops=tuple(ck.drops),
         messages=tuple(ck.messages), messages_via=ck.via,
         message_buffer=ck.messages_map if ck.messages else None,

@@ -87,7 +87,7 @@ def test_elapsed_converts_ns_to_the_unit():
      "      - aggregate: {map: s, elapsed: {map: started, key: tid}}",
      "10:38: elapsed is a time; aggregation 's' is in bytes"),
     (HIST, "      - aggregate: {map: lat, elapsed: {map: lat, key: tid}}",
-     "10:46: map 'lat' is a percpu_hash, not a hash map of u64 timestamps"),
+     "10:46: 'lat' is an aggregation, not a hash map of u64 timestamps"),
     ("  c: {kind: count, key: {n: s64}, decode: {n: errnos}}",
      "      - aggregate: {map: c, key: {n: 1}}",
      "5:47: unknown decoder 'errnos'; known: errno, inet, ipv4, ipv6, ksym, open_flags, port_be, "
@@ -105,6 +105,8 @@ def test_elapsed_converts_ns_to_the_unit():
      "      - aggregate: {map: h, value: 1}",
      "5:44: metric name 'lat_us': 'us' is not a base unit; record seconds or bytes (a "
      "histogram's scale converts) and name the metric after them"),
+    ("  c: {kind: hist}", "      - count: {map: c, key: 1}",
+     "10:22: unknown map 'c'"),
     ("  started: {kind: count}", "      - aggregate: {map: started}",
      "5:3: 'started' is already a map's name"),
 ])

@@ -84,6 +84,10 @@ def _value(ck: Checker, here: PathKey, agg: Aggregation, u: Dict[str, Any],
     if agg.unit not in (None, *NS_PER):
         ck.err(epath, f"elapsed is a time; aggregation '{agg.name}' is in {agg.unit}")
         raise Skip
+    if e["map"] in ck.aggregations:
+        ck.err((*epath, "map"), f"'{e['map']}' is an aggregation, not a hash map of u64 "
+               "timestamps")
+        raise Skip
     m = ck.maps.get(e["map"])
     if m is None or MAP_KINDS.lookup(m.kind).family != "hash" or str(m.value) != "u64" \
             or MAP_KINDS.lookup(m.kind).per_cpu:
