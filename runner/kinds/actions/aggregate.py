@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from runner.check.checker import Checker, Skip
 from runner.check.scope import ActionScope
-from runner.check.values import assign, assigns, scalar_value
+from runner.check.values import assigns, scalar_value
 from runner.kinds.actions.base import ActionKind
 from runner.kinds.maps import MAP_KINDS
 from runner.kinds.units import NS_PER
@@ -94,12 +94,10 @@ def _value(ck: Checker, here: PathKey, agg: Aggregation, u: Dict[str, Any],
         ck.not_a((*epath, "map"), e["map"], "hash map of u64 timestamps")
         raise Skip
     assert m.key is not None
-    if m.key.is_struct:
+    if m.key.scalar is None or m.key.count is not None:
         ck.err((*epath, "map"), f"elapsed needs a map with a scalar key; '{m.name}' has {m.key}")
         raise Skip
-    key = assign(ck, (*epath, "key"), "key", m.key, e["key"], scope)
-    assert key.how == "expr" and not isinstance(key.value, str) and key.value is not None
-    return None, Elapsed(m, key.value)
+    return None, Elapsed(m, scalar_value(ck, (*epath, "key"), e["key"], m.key.scalar, scope))
 
 
 KIND = AggregateKind()
