@@ -57,7 +57,7 @@ probes:
   enter:
     attach: {tracepoint: "syscalls:sys_enter_getppid"}
     do:
-      - add: {map: start, key: tid, value: ktime}
+      - store: {map: start, key: tid, value: ktime}
 """
 
 BPFTRACE = {

@@ -155,7 +155,7 @@ probes:
     do:
       - if: "pid == {pid} && arg0 == 100"
         then:
-          - add: {{map: read_start, key: tid, value: ktime}}
+          - store: {{map: read_start, key: tid, value: ktime}}
 """
 
 

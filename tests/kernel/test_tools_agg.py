@@ -1,5 +1,4 @@
-"""The aggregation tools of specs/tools, run for real. runqlat and tcpstates read
-tracepoint fields (args.NAME) and store from h8's language: skipped until it is merged."""
+"""The aggregation tools of specs/tools, run for real."""
 
 from __future__ import annotations
 
@@ -7,14 +6,11 @@ import signal
 import subprocess
 import sys
 
-import pytest
 from getppid import Generator
-from harness import ROOT, SPECS, Run
+from harness import SPECS, Run
 from test_aggregations import traced
 
 TOOLS = SPECS / "tools"
-NEEDS_H8 = pytest.mark.skipif(not (ROOT / "runner" / "kinds" / "actions" / "state.py").exists(),
-                              reason="needs tracepoint fields and store (h8)")
 
 # Listens on 127.0.0.1, connects to itself, prints both ports, closes.
 CONNECT = """\
@@ -31,7 +27,6 @@ for s in (client, server, listener):
 """
 
 
-@NEEDS_H8
 def test_tcpstates_shows_syn_sent_then_established_with_the_ports():
     proc = subprocess.Popen([sys.executable, "-c", CONNECT], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
@@ -55,7 +50,6 @@ def test_tcpstates_shows_syn_sent_then_established_with_the_ports():
     assert (listener, client, "TCP_SYN_RECV", "TCP_ESTABLISHED") in changes
 
 
-@NEEDS_H8
 def test_runqlat_draws_a_histogram_of_microseconds():
     with Run(str(TOOLS / "runqlat.yaml"), "--json", "--duration", "1") as run:
         assert run.finish() == 0

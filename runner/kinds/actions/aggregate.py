@@ -2,8 +2,8 @@
 runner/check/aggregations.py). A count records an occurrence and takes no value.
 
 `elapsed: {map, key}` is the value ktime - map[key] for a hash map of u64 timestamps
-(filled at the matching entry with `add: {map, key, value: ktime}` after the entry was
-deleted, or h8's `store`), converted from ns to the aggregation's unit; the entry is then
+(filled at the matching entry with `store: {map, key, value: ktime}`), converted from ns
+to the aggregation's unit; the entry is then
 deleted, and nothing is recorded when it is missing (an exit whose entry came before the
 run started).
 """
