@@ -238,6 +238,32 @@ def test_a_tail_call_chain_past_the_kernels_limit_is_said_as_such_not_lost(tmp_p
     assert sum(int(ln.split("jump: ", 1)[1].split()[0]) for ln in fell) == n, run.err
 
 
+def test_two_probes_share_raw_sys_enter(tmp_path):
+    """The kernel lets several programs attach to one raw tracepoint; ebpf-run holds each
+    attachment itself (BCC keys its own by name and refuses a second)."""
+    gen = Generator(4)
+    spec = write(tmp_path, f"""\
+        name: shared-raw
+        probes:
+          a:
+            attach: {{raw_tracepoint: sys_enter}}
+            do:
+              - if: "pid == {gen.pid} && syscall_nr == 110"
+                then: [{{print: "a"}}]
+          b:
+            attach: {{raw_tracepoint: sys_enter}}
+            do:
+              - if: "pid == {gen.pid} && syscall_nr == 110"
+                then: [{{print: "b"}}]
+        """)
+    with Run(spec) as run:
+        run.wait_ready()
+        gen.go()
+        run.wait_output(lambda out: len(out) >= 8)
+        assert run.stop() == 0
+    assert sorted(run.out) == ["a"] * 4 + ["b"] * 4, run.out
+
+
 def test_uprobe_attaches_and_fires(tmp_path):
     libc = os.path.realpath(f"/lib/{os.uname().machine}-linux-gnu/libc.so.6")
     assert os.path.exists(libc), libc

@@ -64,8 +64,6 @@ def test_bad_conditions_name_their_column(text, column):
 
 
 def test_an_unsigned_builtin_against_a_negative_number_is_refused_where_c_gets_it_wrong():
-    from runner.check.expr import ExprError
-
     _parse("arg0 == -1")  # a u64 holding (u64)-1: C's conversion is what the spec means
     for text, col in (("ktime > -1", 8), ("-5 <= arg0", 0), ("uid == -1", 7)):
         with pytest.raises(ExprError) as info:
