@@ -30,6 +30,10 @@ def _run(args: argparse.Namespace) -> int:
     from runner.spec.source import check_readable
 
     check_readable(args.spec)
+    if args.metrics:  # refused before the compile, not once the probes are attached
+        from runner.output.prometheus_server import parse_listen
+
+        parse_listen(args.metrics)
     return run_spec(args.spec, Options(args.json, args.duration, args.count, tuple(args.set),
                                        args.metrics))
 

@@ -222,3 +222,11 @@ def test_reader_of_a_keyless_stats():
                                slot_bytes(0, 0, 0, 0)])])
     stats = got[()]
     assert (stats.count, stats.sum, stats.min, stats.max, stats.avg) == (3, 9, -1, 7, 3)
+
+
+def test_a_bad_metrics_address_is_a_usage_error_before_anything_runs(capsys):
+    from runner.cli import main as cli
+
+    assert cli.main(["run", "specs/tools/syscount.yaml", "--metrics", "9435"]) == 2
+    assert capsys.readouterr().err == (
+        "ebpf-run: error: --metrics '9435': expected HOST:PORT, e.g. 127.0.0.1:9435\n")
