@@ -63,6 +63,9 @@ def _aggregation(ck: Checker, path: PathKey, name: str, a: Dict[str, Any]) -> Ag
         ck.err((*path, "clear"), f"a {kind} over an interval cannot be worked out from "
                "running totals", "use stats, or leave clear out", key=True)
     metric = _metric(ck, path, name, kind, keys, a)
+    if a.get("at_exit") is False and "every" not in a and "metric" not in a:
+        ck.err(path, f"aggregation '{name}' is never shown: give 'every' or 'metric', or "
+               "leave 'at_exit' on", key=True)
     return Aggregation(
         name=name, kind=kind, map=m, keys=keys, unit=a.get("unit"), linear=linear,
         every=a.get("every"), at_exit=bool(a.get("at_exit", True)), clear=clear,

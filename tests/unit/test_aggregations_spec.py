@@ -107,6 +107,8 @@ def test_elapsed_converts_ns_to_the_unit():
      "histogram's scale converts) and name the metric after them"),
     ("  c: {kind: hist}", "      - count: {map: c, key: 1}",
      "10:22: unknown map 'c'"),
+    ("  c: {kind: count, at_exit: false}", "      - aggregate: {map: c}",
+     "5:3: aggregation 'c' is never shown: give 'every' or 'metric', or leave 'at_exit' on"),
     ("  started: {kind: count}", "      - aggregate: {map: started}",
      "5:3: 'started' is already a map's name"),
 ])
