@@ -232,3 +232,18 @@ def test_a_bad_metrics_address_is_a_usage_error_before_anything_runs(capsys):
     assert cli.main(["run", "specs/tools/syscount.yaml", "--metrics", "9435"]) == 2
     assert capsys.readouterr().err == (
         "ebpf-run: error: --metrics '9435': expected HOST:PORT, e.g. 127.0.0.1:9435\n")
+
+
+def test_the_label_set_limit_drops_and_counts_the_rest():
+    from runner.output.prometheus import SpecCollector
+
+    s = spec(COUNT.replace("}}", "}, metric: {help: h, max_label_sets: 1}}"),
+             "      - aggregate: {map: calls, key: {syscall: syscall_nr}}")
+    k = FakeKernel({"calls": [(syscall_key(110), [slot_bytes(5, 0, 0, 0)]),
+                              (syscall_key(39), [slot_bytes(2, 0, 0, 0)])]})
+    metrics = SpecMetrics(s, fake_types(s), k.map_items)
+    collector = SpecCollector("t", [m for m, _ in metrics.exported], metrics.read,
+                              s.aggregations[0].metric.max_label_sets)
+    (family,) = collector.collect()
+    assert [(x.labels, x.value) for x in family.samples] == [({"syscall": "getppid"}, 5.0)]
+    assert collector.dropped == {"calls_total": 1}
