@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import string
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from runner.check.checker import Checker, Skip
 from runner.kinds.maps import MAP_KINDS
@@ -245,9 +245,13 @@ def _regex(ck: Checker, path: PathKey, pattern: str) -> Optional[re.Pattern[str]
 
 def _target_fields(ck: Checker, path: PathKey, kind: str, target: str,
                    where: List[FieldMatch]) -> None:
+    if kind == "map" and target in ck.aggregations:
+        _check_names(ck, path, where, MAP_FIELDS)  # one record per key, see MAP_FIELDS
+        return
     m = ck.maps.get(target)
     if m is None:
-        ck.unknown((*path, kind), "map", target, ck.maps)
+        ck.unknown((*path, kind), "map", target,
+                   [*ck.maps, *(ck.aggregations if kind == "map" else ())])
         return
     buffer = MAP_KINDS.lookup(m.kind).is_buffer
     if kind == "event" and not buffer:
@@ -262,6 +266,11 @@ def _target_fields(ck: Checker, path: PathKey, kind: str, target: str,
         names = [f.name for f in struct.layout.fields] if struct else []
     else:
         names = list(MAP_FIELDS)
+    _check_names(ck, path, where, names)
+
+
+def _check_names(ck: Checker, path: PathKey, where: List[FieldMatch],
+                 names: Sequence[str]) -> None:
     for fm in where:
         if names and fm.path[0] not in names:
             ck.unknown((*path, "where", fm.path[0]), "field", fm.path[0], names, key=True)
