@@ -121,8 +121,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         _parser().print_usage(sys.stderr)
         print("ebpf-run: error: give a spec to run, or a command", file=sys.stderr)
         return 2
+    if args.command != "run" and _held_signals():
+        return 130  # interrupted before it began: nothing was done
     with private_stdout():
         return _command(HANDLERS[args.command], args)
+
+
+def _held_signals() -> bool:
+    """Whether a signal came while runner/__main__.py held them; the run command takes held
+    signals over as stop requests instead (runtime/signals.py)."""
+    from runner.runtime.signals import release_early_signals
+
+    return release_early_signals()
 
 
 def _command(handler: Handler, args: argparse.Namespace) -> int:

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import signal
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Signals that arrived between the process's start (runner/__main__.py holds them from its
+# first line) and the moment a command put its own handlers in; see hold_early_signals.
+EARLY: List[int] = []
 # Reasons after which records still arriving are dropped on purpose.
 DISCARDING = ("count", "error", "output closed")
 
@@ -75,6 +78,8 @@ class handle_signals:
         self.saved: Dict[int, Any] = {s: signal.getsignal(s) for s in SIGNALS}
         for s in SIGNALS:
             signal.signal(s, self.handle)
+        while EARLY:  # a signal held since start-up is a stop like any other
+            self.handle(EARLY.pop(0), None)
         return self
 
     def handle(self, signum: int, _frame: Any) -> None:
@@ -84,3 +89,25 @@ class handle_signals:
     def __exit__(self, *exc: object) -> None:
         for s, handler in self.saved.items():
             signal.signal(s, handler)
+
+
+def _hold(signum: int, _frame: Any) -> None:
+    EARLY.append(signum)
+
+
+def hold_early_signals() -> None:
+    """From the process's first line: SIGINT and SIGTERM are only recorded, so a signal
+    during the start-up imports ends a run the same way as one a second later (a summary
+    and exit 0), never in a KeyboardInterrupt traceback, a silent 130 or death by signal."""
+    for s in SIGNALS:
+        signal.signal(s, _hold)
+
+
+def release_early_signals() -> bool:
+    """For commands other than run: the default handlers back; True when a signal came
+    while they were held (the command should then end at once, as interrupted)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    came = bool(EARLY)
+    EARLY.clear()
+    return came

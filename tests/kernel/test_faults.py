@@ -252,6 +252,42 @@ def test_a_signal_during_startup_leaves_nothing(tmp_path, sig, delay):
     assert_none_named("er_sig__")
 
 
+def catches_sigterm(pid: int) -> bool:
+    """Whether process `pid` has a handler for SIGTERM (its SigCgt mask in /proc): true
+    from the first line of runner/__main__.py on, which holds SIGINT and SIGTERM."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+@pytest.mark.parametrize("after", [0.0, 0.01, 0.03, 0.1])
+def test_a_signal_from_the_first_line_on_always_ends_with_a_summary_and_0(tmp_path, sig, after):
+    """Deterministic where the test above is statistical: the signal is sent only once the
+    process holds signals (runner/__main__.py's first line, seen in /proc), then `after`
+    seconds later: during the imports, the compile or the attach. Every outcome is the
+    same: a summary and exit 0, nothing loaded."""
+    spec = write(tmp_path, """\
+        name: held
+        probes:
+          held:
+            attach: {syscall: execve}
+            do: [{print: "exec"}]
+        """)
+    with Run(spec) as run:
+        deadline = time.monotonic() + 60
+        while not catches_sigterm(run.proc.pid):
+            assert run.proc.poll() is None and time.monotonic() < deadline, run.err
+            time.sleep(0.001)
+        time.sleep(after)
+        rc = run.stop(sig)
+    no_traceback(run.err)
+    assert rc == 0, (rc, run.err)
+    assert any("summary:" in ln for ln in run.err), run.err
+    assert_none_named("er_held__")
+
+
 @pytest.mark.parametrize("spec", ["hello.yaml", "hello-tail.yaml"])
 def test_repeated_sigint_until_exit_still_exits_cleanly(spec):
     """A user pressing Ctrl-C again and again while the run drains, unloads and exits."""

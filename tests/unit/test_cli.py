@@ -129,6 +129,22 @@ def test_a_closed_stdout_ends_quietly():
         assert (res.returncode, res.stderr) == (0, ""), args
 
 
+def test_closed_standard_descriptors_are_no_traceback():
+    """`ebpf-run ... >&-`: Python starts with sys.stdout None; ebpf-run reopens the closed
+    descriptors on /dev/null (a BPF map must never become descriptor 1) and discards what
+    goes to a closed stdout, as for a reader gone away."""
+    for args in (("validate", "specs/hello.yaml"), ("render", "specs/hello-tail.yaml")):
+        for closing in (">&-", "<&-"):
+            res = subprocess.run(["/bin/sh", "-c", f'exec "$0" -m runner "$@" {closing}',
+                                  sys.executable, *args], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=60)
+            assert res.returncode == 0, (args, closing, res.stderr)
+            assert "Traceback" not in res.stderr, res.stderr
+    res = subprocess.run(["/bin/sh", "-c", 'exec "$0" -m runner validate specs/hello.yaml 2>&-',
+                          sys.executable], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stdout) == (0, "specs/hello.yaml: ok (1 probe)\n")
+
+
 def test_a_spec_that_is_no_regular_file_or_too_big_is_refused_without_reading_it(tmp_path):
     fifo = tmp_path / "fifo.yaml"
     os.mkfifo(fifo)
