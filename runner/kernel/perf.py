@@ -93,8 +93,12 @@ class PerfReader:
         self.size = pages * mmap.PAGESIZE
         self.fd = _perf_event_open(cpu, self.size // WATERMARK_FRACTION)
         try:
-            self.map = mmap.mmap(self.fd, mmap.PAGESIZE + self.size, mmap.MAP_SHARED,
-                                 mmap.PROT_READ | mmap.PROT_WRITE)
+            try:
+                self.map = mmap.mmap(self.fd, mmap.PAGESIZE + self.size, mmap.MAP_SHARED,
+                                     mmap.PROT_READ | mmap.PROT_WRITE)
+            except OSError as e:  # ENOMEM or EPERM: over perf_event_mlock_kb without root
+                raise KernelError(f"cannot map a perf buffer of {pages} pages on CPU {cpu}: "
+                                  f"{e.strerror}") from None
             if _libc.ioctl(self.fd, _PERF_EVENT_IOC_ENABLE, 0) != 0:
                 raise KernelError("cannot enable a perf buffer: "
                                   + os.strerror(ct.get_errno()))
