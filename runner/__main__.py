@@ -23,7 +23,8 @@ def _standard_descriptors() -> None:
             os.dup2(null, fd)
             os.close(null)
         if getattr(sys, name) is None:  # Python found it closed at start-up
-            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
+            # Kept open for the life of the process, as Python keeps its own streams.
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
 
 
 def entry() -> int:

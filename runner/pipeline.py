@@ -21,34 +21,30 @@ class Compiled:
     rendered: Rendered
 
 
-def check(path: str, arch: Optional[str] = None) -> Spec:
-    """Load, schema-check and meaning-check one spec; raise SpecError with every problem."""
+def check(path: str, arch: Optional[str] = None, raw: Optional[bytes] = None) -> Spec:
+    """Load, schema-check and meaning-check one spec (its bytes `raw` when the caller read
+    them already); raise SpecError with every problem."""
     from runner.check import build
     from runner.spec import loader, schema
 
-    doc = loader.load_file(path)
+    doc = loader.load_file(path) if raw is None else loader.load_bytes(raw, path)
     schema.check(doc)
     return build.build(doc, arch)
 
 
 def compile_spec(path: str, arch: Optional[str] = None) -> Compiled:
+    from runner.spec.source import read_spec
     from runner.support.syscalls import host_arch
 
     arch = arch or host_arch()
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError:
-        raw = None  # check() reports it, with its location
-    k = cache.key(path, raw, arch) if raw is not None else None
-    if k is not None:
-        hit = cache.load(k, Compiled)
-        if hit is not None:
-            return hit
+    raw = read_spec(path)  # once: the bytes keyed are the bytes checked
+    k = cache.key(path, raw, arch)
+    hit = cache.load(k, Compiled)
+    if hit is not None:
+        return hit
     from runner.codegen.render import render
 
-    spec = check(path, arch)
+    spec = check(path, arch, raw)
     compiled = Compiled(spec, render(spec))
-    if k is not None:
-        cache.store(k, compiled)
+    cache.store(k, compiled)
     return compiled

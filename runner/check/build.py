@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional
 
-from runner.check import maps, outputs, probes, programs, structs
+from runner.check import limits, maps, outputs, probes, programs, structs
 from runner.check.checker import Checker
 from runner.codegen.strings import comment_text
 from runner.errors import SpecError
@@ -34,6 +34,7 @@ def build(doc: Document, arch: Optional[str] = None) -> Spec:
 def _run(ck: Checker) -> Optional[Spec]:
     structs.check(ck)
     maps.check(ck)
+    limits.maps(ck)
     maps.add_messages_map(ck)
     program_names = programs.check_names(ck)
     contexts, owners = programs.graph(ck)
@@ -45,6 +46,7 @@ def _run(ck: Checker) -> Optional[Spec]:
     progs = [programs.check_program(ck, n, contexts.get(n, ()))
              for n in ck.data.get("programs", {})]
     programs.check_tables(ck, program_names)
+    limits.programs(ck, tuple(found), tuple(p for p in progs if p))
     events = outputs.events(ck)
     map_outputs = outputs.map_dumps(ck)
     if ck.diags:

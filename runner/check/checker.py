@@ -12,7 +12,7 @@ from runner.codegen.strings import comment_text
 from runner.errors import Diagnostic
 from runner.model.spec import Action, Drop, Map, MessageDef, Struct
 from runner.spec.loader import Document, PathKey
-from runner.support import syscalls
+from runner.support import syscalls, tracepoints
 from runner.support.hints import did_you_mean, known
 
 
@@ -40,6 +40,14 @@ class Checker:
         self.via: str = self.data.get("messages", {}).get("via", "buffer")
         self.messages_map: Optional[Map] = None
         self.fentry_owners: Dict[str, str] = {}
+        self._catalog: Optional[tracepoints.Catalog] = None
+
+    def catalog(self) -> tracepoints.Catalog:
+        """The running kernel's syscalls and tracepoints (its tracefs, else the shipped
+        table): opened on first use, since reading tracefs costs about 45 ms."""
+        if self._catalog is None:
+            self._catalog = tracepoints.open_catalog(self.arch)
+        return self._catalog
 
     # -- reporting -------------------------------------------------------------------------
 

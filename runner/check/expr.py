@@ -14,7 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple, Union
 
+from runner.kinds.builtins import BUILTINS
 from runner.model.expr import BuiltinRef, Compare, Condition, Const, Group, Logic, Not
+from runner.model.types import SCALARS
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>-?0[xX][0-9a-fA-F]+|-?[0-9]+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
@@ -114,7 +116,10 @@ class _Parser:
         if op.text not in COMPARE:
             raise ExprError(f"expected a comparison ({' '.join(COMPARE)}), got {op.text!r}",
                             op.pos)
-        return Compare(op.text, left, self.operand(self.take()))
+        right_tok = self.take()
+        right = self.operand(right_tok)
+        _never_negative(left, op.text, right, right_tok if isinstance(right, Const) else t)
+        return Compare(op.text, left, right)
 
     def operand(self, t: Token) -> Union[Const, BuiltinRef]:
         if t.kind == "num":
@@ -137,3 +142,22 @@ def _number(t: Token) -> int:
     if not -(2**63) <= value < 2**64:
         raise ExprError(f"{t.text} does not fit in 64 bits", t.pos)
     return value
+
+
+def _never_negative(left: Union[Const, BuiltinRef], op: str,
+                    right: Union[Const, BuiltinRef], literal: Token) -> None:
+    """Refuse an unsigned built-in compared with a negative number where C gets it wrong
+    or the answer never depends on the built-in. C converts the number to a u64 for a u64
+    built-in, so `ktime > -1` is always false (`arg0 == -1` keeps its two's complement
+    meaning and passes); a narrower built-in is widened to s64, so any comparison with a
+    negative number is constant."""
+    b, c = (left, right) if isinstance(left, BuiltinRef) else (right, left)
+    if not (isinstance(b, BuiltinRef) and isinstance(c, Const) and c.value < 0):
+        return
+    builtin = BUILTINS.get(b.name)
+    scalar = SCALARS.get(builtin.type) if builtin else None
+    if scalar is None or scalar.signed or (scalar.size == 8 and op in ("==", "!=")):
+        return
+    why = " (and C would compare them as unsigned numbers)" if scalar.size == 8 else ""
+    raise ExprError(f"'{b.name}' is a {scalar.name}, never negative: comparing it with "
+                    f"{c.value} does not depend on its value{why}", literal.pos)

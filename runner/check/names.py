@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keyword
 
+from runner.check import reserved
 from runner.check.checker import Checker
 from runner.kinds.builtins import BUILTINS
 from runner.model.types import SCALARS
@@ -30,6 +31,8 @@ def name_ok(ck: Checker, path: PathKey, name: str, what: str) -> bool:
         problem = f"{what} name '{name}' is reserved (a type or built-in)"
     elif name.lower().startswith("er_") or name.startswith("_pad"):
         problem = f"{what} name '{name}' uses a prefix reserved for generated code"
+    else:
+        problem = reserved.problem(name, what)
     if problem:
         ck.err(path, problem, "choose another name", key=True)
     return problem is None

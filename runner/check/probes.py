@@ -11,11 +11,12 @@ from runner.check.checker import Checker
 from runner.check.scope import ActionScope
 from runner.codegen.strings import comment_text
 from runner.kinds import builtins as bi
-from runner.kinds.attach import CANDIDATE_KINDS, CONTEXTS, OPTIONS, Planned
+from runner.kinds.attach import CANDIDATE_KINDS, CONTEXTS, OPTIONS, AttachOption, Planned
 from runner.model.spec import Action, Candidate, Function, Probe
 from runner.spec.loader import PathKey
 from runner.support.hints import did_you_mean
 
+SYSCALL_ENTER = "syscalls:sys_enter_"
 Option = Tuple[Planned, PathKey]  # a candidate and the attach option it came from
 
 
@@ -24,7 +25,7 @@ def check(ck: Checker, name: str) -> Optional[Probe]:
     path: PathKey = ("probes", name)
     raw = ck.data["probes"][name]
     planned = options(ck, name)
-    scope = ActionScope(tuple(p.context for p, _ in planned))
+    scope = ActionScope(tuple(p.context for p, _ in planned), args=syscall_args(ck, planned))
     actions = check_list(ck, (*path, "do"), raw["do"], scope)  # checked either way
     if not planned:
         return None
@@ -53,21 +54,46 @@ def options(ck: Checker, name: str) -> List[Option]:
         path = (*base, i) if isinstance(raw, list) else base
         (key, target), = item.items()
         option = OPTIONS.lookup(key)
-        nr = None
-        if option.syscall_target:
-            nr = ck.sysnums.get(target)
-            if nr is None:
-                if ck.sysnums:
-                    ck.err((*path, key), f"unknown syscall '{target}' on {ck.arch}",
-                           did_you_mean(target, ck.sysnums))
-                continue
         suffix = str(i) if isinstance(raw, list) else ""
-        out += [(p, path) for p in option.expand(target, nr, suffix)]
+        if option.syscall_target:
+            found = _syscall(ck, (*path, key), target, option, suffix)
+            out += [(p, path) for p in found]
+            continue
+        out += [(p, path) for p in option.expand(target, None, suffix)]
     # Two options of the same kind need distinct function names.
     variants = [p.variant for p, _ in out]
     return [(p, path) if CANDIDATE_KINDS.lookup(p.kind).named_by_bcc
             or variants.count(p.variant) == 1 else (replace(p, variant=f"{p.variant}{i}"), path)
             for i, (p, path) in enumerate(out)]
+
+
+def _syscall(ck: Checker, path: PathKey, name: str, option: AttachOption,
+             suffix: str) -> Tuple[Planned, ...]:
+    """A syscall's candidates, named as the running kernel names it: `fstat` is
+    sys_enter_newfstat and __x64_sys_newfstat (the catalog knows each entry name)."""
+    if not ck.sysnums:
+        return ()  # no table for this architecture: reported once by the Checker
+    sc = ck.catalog().syscall(name)
+    if sc is None:
+        ck.err(path, f"unknown syscall '{name}' on {ck.arch}",
+               did_you_mean(name, ck.catalog().syscalls()))
+        return ()
+    entry = sc.entry or name
+    # The kprobe keeps the spec's name for messages; BCC finds the function by the entry.
+    return tuple(replace(p, target=name, syscall=entry) if p.syscall else p
+                 for p in option.expand(entry, sc.number, suffix))
+
+
+def syscall_args(ck: Checker, planned: List[Option]) -> Optional[Tuple[str, Tuple[str, ...]]]:
+    """The syscall tracepoint with the fewest arguments among a probe's candidates."""
+    found = []
+    for p, _ in planned:
+        if p.kind == "tracepoint" and p.target.startswith(SYSCALL_ENTER):
+            fmt = ck.catalog().format(p.target)
+            if fmt is not None:
+                found.append((p.target[len(SYSCALL_ENTER):],
+                              tuple(f.name for f in fmt.syscall_args)))
+    return min(found, key=lambda f: len(f[1])) if found else None
 
 
 def _bcc_named_ok(ck: Checker, path: PathKey, probe: str, p: Planned, actions: Any) -> bool:

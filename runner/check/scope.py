@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Set, Tuple
+from typing import Optional, Set, Tuple
 
 
 @dataclass
@@ -18,3 +18,6 @@ class ActionScope:
 
     contexts: Tuple[str, ...]
     needs: Set[str] = field(default_factory=set)
+    # The syscall tracepoint whose record has the fewest arguments among the probe's
+    # options, and their names: argN past them reads another field or past the record.
+    args: Optional[Tuple[str, Tuple[str, ...]]] = None

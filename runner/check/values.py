@@ -26,6 +26,13 @@ def use_builtin(ck: Checker, path: PathKey, name: str, scope: ActionScope) -> No
                "program", f"{name} works in: "
                + ", ".join(sorted(BUILTINS[name].contexts)).replace("_", " "))
         raise Skip
+    if scope.args is not None and name[:3] == "arg" and name[3:].isdigit():
+        syscall, names = scope.args
+        if int(name[3:]) >= len(names):
+            ck.err(path, f"'{name}' is past the arguments of {syscall}, which "
+                   + (f"takes {len(names)}: {', '.join(names)}" if names else "takes none"),
+                   f"arg0..arg{len(names) - 1} are its arguments" if names else None)
+            raise Skip
     scope.needs.add(name)  # contextual ones shape the prologue; some share a helper call
 
 

@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from runner.cli.spec_file import check_readable
 from runner.errors import SpecError
 from runner.model.spec import Spec
 from runner.output.stdout import OutputUnwritable
 from runner.pipeline import check, compile_spec
+from runner.spec.source import check_readable
 
 
 def validate(paths: List[str]) -> int:

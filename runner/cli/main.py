@@ -26,8 +26,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _run(args: argparse.Namespace) -> int:
-    from runner.cli.spec_file import check_readable
     from runner.runtime.run import Options, run_spec
+    from runner.spec.source import check_readable
 
     check_readable(args.spec)
     return run_spec(args.spec, Options(args.json, args.duration, args.count))

@@ -9,17 +9,17 @@ type's declaration, a context's signature and prologue) and runner/codegen/c_exp
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 from runner.codegen.c_expr import c_type, spell
-from runner.codegen.strings import c_string, py_literal
+from runner.codegen.strings import c_bytes, c_string, py_literal
 from runner.kinds.actions import ACTIONS
 from runner.kinds.attach import CONTEXTS
 from runner.kinds.builtins import SYSCALL_REGS
 from runner.kinds.maps import MAP_KINDS
 from runner.kinds.registry import UnknownKind
-from runner.model.spec import Function, Map, Rendered, Spec
-from runner.model.types import SCALARS, Member
+from runner.model.spec import Assign, Function, Map, Rendered, Spec
+from runner.model.types import SCALARS, Member, TypeRef
 from runner.support.resources import read_text
 
 if TYPE_CHECKING:  # imported when first rendering: a cache hit unpickles Rendered without it
@@ -27,9 +27,22 @@ if TYPE_CHECKING:  # imported when first rendering: a cache hit unpickles Render
 
 
 def _map_decl(m: Map) -> str:
-    return MAP_KINDS.lookup(m.kind).declaration.format(
-        name=m.name, key=c_type(m.key), value=c_type(m.value), max=m.max_entries,
+    # An array key or value (char[16], u64[4]) cannot be a macro argument the way BCC
+    # uses it (`_key_type key;`): it is wrapped in a struct of one member, `key`/`value`,
+    # whose bytes are the array's, so user space reads them unchanged.
+    wrappers = "".join(
+        f"struct er_{which}_{m.name} {{ {c_type(TypeRef(t.base))} {which}[{t.count}]; }};\n"
+        for which, t in (("key", m.key), ("value", m.value))
+        if t is not None and t.count is not None)
+    return wrappers + MAP_KINDS.lookup(m.kind).declaration.format(
+        name=m.name, key=_map_c(m, "key"), value=_map_c(m, "value"), max=m.max_entries,
         pages=m.pages)
+
+
+def _map_c(m: Map, which: str) -> str:
+    """The C type of a map's key or value, as declared by _map_decl."""
+    t = m.key if which == "key" else m.value
+    return f"struct er_{which}_{m.name}" if t is not None and t.count is not None else c_type(t)
 
 
 def _c_member(m: Member) -> str:
@@ -70,6 +83,34 @@ def _reads_pt_regs(f: Function) -> bool:
     return how == "always" or (how == "if_used" and bool(f.needs_args or f.needs_nr))
 
 
+# The most bytes one __builtin_memset or __builtin_memcpy may cover: LLVM's BPF backend
+# inlines them as at most 128 stores of 8 bytes and calls exit(1) on anything larger
+# (measured with BCC 0.26 / LLVM 14: 1024 passes, 1025 does not).
+PIECE = 1024
+
+
+def _pieces(size: int) -> List[Tuple[int, int]]:
+    """(offset, length) pieces of `size` bytes, each small enough for LLVM to inline."""
+    return [(off, min(PIECE, size - off)) for off in range(0, size, PIECE)] or [(0, 0)]
+
+
+def _zero_loop(size: int) -> Tuple[int, int, int]:
+    """How to zero a ring record of `size` bytes: (0, 0, 0) for one memset LLVM inlines,
+    else the u64 words a loop clears and the (offset, length) of the bytes after them."""
+    if size <= PIECE:
+        return 0, 0, 0
+    return size // 8, size - size % 8, size % 8
+
+
+def _string_pieces(a: Assign) -> List[Tuple[int, str, int]]:
+    """A string literal's bytes and its NUL as (offset, C literal, length) pieces."""
+    data = str(a.value).encode("utf-8") + b"\0"
+    if len(data) <= PIECE:
+        return [(0, c_string(str(a.value)), a.size)]
+    # Each piece is copied without C's own NUL, so its literal stops one byte short.
+    return [(off, c_bytes(data[off:off + n]), n) for off, n in _pieces(len(data))]
+
+
 def _fragments() -> Dict[type, str]:
     """Model node class -> the template that spells it (count and add share one)."""
     out: Dict[type, str] = {}
@@ -101,13 +142,14 @@ def _environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters.update(
-        map_decl=_map_decl, c_member=_c_member, ctypes_type=_ctypes_type,
+        map_decl=_map_decl, map_c=_map_c, c_member=_c_member, ctypes_type=_ctypes_type,
         py_decode=_py_decode, pyrepr=py_literal, action_fragment=_action_fragment,
         map_kind=lambda m: MAP_KINDS.lookup(m.kind), has_ring=_has_ring,
         needs_ptrace=_needs_ptrace, c_expr=spell, c_type=c_type, c_string=c_string,
         signature=lambda fn: CONTEXTS.lookup(fn.context).signature,
         prologue=lambda fn: CONTEXTS.lookup(fn.context).prologue,
         nr_register=lambda arch: SYSCALL_REGS[arch][0],
+        zero_loop=_zero_loop, string_pieces=_string_pieces,
         arg_register=lambda arch, i: SYSCALL_REGS[arch][1][i],
     )
     env.globals["EEXIST"] = EEXIST

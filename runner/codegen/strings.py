@@ -14,8 +14,12 @@ _PLAIN = {c for c in range(0x20, 0x7F)} - {ord('"'), ord("\\"), ord("?")}
 
 def c_string(text: str) -> str:
     """A C string literal whose bytes are exactly `text` in UTF-8."""
-    return '"' + "".join(chr(b) if b in _PLAIN else f"\\{b:03o}"
-                         for b in text.encode("utf-8")) + '"'
+    return c_bytes(text.encode("utf-8"))
+
+
+def c_bytes(data: bytes) -> str:
+    """A C string literal whose bytes are exactly `data` (and C's own NUL after them)."""
+    return '"' + "".join(chr(b) if b in _PLAIN else f"\\{b:03o}" for b in data) + '"'
 
 
 _COMMENT_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"

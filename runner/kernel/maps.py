@@ -25,6 +25,12 @@ def drop_counts(bpf: Any, drops: Tuple[Drop, ...]) -> List[int]:
     return [sum(int(v) for v in table.getvalue(table.Key(d.index))) for d in drops]
 
 
+def sent_count(bpf: Any) -> int:
+    """Lines the probes printed to trace_pipe (er_sent, a per-CPU array), over all CPUs."""
+    table = bpf[b"er_sent"]
+    return sum(int(v) for v in table.getvalue(table.Key(0)))
+
+
 def map_items(bpf: Any, m: Map, should_stop: Callable[[], bool]
               ) -> Iterator[Tuple[bytes, List[bytes]]]:
     """(key bytes, [value bytes per CPU, or one]) for every entry, in map order."""

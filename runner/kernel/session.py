@@ -214,6 +214,9 @@ class Kernel:
     def drop_counts(self) -> List[int]:
         return maps.drop_counts(self.bpf, self.spec.drops)
 
+    def sent_count(self) -> int:
+        return maps.sent_count(self.bpf)
+
     def map_items(self, m: Map, should_stop: Callable[[], bool] = _never
                   ) -> Iterator[Tuple[bytes, List[bytes]]]:
         return maps.map_items(self.bpf, m, should_stop)

@@ -93,12 +93,14 @@ class AttachOption:
 
 def _syscall(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
     # Most portable first: the syscall function's kprobe, its tracepoint, raw sys_enter.
+    # `target` is the kernel's entry name (newfstat for fstat). Raw sys_enter sees every
+    # syscall and keeps this one by number: a syscall no table numbers gets no raw option.
     return (
         Planned("kprobe", target, target, bi.SYSCALL_KPROBE, None, "kprobe"),
         Planned("tracepoint", f"syscalls:sys_enter_{target}", None, bi.SYSCALL_TP, None,
                 "tracepoint"),
-        Planned("raw_tracepoint", "sys_enter", None, bi.SYSCALL_RAW, nr, "raw"),
-    )
+    ) + ((Planned("raw_tracepoint", "sys_enter", None, bi.SYSCALL_RAW, nr, "raw"),)
+         if nr is not None else ())
 
 
 def _simple(kind: str, context: str) -> Expand:

@@ -25,7 +25,7 @@ from runner.kernel.tail_calls import StopRequested
 from runner.model.spec import MapOutput, Spec
 from runner.output.sinks import Sink
 from runner.runtime import decode, dumps
-from runner.runtime.losses import Losses, lost_on
+from runner.runtime.losses import Losses, lost_on, trace_pipe_loss
 from runner.runtime.options import Options
 from runner.runtime.records import Records
 from runner.runtime.signals import Stop, handle_signals
@@ -172,13 +172,17 @@ class Runner:
         if not closed:
             if not self.stop.discarding:
                 k.drain()
-                self.read_trace_pipe(k)
+                self.drain_trace_pipe(k)
             signals = self.stop.signals
             for out in self.spec.map_outputs:
                 if out.at_exit:
                     self.dump(k, out, lambda: self.stop.signals > signals)
             self.flush()
         lost = self.losses.report(k)
+        if k.trace_pipe is not None and not closed and not self.stop.discarding:
+            # After the detach and the drain: every line sent is read or lost by now.
+            lost += trace_pipe_loss(self.sink, k.sent_count(),
+                                    self.records.received.get("messages", 0))
         channels: Dict[str, Dict[str, int]] = {
             name: {"received": n, "lost": lost_on(lost, name)}
             for name, n in self.records.received.items()}
@@ -190,9 +194,21 @@ class Runner:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def read_trace_pipe(self, k: Kernel) -> None:
-        if k.trace_pipe is not None and not self.stop.discarding:
-            self.records.trace_lines(k.trace_pipe.messages())
+    def read_trace_pipe(self, k: Kernel) -> bool:
+        """Read what trace_pipe holds now (a bounded batch); whether it had any of ours."""
+        if k.trace_pipe is None or self.stop.discarding:
+            return False
+        lines = k.trace_pipe.messages()
+        self.records.trace_lines(lines)
+        return bool(lines)
+
+    def drain_trace_pipe(self, k: Kernel) -> None:
+        """Everything left once the probes are detached. The trace buffer holds a few
+        hundred lines at most, so a bound on the batches only guards against another
+        tracer's endless lines."""
+        for _ in range(64):
+            if not self.read_trace_pipe(k):
+                return
 
     def dump(self, k: Kernel, out: MapOutput, should_stop: Callable[[], bool]) -> None:
         try:

@@ -181,19 +181,19 @@ def load_text(text: str, file: str) -> Document:
 
 
 def load_file(path: str | Path) -> Document:
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        msg = f"cannot read spec: {e.strerror}"
-        raise SpecError([Diagnostic(Location(str(path), 1, 1), msg)]) from None
+    from runner.spec.source import read_spec
+
+    return load_bytes(read_spec(str(path)), str(path))
+
+
+def load_bytes(raw: bytes, path: str) -> Document:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise SpecError([Diagnostic(Location(str(path), line, col),
+        raise SpecError([Diagnostic(Location(path, line, col),
                                     "the spec is not valid UTF-8")]) from None
-    return load_text(text, str(path))
+    return load_text(text, path)
 
 

@@ -122,6 +122,44 @@ def test_trace_pipe_messages_show_only_this_runs_lines(tmp_path):
     assert run.out and set(run.out) == {"exec by uid 0 nr 59"}, run.out
 
 
+@pytest.mark.parametrize("paused", [True, False], ids=["reader-paused", "reader-running"])
+def test_trace_pipe_lines_overwritten_are_counted_lost(tmp_path, paused):
+    """The kernel's trace buffer overwrites lines nobody read, silently: the probes count
+    what they printed, and received + lost must equal the calls made. With the reader
+    paused (SIGSTOP) during the burst, 20,000 lines cannot fit: lost > 0 whatever the
+    machine's speed."""
+    n = 20_000
+    gen = Generator(n)
+    spec = write(tmp_path, f"""\
+        name: trace-pipe-loss
+        messages: {{via: trace_pipe}}
+        probes:
+          p:
+            attach: {{tracepoint: "syscalls:sys_enter_getppid"}}
+            do:
+              - if: "pid == {gen.pid}"
+                then: [{{print: "call {{syscall_nr}}"}}]
+        """)
+    with Run(spec, "--json") as run:
+        run.wait_ready()
+        if paused:
+            os.kill(run.proc.pid, signal.SIGSTOP)
+        try:
+            gen.go()
+        finally:
+            if paused:
+                os.kill(run.proc.pid, signal.SIGCONT)
+        assert run.stop(signal.SIGINT) == 0
+    s = summary(run)
+    received = s["channels"]["messages"]["received"]
+    lost = s["channels"]["messages"]["lost"]
+    assert received + lost == n, s
+    assert received == sum(1 for r in run.json() if r["type"] == "message")
+    if paused:
+        assert lost > 0, s
+        assert any("overwritten" in ln and "messages" in ln for ln in run.err), run.err
+
+
 def test_map_dump_json_and_at_exit(tmp_path):
     with Run(str(SPECS / "hello-map.yaml"), "--json", "--duration", "3") as run:
         run.wait_ready()

@@ -16,12 +16,12 @@ def _parse(text):
 
 
 def test_a_condition_becomes_a_tree_of_names_and_numbers():
-    tree, used = _parse("uid == 0 && !(pid > 0x10 || cpu != -1)")
-    assert used == ["uid", "pid", "cpu"]
+    tree, used = _parse("uid == 0 && !(pid > 0x10 || syscall_nr != -1)")
+    assert used == ["uid", "pid", "syscall_nr"]
     assert tree == Logic("&&", (
         Compare("==", BuiltinRef("uid"), Const(0)),
         Not(Group(Logic("||", (Compare(">", BuiltinRef("pid"), Const(16)),
-                               Compare("!=", BuiltinRef("cpu"), Const(-1))))))))
+                               Compare("!=", BuiltinRef("syscall_nr"), Const(-1))))))))
 
 
 def test_codegen_spells_the_tree_with_every_operand_bracketed():
@@ -53,3 +53,13 @@ def test_bad_conditions_name_their_column(text, column):
     with pytest.raises(ExprError) as e:
         _parse(text)
     assert e.value.column == column
+
+
+def test_an_unsigned_builtin_against_a_negative_number_is_refused_where_c_gets_it_wrong():
+    from runner.check.expr import ExprError
+
+    _parse("arg0 == -1")  # a u64 holding (u64)-1: C's conversion is what the spec means
+    for text, col in (("ktime > -1", 8), ("-5 <= arg0", 0), ("uid == -1", 7)):
+        with pytest.raises(ExprError) as info:
+            _parse(text)
+        assert info.value.column == col

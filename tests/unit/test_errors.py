@@ -109,6 +109,66 @@ CASES = {
         "6:13: error: bad condition: unexpected character '='",
         None,
     ),
+    'map_named_like_a_libc_builtin': (
+        'name: x\nmaps:\n  log2: {type: hash}\nprobes:\n  p:\n    attach: {syscall: execve}\n    do: []\n',
+        "3:3: error: map name 'log2' already means something in the C that BCC compiles (a macro, library function or declaration of its headers)",
+        'choose another name',
+    ),
+    'field_named_like_a_kernel_macro': (
+        'name: x\nstructs:\n  s:\n    - linux: u32\n',
+        "4:7: error: field name 'linux' already means something in the C that BCC compiles (a macro, library function or declaration of its headers)",
+        'choose another name',
+    ),
+    'struct_named_like_a_bcc_macro': (
+        'name: x\nstructs:\n  noinline:\n    - a: u32\n',
+        "3:3: error: struct name 'noinline' already means something in the C that BCC compiles (a macro, library function or declaration of its headers)",
+        'choose another name',
+    ),
+    'field_named_like_ctypes_own': (
+        'name: x\nstructs:\n  s:\n    - _fields_: u32\n',
+        "4:7: error: field name '_fields_' is a name ctypes structures use themselves",
+        'choose another name',
+    ),
+    'field_shadowing_a_ctypes_method': (
+        'name: x\nstructs:\n  s:\n    - from_buffer_copy: u32\n',
+        "4:7: error: field name 'from_buffer_copy' is a name ctypes structures use themselves",
+        'choose another name',
+    ),
+    'struct_python_special': (
+        'name: x\nstructs:\n  __dict__:\n    - a: u32\n',
+        "3:3: error: struct name '__dict__' is a Python special name",
+        'choose another name',
+    ),
+    'map_named_like_a_helper': (
+        'name: x\nmaps:\n  bpf_stats: {type: hash}\nprobes:\n  p:\n    attach: {syscall: execve}\n    do: []\n',
+        "3:3: error: map name 'bpf_stats' uses the prefix of BPF helpers",
+        'choose another name',
+    ),
+    'arg_past_the_syscall_arguments': (
+        'name: x\nprobes:\n  p:\n    attach: {syscall: getppid}\n    do:\n      - print: "{arg0}"\n',
+        "6:16: error: 'arg0' is past the arguments of getppid, which takes none",
+        None,
+    ),
+    'arg_past_the_tracepoint_arguments': (
+        'name: x\nprobes:\n  p:\n    attach: {tracepoint: "syscalls:sys_enter_read"}\n    do:\n      - if: "arg3 > 0"\n        then: []\n',
+        "6:13: error: 'arg3' is past the arguments of read, which takes 3: fd, buf, count",
+        'arg0..arg2 are its arguments',
+    ),
+    'unsigned_compared_with_negative': (
+        'name: x\nprobes:\n  p:\n    attach: {syscall: read}\n    do:\n      - if: "ktime > -1"\n        then: []\n',
+        "6:13: error: bad condition: 'ktime' is a u64, never negative: comparing it with -1 does not depend on its value (and C would compare them as unsigned numbers)",
+        None,
+    ),
+    'negative_compared_with_unsigned': (
+        'name: x\nprobes:\n  p:\n    attach: {syscall: read}\n    do:\n      - if: "-5 <= pid"\n        then: []\n',
+        "6:13: error: bad condition: 'pid' is a u32, never negative: comparing it with -5 does not depend on its value",
+        None,
+    ),
+    'add_zero': (
+        'name: x\nmaps:\n  m: {type: hash, key: u32, value: u32}\nprobes:\n  p:\n    attach: {syscall: read}\n    do:\n      - add: {map: m, key: pid, value: 0}\n',
+        "8:40: error: adding 0 changes nothing",
+        'leave the action out',
+    ),
 }
 
 

@@ -37,6 +37,11 @@ class UpdateKind(ActionKind):
             raise Skip
         amount = Const(1, wide=False) if self.name == "count" else scalar_value(
             ck, (*here, "value"), u["value"], vt, scope)
+        if amount == Const(0):
+            # LLVM turns an atomic add of 0 into an atomic load, which BPF has not: a 32-bit
+            # one makes it exit. Adding nothing is no work anyway.
+            ck.err((*here, "value"), "adding 0 changes nothing", "leave the action out")
+            raise Skip
         key_assigns, key_expr = _key(ck, (*here, "key"), m, u["key"], scope)
         kind = MAP_KINDS.lookup(m.kind)
         return Update(origin, m, key_assigns, key_expr, amount,
