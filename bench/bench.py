@@ -8,10 +8,12 @@ traced), waits until the tool is idle again and stops it with SIGINT; the tool's
 summary gives received and lost, /proc gives its CPU time. The variants alternate (A B, then
 B A) at every step, and every figure is a median over repetitions.
 
-Phases: a check that both sides print the same text for the same calls; a ladder of offered
-rates (the zero-loss rate, and consumer CPU per event at the reference rate); the generator
-at full speed with each tool attached (overhead on the traced workload). Start-up is the
-time from spawning a tool to its ready line, over all of its runs.
+Phases: a check that every side prints the same text for the same calls; cold start-ups
+(ebpf-run into an empty cache); a ladder of offered rates (the zero-loss rate, and
+consumer CPU per event at the reference rate); the generator at full speed with each
+ring-buffer tool attached (overhead on the traced workload). Start-up is the time from
+spawning a tool to its ready line, over all of its runs. The perf-buffer pair and bpftrace
+(peers.py) run in the ladder only, from lower rates, and are compared at PEER_RATE.
 """
 
 from __future__ import annotations
