@@ -1,14 +1,16 @@
 """The stages in order, for the commands that need them: load -> schema -> build -> render.
 
 `compile_spec` keeps its result in a cache (runner/support/cache.py) keyed by the spec's
-bytes and ebpf-run's own code, so a repeated run imports neither YAML, jsonschema nor Jinja.
+bytes, ebpf-run's own code, the parameters and the running kernel (whose tracepoint formats
+and BTF the checker reads), so a repeated run imports neither YAML, jsonschema nor Jinja.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Tuple
 
+from runner.errors import UsageError
 from runner.support import cache
 
 if TYPE_CHECKING:
@@ -32,19 +34,29 @@ def check(path: str, arch: Optional[str] = None, raw: Optional[bytes] = None) ->
     return build.build(doc, arch)
 
 
-def compile_spec(path: str, arch: Optional[str] = None) -> Compiled:
+def compile_spec(path: str, arch: Optional[str] = None,
+                 params: Tuple[Tuple[str, str], ...] = ()) -> Compiled:
+    """The checked model and its rendering, with the spec's parameters set from `params`
+    (`--set NAME=VALUE` texts: the generated C holds them as constants)."""
     from runner.spec.source import read_spec
     from runner.support.syscalls import host_arch
 
     arch = arch or host_arch()
     raw = read_spec(path)  # once: the bytes keyed are the bytes checked
-    k = cache.key(path, raw, arch)
+    k = cache.key(path, raw, arch, params)
     hit = cache.load(k, Compiled)
     if hit is not None:
         return hit
     from runner.codegen.render import render
 
     spec = check(path, arch, raw)
+    if params:
+        from runner.check.params import apply
+
+        try:
+            spec = apply(spec, dict(params))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     compiled = Compiled(spec, render(spec))
     cache.store(k, compiled)
     return compiled

@@ -41,7 +41,7 @@ ATTACH = [
     {"syscall": "execve"}, {"tracepoint": "sched:sched_process_exec"},
     {"tracepoint": "syscalls:sys_enter_openat"}, {"raw_tracepoint": "sys_enter"},
     {"raw_tracepoint": "sched_switch"}, {"kprobe": "do_nanosleep"},
-    {"kretprobe": "do_nanosleep"},
+    {"kretprobe": "do_nanosleep"}, {"uprobe": "/bin/true:main"}, {"fentry": "do_nanosleep"},
 ]
 ANYWHERE = ["pid", "tgid", "tid", "uid", "gid", "ktime", "cpu"]
 BUILTINS = [*ANYWHERE, "syscall_nr", "retval", *(f"arg{i}" for i in range(6))]
@@ -123,7 +123,9 @@ class _Gen:
                 m["value"] = self.r.choice(names)
             else:
                 m["value"] = self.r.choice(["u64", "u32", "s64", self.type(names)])
-                m["max_entries"] = self.r.choice([1, 8, 10240, 1 << 20, 1 << 24])
+                # The extremes are few: allocating them is most of the kernel tier's time.
+                m["max_entries"] = self.r.choices([1, 8, 10240, 1 << 20, 1 << 24],
+                                                  [4, 4, 4, 1, 1])[0]
                 if "array" not in kind:
                     m["key"] = self.r.choice(["u64", "u32", self.type(names)])
             maps[self.name()] = m
@@ -134,6 +136,8 @@ class _Gen:
         out: Dict[str, Any] = {"name": "generated", "structs": structs, "maps": maps,
                                "probes": probes}
         self.tail_calls(out)
+        if self.r.random() < 0.3:
+            out["messages"] = {"via": "trace_pipe"}
         return {k: v for k, v in out.items() if v}
 
     def probe(self, structs: Dict[str, Any], maps: Dict[str, Any]) -> Dict[str, Any]:

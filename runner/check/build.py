@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional
 
-from runner.check import limits, maps, outputs, probes, programs, structs
+from runner.check import limits, maps, outputs, params, probes, programs, structs
 from runner.check.checker import Checker
 from runner.codegen.strings import comment_text
 from runner.errors import SpecError
@@ -36,6 +36,7 @@ def _run(ck: Checker) -> Optional[Spec]:
     maps.check(ck)
     limits.maps(ck)
     maps.add_messages_map(ck)
+    declared = params.check(ck)
     program_names = programs.check_names(ck)
     contexts, owners = programs.graph(ck)
     found = []
@@ -58,5 +59,5 @@ def _run(ck: Checker) -> Optional[Spec]:
         programs=tuple(p for p in progs if p), drops=tuple(ck.drops),
         messages=tuple(ck.messages), messages_via=ck.via,
         message_buffer=ck.messages_map if ck.messages else None,
-        events=events, map_outputs=map_outputs,
+        events=events, map_outputs=map_outputs, params=declared,
     )

@@ -40,6 +40,7 @@ class Checker:
         self.via: str = self.data.get("messages", {}).get("via", "buffer")
         self.messages_map: Optional[Map] = None
         self.fentry_owners: Dict[str, str] = {}
+        self.params: Dict[str, Any] = {}  # name -> runner.model.spec.Param (params section)
         self._catalog: Optional[tracepoints.Catalog] = None
 
     def catalog(self) -> tracepoints.Catalog:
@@ -76,12 +77,12 @@ class Checker:
 
     # -- shared tables ---------------------------------------------------------------------
 
-    def drop(self, channel: str, reason: str) -> Drop:
-        """The loss counter for (channel, reason), made on first use."""
+    def drop(self, channel: str, reason: str, is_loss: bool = True) -> Drop:
+        """The in-kernel counter for (channel, reason), made on first use."""
         for d in self.drops:
             if d.channel == channel and d.reason == reason:
                 return d
-        d = Drop(len(self.drops), channel, reason)
+        d = Drop(len(self.drops), channel, reason, is_loss)
         self.drops.append(d)
         return d
 
@@ -105,4 +106,4 @@ class Checker:
         # Imported here: the action kinds import this module, and the walker imports them.
         from runner.check import actions
 
-        return actions.check_list(self, path, raw, scope)
+        return actions.check_list(self, path, raw, scope.nested())

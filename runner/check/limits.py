@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Iterator, Tuple
 
 from runner.check.checker import Checker
 from runner.check.structs import type_size
@@ -34,6 +34,9 @@ MAX_TRACEPOINT_PROGS = 64
 # every CPU): beyond it the kernel answers ENOMEM or takes the machine's memory.
 MAX_MAP_BYTES = 1 << 30
 
+# sizeof(struct htab_elem) on 64-bit kernels (kernel/bpf/hashtab.c), before key and value.
+HASH_ELEMENT = 48
+
 # ebpf-run's own maps a function may use besides the spec's: loss counters, ring wakeups,
 # the message ring or the trace_pipe tag.
 OWN_MAPS = 3
@@ -53,8 +56,9 @@ def maps(ck: Checker) -> None:
             ck.err((*path, "key"), f"key {m.key} is {_size(ck, m.key)} bytes: a hash key is "
                    f"built on the 512-byte BPF stack (limit {MAX_STACK_KEY})")
         if kind.is_table and m.key is not None and m.value is not None:
-            # An array stores no keys; a hash stores each key beside its value.
-            keys = _round8(_size(ck, m.key)) if kind.family == HASH else 0
+            # An array stores no keys; a hash stores each key beside its value, in an
+            # element with a header of its own.
+            keys = (HASH_ELEMENT + _round8(_size(ck, m.key))) if kind.family == HASH else 0
             entry = keys + _round8(_size(ck, m.value))
             if entry * m.max_entries > MAX_MAP_BYTES:
                 ck.err(path, f"map '{name}' would take {entry * m.max_entries >> 20} MiB "
@@ -72,7 +76,6 @@ def programs(ck: Checker, probes: Tuple[Probe, ...], progs: Tuple[Program, ...])
                    f"{MAX_USED_MAPS} (the kernel's MAX_USED_MAPS), {OWN_MAPS} of them "
                    "ebpf-run's own", "split the work between probes", key=True)
     _tracepoints(ck, probes)
-    _raw_tracepoints(ck, probes)
 
 
 def _tracepoints(ck: Checker, probes: Tuple[Probe, ...]) -> None:
@@ -84,22 +87,6 @@ def _tracepoints(ck: Checker, probes: Tuple[Probe, ...]) -> None:
                 ck.err(("probes", p.name, "attach"), f"probe '{p.name}' would be program "
                        f"{count[target]} on tracepoint {target}; the kernel attaches at most "
                        f"{MAX_TRACEPOINT_PROGS} to one tracepoint (BPF_TRACE_MAX_PROGS)")
-
-
-def _raw_tracepoints(ck: Checker, probes: Tuple[Probe, ...]) -> None:
-    """BCC keeps one program per raw tracepoint name: a second one it refuses to attach."""
-    first: Dict[str, str] = {}
-    for p in probes:
-        for c in p.candidates:
-            # Only options the spec wrote: a `syscall:` probe's raw sys_enter fallback
-            # (filtered by number) is tried only where its kprobe and tracepoint fail,
-            # which check time cannot know; the kernel stage must attach those itself.
-            if c.kind != "raw_tracepoint" or c.function.filter_nr is not None:
-                continue
-            if first.setdefault(c.target, p.name) != p.name:
-                ck.err(("probes", p.name, "attach"), f"raw tracepoint {c.target} is already "
-                       f"used by probe '{first[c.target]}'; BCC attaches one program per raw "
-                       "tracepoint", "do both probes' work in one probe")
 
 
 def _maps_in(node: Any) -> Iterator[Map]:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, List, Optional, Set, Tuple
 
+from runner.check import exits
 from runner.check.actions import check_list, tail_maps
 from runner.check.checker import Checker
+from runner.check.fields import probe_args
 from runner.check.scope import ActionScope
 from runner.codegen.strings import comment_text
 from runner.kinds import builtins as bi
@@ -24,8 +26,9 @@ def check(ck: Checker, name: str) -> Optional[Probe]:
     """The probe without its table fills (runner/check/programs.py adds those)."""
     path: PathKey = ("probes", name)
     raw = ck.data["probes"][name]
-    planned = options(ck, name)
-    scope = ActionScope(tuple(p.context for p, _ in planned), args=syscall_args(ck, planned))
+    planned = [(exits.resolve(ck, p), pp) for p, pp in options(ck, name)]
+    scope = ActionScope(tuple(p.context for p, _ in planned), args=syscall_args(ck, planned),
+                        named=probe_args(ck, name))
     actions = check_list(ck, (*path, "do"), raw["do"], scope)  # checked either way
     if not planned:
         return None
@@ -39,7 +42,7 @@ def check(ck: Checker, name: str) -> Optional[Probe]:
         if by_bcc:
             fn = replace(fn, kfunc=p.target)
         describe = comment_text(f"{p.kind} {p.target}" if not p.syscall else
-                                f"kprobe on the {p.target} syscall")
+                                f"{p.kind} on the {p.syscall} syscall")
         out.append(Candidate(p.kind, p.target, p.syscall, fn, describe))
     return Probe(name, ck.origin(path), bool(raw.get("optional", False)), tuple(out), ())
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Set, Tuple
+
+if TYPE_CHECKING:
+    from runner.check.arith import Typed
+    from runner.check.fields import Arg
 
 
 @dataclass
@@ -13,7 +17,9 @@ class ActionScope:
 
     Mutable while one probe or program is checked: each built-in an action uses is added to
     `needs`, which then shapes the function's prologue (syscall_nr and argN are computed
-    there, per context; pid/tid and uid/gid share one helper call each).
+    there, per context; pid/tid and uid/gid share one helper call each). `named` are the
+    probe's named arguments (runner/check/fields.py); `locals` the values `let` named so
+    far in this list ("x", and "x.field" for a struct), visible to the actions after it.
     """
 
     contexts: Tuple[str, ...]
@@ -21,3 +27,11 @@ class ActionScope:
     # The syscall tracepoint whose record has the fewest arguments among the probe's
     # options, and their names: argN past them reads another field or past the record.
     args: Optional[Tuple[str, Tuple[str, ...]]] = None
+    named: Dict[str, Arg] = field(default_factory=dict)
+    locals: Dict[str, Typed] = field(default_factory=dict)
+
+    def nested(self) -> ActionScope:
+        """A branch's scope: it sees the names made so far, its own stay inside it (as the
+        C block it becomes), and what it reads still shapes the function's prologue."""
+        return ActionScope(self.contexts, self.needs, self.args, self.named,
+                           dict(self.locals))

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Dict, Tuple
+import re
+from typing import Any, Dict, Optional, Tuple
 
+from runner.check import arith, resolve
 from runner.check.checker import Checker, Skip
+from runner.check.expr import ExprError
 from runner.check.scope import ActionScope
 from runner.kinds.builtins import BUILTINS, available
-from runner.model.expr import BuiltinRef, Cast, Const, Value
+from runner.model.expr import BuiltinRef, Cast, Const, PtrStr, StrSource, Value
 from runner.model.spec import Assign, Struct
 from runner.model.types import SCALARS, Scalar, TypeRef
 from runner.spec.loader import PathKey
@@ -51,6 +54,10 @@ def scalar_value(ck: Checker, path: PathKey, raw: Any, target: Scalar,
         return Const(raw)
     name = raw if isinstance(raw, str) else None
     b = BUILTINS.get(name)
+    if (name is not None and b is None and not _IDENT.match(name)) or name in scope.locals:
+        return _expression(ck, path, name, target, scope)  # type: ignore[arg-type]
+    if b is None and name is not None and name.split(".")[0] in _NAMESPACES:
+        return _expression(ck, path, name, target, scope)
     if b is None or b.name == "comm":
         what = f"'{raw['literal']}'" if isinstance(raw, dict) else repr(raw)
         hint = did_you_mean(name, BUILTINS) if name else None
@@ -66,6 +73,38 @@ def scalar_value(ck: Checker, path: PathKey, raw: Any, target: Scalar,
     return Cast(target.name, BuiltinRef(b.name))
 
 
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAMESPACES = ("args", "params", "task", "ppid")
+
+
+def parse_value(ck: Checker, path: PathKey, text: str, scope: ActionScope) -> arith.Typed:
+    """A value written as text (arithmetic, casts, names); reported and Skip when bad."""
+    try:
+        return arith.parse(text, resolve.resolver(ck, path, scope))
+    except ExprError as err:
+        ck.err(path, f"bad value: {err}")
+        raise Skip from None
+
+
+def _expression(ck: Checker, path: PathKey, text: str, target: Scalar,
+                scope: ActionScope) -> Value:
+    """An integer expression going into `target`: it must not be wider (cast it to say
+    that truncation is meant); a constant must fit."""
+    v = parse_value(ck, path, text, scope)
+    if not v.is_int:
+        what = "a condition" if v.scalar == "bool" else "a string"
+        ck.err(path, f"'{text}' is {what}, not a number for a {target.name}")
+        raise Skip
+    if isinstance(v.node, Const):
+        return scalar_value(ck, path, v.node.value, target, scope)
+    assert v.scalar is not None
+    if SCALARS[v.scalar].bits > target.bits:
+        ck.err(path, f"'{text}' is a {v.scalar} and does not fit in a {target.name}",
+               f"cast it if truncation is meant: ({target.name})(...)")
+        raise Skip
+    return Cast(target.name, v.node)  # type: ignore[arg-type]
+
+
 def assign(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any,
            scope: ActionScope) -> Assign:
     """How to fill one field of type `t` from a spec value."""
@@ -74,8 +113,11 @@ def assign(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any,
                f"({t}) and cannot be set from a value", "leave it out: it stays zero")
         raise Skip
     if t.is_string:
-        return _string(ck, path, member, t, raw)
+        return _string(ck, path, member, t, raw, scope)
     assert t.scalar is not None
+    if isinstance(raw, str) and raw not in BUILTINS and (
+            not _IDENT.match(raw) or raw in scope.locals or raw in resolve.TASK_ALIASES):
+        return Assign(member, "expr", _expression(ck, path, raw, t.scalar, scope), 0)
     if isinstance(raw, dict) or (isinstance(raw, str) and raw not in BUILTINS):
         hint = did_you_mean(raw, BUILTINS) if isinstance(raw, str) else None
         shown = repr(raw["literal"] if isinstance(raw, dict) else raw)
@@ -85,11 +127,16 @@ def assign(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any,
     return Assign(member, "expr", scalar_value(ck, path, raw, t.scalar, scope), 0)
 
 
-def _string(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any) -> Assign:
-    """A char[N] field: comm, or a literal that fits with its NUL."""
+def _string(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any,
+            scope: ActionScope) -> Assign:
+    """A char[N] field: comm, a string read from where a value says, or a literal that
+    fits with its NUL."""
     assert t.count is not None
     if raw == "comm":
         return Assign(member, "comm", None, min(t.count, COMM_LEN))
+    src = _string_source(ck, path, raw, scope)
+    if src is not None:
+        return Assign(member, "read", src, t.count)
     if (isinstance(raw, str) and raw in BUILTINS) or isinstance(raw, int):
         ck.err(path, f"field '{member}' is {t}: it takes text or comm, not {raw!r}")
         raise Skip
@@ -103,6 +150,34 @@ def _string(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any) -> As
                f"(room for {t.count - 1} plus the NUL)")
         raise Skip
     return Assign(member, "string", text, len(data) + 1)
+
+
+_POINTER_FORMS = {"user_string": "user", "kernel_string": "kernel"}
+
+
+def _string_source(ck: Checker, path: PathKey, raw: Any,
+                   scope: ActionScope) -> Optional[StrSource]:
+    """Where a string value comes from, or None when `raw` is a literal."""
+    if isinstance(raw, dict) and "literal" not in raw:
+        (form, text), = raw.items()
+        v = parse_value(ck, (*path, form), str(text), scope)
+        if v.scalar not in ("u64", "s64"):
+            ck.err((*path, form), f"{form} reads from an address: '{text}' is "
+                   f"{v.scalar or 'a string'}, not a 64-bit value")
+            raise Skip
+        return PtrStr(_POINTER_FORMS[form], v.node)  # type: ignore[arg-type]
+    if not isinstance(raw, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", raw):
+        return None
+    if raw in BUILTINS or (raw.split(".")[0] not in _NAMESPACES
+                           and raw not in scope.locals):
+        return None
+    v = parse_value(ck, path, raw, scope)
+    if v.string is None:
+        ck.err(path, f"'{raw}' is a number ({v.scalar}), not a string",
+               "a pointer stored as a number reads with {user_string: ...} or "
+               "{kernel_string: ...}")
+        raise Skip
+    return v.string
 
 
 def assigns(ck: Checker, path: PathKey, struct: Struct, values: Dict[str, Any],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from runner.errors import SpecError
 from runner.model.spec import Spec
@@ -51,9 +51,10 @@ def layout_table(spec: Spec) -> str:
                      for r in rows)
 
 
-def render(path: str, out: Optional[str], arch: Optional[str]) -> int:
+def render(path: str, out: Optional[str], arch: Optional[str],
+           params: Tuple[Tuple[str, str], ...] = ()) -> int:
     check_readable(path)
-    compiled = compile_spec(path, arch)
+    compiled = compile_spec(path, arch, params)
     stem = Path(path).stem
     if out:
         d = Path(out)

@@ -17,7 +17,7 @@ import argparse
 import math
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from runner.errors import EbpfRunError
 from runner.output.stdout import private_stdout
@@ -30,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
     from runner.spec.source import check_readable
 
     check_readable(args.spec)
-    return run_spec(args.spec, Options(args.json, args.duration, args.count))
+    return run_spec(args.spec, Options(args.json, args.duration, args.count, tuple(args.set)))
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -42,7 +42,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from runner.cli.commands import render
 
-    return render(args.spec, args.out, args.arch)
+    return render(args.spec, args.out, args.arch, tuple(args.set))
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop after this many seconds")
     r.add_argument("--count", type=_positive(int), metavar="N",
                    help="stop after N events or messages")
+    _add_set(r)
     v = sub.add_parser("validate", help="check specs and exit")
     v.add_argument("specs", nargs="+", metavar="SPEC")
     d = sub.add_parser("render", help="print the generated C, Python and layout table")
@@ -87,11 +88,24 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", metavar="DIR", help="write SPEC.c and SPEC.py into DIR instead")
     d.add_argument("--arch", choices=("x86_64", "aarch64"),
                    help="render for this architecture (default: this machine's)")
+    _add_set(d)
     sub.add_parser("doctor", help="check what this machine offers ebpf-run")
     from runner.cli.list import add_parser as add_list
 
     add_list(sub)
     return p
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", type=_assignment, action="append", default=[],
+                   metavar="NAME=VALUE", help="set a parameter the spec declares (repeatable)")
+
+
+def _assignment(text: str) -> Tuple[str, str]:
+    name, eq, value = text.partition("=")
+    if not eq or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
+    return name, value
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:

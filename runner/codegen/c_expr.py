@@ -4,9 +4,26 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional
 
+from runner.codegen.c_strings import read_string, str_compare
 from runner.kinds.builtins import BUILTINS
 from runner.kinds.registry import UnknownKind
-from runner.model.expr import BuiltinRef, Cast, Compare, Const, Expr, Group, Logic, Not
+from runner.model.expr import (
+    Binary,
+    BuiltinRef,
+    Cast,
+    Compare,
+    Const,
+    Expr,
+    Group,
+    Local,
+    Logic,
+    Negate,
+    Not,
+    Param,
+    RecordInt,
+    StrCompare,
+    TaskRead,
+)
 from runner.model.types import SCALARS, TypeRef
 
 
@@ -28,15 +45,42 @@ def _operand(e: Expr) -> str:
     return f"({spell(e)})" if isinstance(e, BuiltinRef) else spell(e)
 
 
+def _c(scalar: str) -> str:
+    return SCALARS[scalar].c
+
+
+def _task_read(e: TaskRead) -> str:
+    """Follow pointers from the current task at BTF offsets, each read checked by the
+    helper (a NULL pointer reads as 0), and read the last member as its own type."""
+    steps = [f"bpf_probe_read_kernel(&er_p, sizeof(er_p), (void *)(er_p + {off}));"
+             for off in e.offsets[:-1]]
+    return ("({ u64 er_p = (u64)bpf_get_current_task(); " + " ".join(steps)
+            + f" {_c(e.scalar)} er_x = 0; bpf_probe_read_kernel(&er_x, sizeof(er_x), "
+            f"(void *)(er_p + {e.offsets[-1]})); er_x; }})")
+
+
 _SPELLING: Dict[type, Callable] = {
     Const: _const,
     BuiltinRef: lambda e: BUILTINS.lookup(e.name).c,
     Cast: lambda e: f"({SCALARS[e.scalar].c})({spell(e.value)})",
+    Binary: lambda e: f"(({_c(e.scalar)})({spell(e.left)}) {e.op} "
+                      f"({_c(e.scalar)})({spell(e.right)}))",
+    Negate: lambda e: f"(-({_c(e.scalar)})({spell(e.value)}))",
+    Local: lambda e: f"er_v_{e.name}" + (f".{e.field}" if e.field else ""),
+    Param: lambda e: f"er_param_{e.name}",
+    RecordInt: lambda e: f"(*({_c(e.scalar)} *)((char *)ctx + {e.offset}))",
+    TaskRead: _task_read,
+    StrCompare: lambda e: str_compare(e, spell),
     Compare: lambda e: f"({_operand(e.left)} {e.op} {_operand(e.right)})",
     Logic: lambda e: f" {e.op} ".join(spell(p) for p in e.parts),
     Not: lambda e: "!" + spell(e.value),
     Group: lambda e: f"({spell(e.value)})",
 }
+
+
+def string_into(src: Expr, dest: str, size: int) -> str:
+    """The statement filling char[size] at `dest` from a string source."""
+    return read_string(src, dest, size, spell)
 
 
 def c_type(t: Optional[TypeRef]) -> str:

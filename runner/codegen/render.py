@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
-from runner.codegen.c_expr import c_type, spell
+from runner.codegen.c_expr import c_type, spell, string_into
 from runner.codegen.strings import c_bytes, c_string, py_literal
 from runner.kinds.actions import ACTIONS
 from runner.kinds.attach import CONTEXTS
@@ -145,7 +145,8 @@ def _environment() -> jinja2.Environment:
         map_decl=_map_decl, map_c=_map_c, c_member=_c_member, ctypes_type=_ctypes_type,
         py_decode=_py_decode, pyrepr=py_literal, action_fragment=_action_fragment,
         map_kind=lambda m: MAP_KINDS.lookup(m.kind), has_ring=_has_ring,
-        needs_ptrace=_needs_ptrace, c_expr=spell, c_type=c_type, c_string=c_string,
+        needs_ptrace=_needs_ptrace, c_expr=spell, string_into=string_into, c_type=c_type,
+        c_string=c_string,
         signature=lambda fn: CONTEXTS.lookup(fn.context).signature,
         prologue=lambda fn: CONTEXTS.lookup(fn.context).prologue,
         nr_register=lambda arch: SYSCALL_REGS[arch][0],

@@ -106,6 +106,12 @@ def _uprobe(_bcc: Any, bpf: Any, cand: Candidate, name: bytes) -> Detach:
     return lambda: bpf.detach_uprobe(name=path, sym=sym)
 
 
+def _uretprobe(_bcc: Any, bpf: Any, cand: Candidate, name: bytes) -> Detach:
+    path, sym = cand.target.encode().rsplit(b":", 1)
+    bpf.attach_uretprobe(name=path, sym=sym, fn_name=name)
+    return lambda: bpf.detach_uretprobe(name=path, sym=sym)
+
+
 def _fentry_precheck(bcc: Any, _cand: Candidate) -> Optional[str]:
     if not env.kernel_btf():
         return "no kernel BTF (/sys/kernel/btf/vmlinux)"
@@ -131,5 +137,6 @@ HOOKS: Dict[str, AttachHook] = {
     "tracepoint": AttachHook(_tracepoint_precheck, _tracepoint),
     "raw_tracepoint": AttachHook(_no_precheck, _raw_tracepoint),
     "uprobe": AttachHook(_uprobe_precheck, _uprobe),
+    "uretprobe": AttachHook(_uprobe_precheck, _uretprobe),
     "fentry": AttachHook(_fentry_precheck, _fentry, loads_itself=True),
 }

@@ -43,6 +43,10 @@ for _c in (
     Context(bi.RAW_TRACEPOINT, "struct bpf_raw_tracepoint_args *ctx", "RAW_TRACEPOINT"),
     # KFUNC_PROBE(function) declares the function itself: unsigned long long *ctx
     Context(bi.FENTRY, "", "TRACING"),
+    Context(bi.SYSCALL_EXIT_KRETPROBE, "struct pt_regs *ctx", "KPROBE", "always"),
+    Context(bi.SYSCALL_EXIT_TP, "void *ctx", "TRACEPOINT"),
+    Context(bi.SYSCALL_EXIT_RAW, "struct bpf_raw_tracepoint_args *ctx", "RAW_TRACEPOINT",
+            "always"),
 ):
     CONTEXTS.register(_c.name, _c)
 
@@ -62,6 +66,7 @@ for _k in (
     CandidateKind("tracepoint"),
     CandidateKind("raw_tracepoint"),
     CandidateKind("uprobe"),
+    CandidateKind("uretprobe"),
     CandidateKind("fentry", named_by_bcc=True),
 ):
     CANDIDATE_KINDS.register(_k.name, _k)
@@ -103,6 +108,18 @@ def _syscall(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]
          if nr is not None else ())
 
 
+def _syscall_exit(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
+    # The same order at the exit. `target` is the kernel's entry name; the kretprobe's
+    # function (__x64_sys_NAME) is found by runner/check/exits.py, and a syscall no
+    # table numbers gets no raw option.
+    return (
+        Planned("kretprobe", target, target, bi.SYSCALL_EXIT_KRETPROBE, None, "kretprobe"),
+        Planned("tracepoint", f"syscalls:sys_exit_{target}", None, bi.SYSCALL_EXIT_TP, None,
+                "tracepoint"),
+    ) + ((Planned("raw_tracepoint", "sys_exit", None, bi.SYSCALL_EXIT_RAW, nr, "raw"),)
+         if nr is not None else ())  # as at the entry: raw sys_exit keeps ours by number
+
+
 def _simple(kind: str, context: str) -> Expand:
     def expand(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
         return (Planned(kind, target, None, context, None, kind + suffix),)
@@ -112,12 +129,14 @@ def _simple(kind: str, context: str) -> Expand:
 def _tracepoint(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
     # Syscall-entry tracepoints have the syscall record, so syscall_nr and argN work there.
     syscall = target.startswith("syscalls:sys_enter_") or target == "raw_syscalls:sys_enter"
-    ctx = bi.SYSCALL_TP if syscall else bi.TRACEPOINT
+    exit_ = target.startswith("syscalls:sys_exit_") or target == "raw_syscalls:sys_exit"
+    ctx = bi.SYSCALL_TP if syscall else bi.SYSCALL_EXIT_TP if exit_ else bi.TRACEPOINT
     return (Planned("tracepoint", target, None, ctx, None, "tracepoint" + suffix),)
 
 
 def _raw_tracepoint(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
-    ctx = bi.SYSCALL_RAW if target == "sys_enter" else bi.RAW_TRACEPOINT
+    ctx = {"sys_enter": bi.SYSCALL_RAW, "sys_exit": bi.SYSCALL_EXIT_RAW}.get(
+        target, bi.RAW_TRACEPOINT)
     return (Planned("raw_tracepoint", target, None, ctx, None, "raw_tracepoint" + suffix),)
 
 
@@ -134,5 +153,8 @@ for _o in (
     AttachOption("raw_tracepoint", _raw_tracepoint),
     AttachOption("fentry", _fentry),
     AttachOption("uprobe", _simple("uprobe", bi.KPROBE)),
+    AttachOption("syscall_exit", _syscall_exit, syscall_target=True),
+    # A uretprobe's pt_regs hold the function's return value, as a kretprobe's do.
+    AttachOption("uretprobe", _simple("uretprobe", bi.KRETPROBE)),
 ):
     OPTIONS.register(_o.name, _o)

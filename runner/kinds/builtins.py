@@ -24,8 +24,14 @@ KRETPROBE = "kretprobe"
 TRACEPOINT = "tracepoint"
 RAW_TRACEPOINT = "raw_tracepoint"
 FENTRY = "fentry"  # BPF trampoline: ctx is the function's arguments as u64s
+# A syscall's exit: kretprobe on its function (ctx: its pt_regs), syscalls:sys_exit_NAME
+# or raw_syscalls:sys_exit (a record), raw sys_exit (args[0]: user pt_regs, args[1]: ret).
+SYSCALL_EXIT_KRETPROBE = "syscall_exit_kretprobe"
+SYSCALL_EXIT_TP = "syscall_exit_tracepoint"
+SYSCALL_EXIT_RAW = "syscall_exit_raw"
 
 SYSCALL_CONTEXTS = frozenset({SYSCALL_KPROBE, SYSCALL_TP, SYSCALL_RAW})
+SYSCALL_EXIT_CONTEXTS = frozenset({SYSCALL_EXIT_KRETPROBE, SYSCALL_EXIT_TP, SYSCALL_EXIT_RAW})
 
 
 @dataclass(frozen=True)
@@ -56,8 +62,10 @@ for _b in (
             "the current task's name (at syscall entry: the caller's)"),
     Builtin("syscall_nr", "s64", "er_syscall_nr", SYSCALL_CONTEXTS,
             "the system call's number"),
-    Builtin("retval", "s64", "(s64)PT_REGS_RC(ctx)", frozenset({KRETPROBE}),
-            "the function's return value"),
+    # Each of these contexts' prologue computes er_retval (from pt_regs or the record).
+    Builtin("retval", "s64", "er_retval", frozenset({KRETPROBE}) | SYSCALL_EXIT_CONTEXTS,
+            "the function's return value; at a syscall's exit (also `args.ret`) its "
+            "result: a value, or a negative errno"),
     *(
         Builtin(f"arg{i}", "u64", f"er_arg{i}", _ARGS_CTX,
                 f"argument {i} of the syscall or probed function")

@@ -7,7 +7,7 @@ names it looked up), so nothing the spec wrote reaches the C but through codegen
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 
 @dataclass(frozen=True)
@@ -25,17 +25,117 @@ class BuiltinRef:
 
 @dataclass(frozen=True)
 class Cast:
-    """A built-in converted to a scalar type: the checker has made sure it fits."""
+    """A value converted to a scalar type: the checker has made sure it fits, or the spec
+    wrote the cast."""
 
     scalar: str  # a runner/model/types.py SCALARS name
-    value: BuiltinRef
+    value: Number
+
+
+@dataclass(frozen=True)
+class Binary:
+    """Arithmetic: both operands are converted to `scalar` (s64 or u64, decided and checked
+    by runner/check/arith.py), so C's own promotions never pick the type silently."""
+
+    op: str  # + - * / % << >> & | ^
+    left: Number
+    right: Number
+    scalar: str
+
+
+@dataclass(frozen=True)
+class Negate:
+    value: Number
+    scalar: str  # s64
+
+
+@dataclass(frozen=True)
+class Local:
+    """A named value a `let` action computed earlier in the same list (or a field of it,
+    when it holds a struct looked up from a map)."""
+
+    name: str
+    field: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter declared under `params:`; its value is fixed when the program is
+    rendered (the default, or the one given on the command line)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class RecordInt:
+    """An integer field of a tracepoint's record, at its offset from the format file."""
+
+    offset: int
+    scalar: str  # the field's own width and sign
+
+
+@dataclass(frozen=True)
+class TaskRead:
+    """A field reached from the current task_struct: each offset but the last is a pointer
+    member followed; the last is read as `scalar`. Offsets come from the running kernel's
+    BTF (runner/check/btf.py), not from headers, which may be another kernel's."""
+
+    offsets: Tuple[int, ...]
+    scalar: str
+
+
+# Where a string comes from: the task's comm, a NUL-terminated string behind a pointer, a
+# char array or __data_loc string in a tracepoint record, or a char array of a local struct.
+
+@dataclass(frozen=True)
+class CommStr:
+    pass
+
+
+@dataclass(frozen=True)
+class PtrStr:
+    space: str  # "user" or "kernel": which bpf_probe_read_*_str helper
+    address: Number
+
+
+@dataclass(frozen=True)
+class RecordChars:
+    offset: int
+    count: int
+
+
+@dataclass(frozen=True)
+class RecordDataLoc:
+    offset: int
+    relative: bool  # __rel_loc: the offset counts from the end of the u32 itself
+
+
+@dataclass(frozen=True)
+class LocalChars:
+    name: str
+    field: str
+    count: int
+
+
+StrSource = Union[CommStr, PtrStr, RecordChars, RecordDataLoc, LocalChars]
 
 
 @dataclass(frozen=True)
 class Compare:
     op: str  # == != < <= > >=
-    left: Union[Const, BuiltinRef]
-    right: Union[Const, BuiltinRef]
+    left: Number
+    right: Number
+
+
+@dataclass(frozen=True)
+class StrCompare:
+    """A string against a literal: equal (`==`, `!=`) or, with prefix, starting with it.
+    Compared byte by byte, unrolled: the literal's length bounds the work."""
+
+    source: StrSource
+    text: str
+    negate: bool
+    prefix: bool
 
 
 @dataclass(frozen=True)
@@ -56,6 +156,7 @@ class Group:
     value: Condition
 
 
-Value = Union[Const, Cast]
-Condition = Union[Compare, Logic, Not, Group]
-Expr = Union[Const, BuiltinRef, Cast, Compare, Logic, Not, Group]
+Number = Union[Const, BuiltinRef, Cast, Binary, Negate, Local, Param, RecordInt, TaskRead]
+Value = Number
+Condition = Union[Compare, StrCompare, Logic, Not, Group]
+Expr = Union[Number, Compare, StrCompare, Logic, Not, Group, StrSource]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
-from runner.model.expr import Condition, Value
+from runner.model.expr import Condition, StrSource, Value
 from runner.model.types import Layout, Member, TypeRef
 
 
@@ -40,11 +40,14 @@ class Map:
 
 @dataclass(frozen=True)
 class Drop:
-    """One in-kernel loss counter: a slot of the per-CPU array er_drops."""
+    """One in-kernel counter: a slot of the per-CPU array er_drops. Most count records lost;
+    a tail call that falls through is no loss (the probe goes on with its next action), so
+    its counter says so and is reported as what happened, not as lost."""
 
     index: int
-    channel: str  # the map (or "messages") the loss belongs to
-    reason: str  # "buffer full", "map full", "tail-call miss"
+    channel: str  # the map (or "messages") the count belongs to
+    reason: str  # "buffer full", "map full", "tail calls that fell through ..."
+    is_loss: bool = True
 
 
 # Actions. Values and conditions are runner/model/expr.py trees; codegen spells them in C.
@@ -55,9 +58,10 @@ class Assign:
     """One field of a record being filled."""
 
     member: str
-    how: str  # "expr" | "comm" | "string"
-    value: Union[Value, str, None]  # "expr": the value; "string": the text; "comm": None
-    size: int  # bytes to copy for "string" (literal plus NUL) and "comm"
+    how: str  # "expr" | "comm" | "string" | "read"
+    # "expr": the value; "string": the text; "comm": None; "read": a StrSource
+    value: Union[Value, str, StrSource, None]
+    size: int  # bytes to copy for "string" (literal plus NUL) and "comm"; "read": the field
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,48 @@ class TailCall:
     drop: Drop
 
 
-Action = Union[Emit, Print, Update, TailCall, "Choose", "If"]
+@dataclass(frozen=True)
+class MapKey:
+    """A key built for one map access: a struct key's field assignments, or a scalar's value."""
+
+    assigns: Tuple[Assign, ...]
+    value: Optional[Value]
+
+
+@dataclass(frozen=True)
+class Let:
+    """A named value (C local er_v_<name>) for the actions after it: computed, or looked up
+    in a map. A lookup without `default` ends the probe when the entry is absent."""
+
+    origin: str
+    name: str
+    type: TypeRef  # a scalar, or the map's struct value
+    value: Optional[Value]  # computed; None for a lookup
+    map: Optional[Map] = None
+    key: Optional[MapKey] = None
+    default: Optional[Value] = None
+
+
+@dataclass(frozen=True)
+class Store:
+    """map[key] = value, creating the entry (BPF_ANY)."""
+
+    origin: str
+    map: Map
+    key: MapKey
+    value_assigns: Tuple[Assign, ...]  # for a struct value
+    value: Optional[Value]  # for a scalar value
+    drop: Drop
+
+
+@dataclass(frozen=True)
+class Delete:
+    origin: str
+    map: Map
+    key: MapKey
+
+
+Action = Union[Emit, Print, Update, TailCall, "Choose", "If", Let, Store, Delete]
 
 
 @dataclass(frozen=True)
@@ -201,6 +246,19 @@ class MapOutput:
 
 
 @dataclass(frozen=True)
+class Param:
+    """A parameter declared under `params:`. Its value is a constant of the rendered
+    program: the runtime sets it from `--set NAME=VALUE` with runner/check/params.py's
+    `apply`, before rendering, so the compiler folds it into the code."""
+
+    name: str
+    scalar: str  # a runner/model/types.py SCALARS name
+    value: int  # checked to fit `scalar`
+    default: int
+    origin: str
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     file: str  # as given, for the generated header (never an absolute path)
@@ -215,6 +273,7 @@ class Spec:
     message_buffer: Optional[Map]  # ebpf-run's own ring buffer for print actions
     events: Tuple[EventOutput, ...]
     map_outputs: Tuple[MapOutput, ...]
+    params: Tuple[Param, ...] = ()
 
 
 @dataclass(frozen=True)

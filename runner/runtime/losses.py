@@ -1,4 +1,5 @@
-"""Losses: the in-kernel counters (buffer full, map full, tail-call miss), reported as
+"""Losses: the in-kernel counters (buffer full, map full; tail calls that fell through,
+which are no loss and are said as what they are), reported as
 they grow and once more in the summary. Read after the final drain, when every record
 the probes made is either received or counted here."""
 
@@ -25,9 +26,12 @@ class Losses:
             key = (channel_of(d), d.reason)
             before = self.reported.get(key, 0)
             if total > before:
-                self.sink.lost(key[0], d.reason, total - before, total)
                 self.reported[key] = total
-            if total:
+                if d.is_loss:
+                    self.sink.lost(key[0], d.reason, total - before, total)
+                else:  # what happened, said as such: no record was lost
+                    self.sink.note(f"{key[0]}: {total - before} {d.reason}; {total} in all")
+            if total and d.is_loss:
                 out.append({"channel": key[0], "reason": d.reason, "count": total})
         return out
 

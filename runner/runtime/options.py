@@ -4,7 +4,7 @@ run starts, and nothing heavy should load before the signal handlers are in plac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -12,3 +12,4 @@ class Options:
     json: bool = False
     duration: Optional[float] = None
     count: Optional[int] = None
+    params: Tuple[Tuple[str, str], ...] = ()  # --set NAME=VALUE, as typed

@@ -33,7 +33,7 @@ def run_spec(path: str, options: Options) -> int:
             from runner.pipeline import compile_spec
             from runner.runtime.runner import Runner
 
-            compiled = compile_spec(path)
+            compiled = compile_spec(path, params=options.params)
             for stream in (sys.stdout, sys.stderr):
                 # What Python itself still prints (errors after the run) escaped, not failed.
                 if isinstance(stream, io.TextIOWrapper):

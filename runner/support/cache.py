@@ -41,7 +41,7 @@ import functools
 import os
 import stat
 import sys
-from typing import Any, Dict, List, Optional, Set, Type, TypeVar
+from typing import Any, Dict, List, Optional, Set, Tuple, Type, TypeVar
 
 from runner.support import cache_dir
 from runner.support.frozen_json import Codec, Corrupt, Unsupported
@@ -94,11 +94,22 @@ def _tool_fingerprint() -> str:
     return h.hexdigest()
 
 
-def key(spec_name: str, spec_bytes: bytes, arch: str) -> str:
+def key(spec_name: str, spec_bytes: bytes, arch: str,
+        params: Tuple[Tuple[str, str], ...] = ()) -> str:
     h = sha256()
-    for part in (_tool_fingerprint().encode(), spec_name.encode(), arch.encode(), spec_bytes):
+    for part in (_tool_fingerprint().encode(), spec_name.encode(), arch.encode(), spec_bytes,
+                 repr(sorted(params)).encode(), _kernel_identity().encode()):
         h.update(len(part).to_bytes(8, "little") + part)
     return h.hexdigest()
+
+
+def _kernel_identity() -> str:
+    """What the checker reads from the running kernel: tracepoint formats (live tracefs,
+    or the shipped table when tracefs cannot be read) and BTF offsets. A new kernel has a
+    new release or build string; tracefs mounted or not switches the formats' source."""
+    u = os.uname()
+    tracefs = os.access("/sys/kernel/tracing/events", os.R_OK)
+    return f"{u.release}\0{u.version}\0{u.machine}\0{tracefs}"
 
 
 # -- where

@@ -8,6 +8,7 @@ import pytest
 
 from runner.errors import KernelError
 from runner.kernel.attach import HOOKS, hook_for
+from runner.kinds.attach import CANDIDATE_KINDS
 from runner.pipeline import check
 
 from .util import ROOT
@@ -23,6 +24,7 @@ probes:
       - tracepoint: "syscalls:sys_enter_nanosleep"
       - raw_tracepoint: sys_enter
       - uprobe: "/bin/true:main"
+      - uretprobe: "/bin/true:main"
       - syscall: getppid
     do: [{print: "hi"}]
 """
@@ -38,6 +40,8 @@ def test_every_kind_the_checker_makes_has_a_hook(tmp_path):
     specs = [check(str(path))] + [check(str(p)) for p in sorted((ROOT / "specs").glob("*.yaml"))]
     kinds = {c.kind for s in specs for c in candidates(s)}
     assert kinds == set(HOOKS), kinds ^ set(HOOKS)
+    # and the checker's table of candidate kinds is the kernel's table of hooks
+    assert set(CANDIDATE_KINDS.names()) == set(HOOKS)
     for s in specs:
         for c in candidates(s):
             assert hook_for(c) is HOOKS[c.kind]

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from runner.check.expr import ExprError, parse_condition
+from runner.check.arith import Typed, parse_condition
+from runner.check.expr import ExprError
 from runner.codegen.c_expr import c_type, spell
+from runner.kinds.builtins import BUILTINS
 from runner.kinds.registry import UnknownKind
 from runner.model.expr import BuiltinRef, Cast, Compare, Const, Group, Logic, Not
 from runner.model.types import parse_type
 
 
 def _parse(text):
-    return parse_condition(text, lambda name, col: None)
+    """(tree, the names it used), built-ins only."""
+    used = []
+
+    def resolve(name, col):
+        used.append(name)
+        return Typed(BuiltinRef(name), BUILTINS[name].type)
+    return parse_condition(text, resolve), used
 
 
 def test_a_condition_becomes_a_tree_of_names_and_numbers():
@@ -56,8 +64,6 @@ def test_bad_conditions_name_their_column(text, column):
 
 
 def test_an_unsigned_builtin_against_a_negative_number_is_refused_where_c_gets_it_wrong():
-    from runner.check.expr import ExprError
-
     _parse("arg0 == -1")  # a u64 holding (u64)-1: C's conversion is what the spec means
     for text, col in (("ktime > -1", 8), ("-5 <= arg0", 0), ("uid == -1", 7)):
         with pytest.raises(ExprError) as info:

@@ -220,3 +220,15 @@ def test_render_for_another_architecture_shows_every_real_error(tmp_path):
         "'{nosuch}' names no built-in",
         "unknown map 'nomap'",
     ]
+
+
+def test_set_takes_name_equals_value_of_a_declared_parameter():
+    spec = "specs/tools/execsnoop.yaml"
+    res = ebpf_run("render", spec, "--set", "pid=4242")
+    assert res.returncode == 0, res.stderr
+    assert "((u32)4242ULL)" in res.stdout
+    for bad, says in (("pid", "expected NAME=VALUE"), ("nope=1", "has no parameter 'nope'"),
+                      ("pid=-1", "does not fit in u32"), ("pid=x", "not an integer")):
+        res = ebpf_run("render", spec, "--set", bad)
+        assert res.returncode == 2, (bad, res.stderr)
+        assert says in res.stderr and "Traceback" not in res.stderr, (bad, res.stderr)

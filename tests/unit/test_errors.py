@@ -174,7 +174,12 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_error_kind(tmp_path, name):
-    text, expected, hint = CASES[name]
+    assert_first_error(tmp_path, name, *CASES[name])
+
+
+def assert_first_error(tmp_path, name: str, text: str, expected: str, hint) -> None:
+    """The spec's first diagnostic is `expected` ("LINE:COL: error: MESSAGE") with `hint`,
+    printed with its file, source line and a caret under the column."""
     path = tmp_path / f"{name}.yaml"
     path.write_text(text)
     with pytest.raises(SpecError) as info:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import dataclasses
 import re
 import subprocess
 import sys
@@ -44,7 +45,7 @@ from runner.errors import SpecError
 from runner.kinds import builtins as bi
 from runner.kinds.attach import CONTEXTS
 from runner.kinds.maps import MAP_KINDS
-from runner.model.spec import Spec
+from runner.model.spec import Let, Spec
 from runner.model.types import SCALARS
 from runner.runtime import decode
 from runner.spec import loader
@@ -130,12 +131,27 @@ def _template_vocabulary() -> Set[str]:
     fragments += [r for regs in bi.SYSCALL_REGS.values() for r in (regs[0], *regs[1])]
     fragments += [k.declaration for k in MAP_KINDS.values()] + list(render._PLAIN_C.values())
     fragments += [s.c for s in SCALARS.values()]
+    fragments += _python_c_constants()
     for f in fragments:
         words |= set(IDENT.findall(_JINJA.sub(" ", f.replace("{", " ").replace("}", " "))))
     return words
 
 
+def _python_c_constants() -> List[str]:
+    """The constant text of the codegen modules that spell C in Python (values, strings):
+    every string constant and f-string part, never what is substituted into them."""
+    out: List[str] = []
+    for name in ("c_expr.py", "c_strings.py"):
+        tree = ast.parse((ROOT / "runner" / "codegen" / name).read_text())
+        out += [n.value for n in ast.walk(tree)
+                if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    return out
+
+
 VOCABULARY = frozenset(_template_vocabulary())
+# A parameter is a constant of the program: exactly this line per parameter.
+PARAM_DEFINE = re.compile(r"#define er_param_([A-Za-z_][A-Za-z0-9_]*) \(\((u|s)(8|16|32|64)\)"
+                          r"-?[0-9]+U?LL\)  /\* params\.\1 \(line [0-9]+\) \*/")
 
 
 def model_names(spec: Spec) -> Set[str]:
@@ -149,9 +165,25 @@ def model_names(spec: Spec) -> Set[str]:
     fns += [f for p in spec.programs for f in p.functions]
     names |= {f.c_name for f in fns}
     names |= {k for f in fns if (k := getattr(f, "kfunc", None))}  # fentry: the function
+    # A let's locals and a parameter's constant: a checked identifier behind a prefix.
+    lets = {x.name for f in fns for x in _walk(f.actions) if isinstance(x, Let)}
+    names |= {f"er_{p}_{n}" for n in lets for p in "vkp"}
+    names |= {f"er_param_{p.name}" for p in getattr(spec, "params", ())}
     for n in names:
         assert IDENT.fullmatch(n), f"a name in the model is not a C identifier: {n!r}"
     return names
+
+
+def _walk(node: object) -> Iterator[object]:
+    """Every model node under `node` (dataclasses, tuples)."""
+    yield node
+    if isinstance(node, tuple):
+        for x in node:
+            yield from _walk(x)
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            if f.name != "map":  # a map is a leaf here; its name is listed above
+                yield from _walk(getattr(node, f.name))
 
 
 def c_literal_bytes(lit: str) -> bytes:
@@ -232,6 +264,8 @@ def assert_safe_c(c: str, spec: Spec) -> None:
             assert INT_LITERAL.fullmatch(text), f"odd number token {text!r} in {line!r}"
             digits = re.sub(r"(LL|ULL|U)$", "", text)
             assert int(digits, 0) < 2**64, f"integer literal {text} does not fit in 64 bits"
+        elif text == "#" and PARAM_DEFINE.fullmatch(line):
+            assert at == line_start and line.split()[1] in allowed, line
         elif text == "#":
             assert line == INCLUDE and at == line_start, f"preprocessor line {line!r}"
             includes += 1

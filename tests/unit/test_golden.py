@@ -26,7 +26,7 @@ from .util import ROOT, spec_from_text
 
 GOLDEN = ROOT / "tests" / "data" / "golden"
 REGEN = "EBPF_RUN_REGEN=1 .venv/bin/python -m pytest tests/unit/test_golden.py"
-ARM_CASES = ("attach_kinds", "action_tail_call", "action_choose_if")
+ARM_CASES = ("attach_kinds", "action_tail_call", "action_choose_if", "syscall_exit")
 
 
 def _cases() -> List[Tuple[Path, Path, str]]:

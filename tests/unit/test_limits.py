@@ -75,12 +75,3 @@ def test_more_programs_on_one_tracepoint_than_the_kernel_attaches(tmp_path):
         "196:13: error: probe 'p64' would be program 65 on tracepoint "
         "syscalls:sys_enter_getppid; the kernel attaches at most 64 to one tracepoint "
         "(BPF_TRACE_MAX_PROGS)")
-
-
-def test_a_second_probe_on_one_raw_tracepoint_is_refused(tmp_path):
-    text = ("name: x\nprobes:\n  a:\n    attach: {raw_tracepoint: sys_enter}\n    do: []\n"
-            "  b:\n    attach: [{raw_tracepoint: sched_switch}, {raw_tracepoint: sys_enter}]\n"
-            "    do: []\n")
-    assert _first(tmp_path, text) == (
-        "7:13: error: raw tracepoint sys_enter is already used by probe 'a'; BCC attaches "
-        "one program per raw tracepoint")

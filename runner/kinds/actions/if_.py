@@ -1,20 +1,18 @@
 """`if: CONDITION, then: [actions], else: [actions]`. The condition language is parsed by
-runner/check/expr.py; built-ins in it are checked for the scope's contexts."""
+runner/check/arith.py; names in it are resolved by runner/check/names.py, built-ins checked
+for the scope's contexts."""
 
 from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List
 
-from runner.check import expr
+from runner.check import arith, expr, resolve
 from runner.check.checker import Checker, Skip
 from runner.check.scope import ActionScope
-from runner.check.values import use_builtin
 from runner.kinds.actions.base import ActionKind
-from runner.kinds.builtins import BUILTINS
 from runner.model.expr import Condition
 from runner.model.spec import If
 from runner.spec.loader import PathKey
-from runner.support.hints import did_you_mean
 
 
 class IfKind(ActionKind):
@@ -34,20 +32,11 @@ class IfKind(ActionKind):
 
 
 def _condition(ck: Checker, path: PathKey, text: str, scope: ActionScope) -> Condition:
-    def check_name(name: str, col: int) -> None:
-        b = BUILTINS.get(name)
-        if b is None or b.name == "comm":
-            hint = did_you_mean(name, BUILTINS)
-            raise expr.ExprError(f"unknown built-in '{name}' in condition"
-                                 + (f" ({hint})" if hint else ""), col)
-        use_builtin(ck, path, name, scope)
-
     try:
-        c, _ = expr.parse_condition(text, check_name)
+        return arith.parse_condition(text, resolve.resolver(ck, path, scope))
     except expr.ExprError as e:
         ck.err(path, f"bad condition: {e}")
         raise Skip from None
-    return c
 
 
 KIND = IfKind()

@@ -28,12 +28,17 @@ class TailCallKind(ActionKind):
         if m is None or MAP_KINDS.lookup(m.kind).family != PROG_ARRAY:
             ck.not_a((*here, "map"), tc["map"], "prog_array")
             raise Skip
-        # Any integer will do: an index past the table is a miss, which is counted.
+        # Any integer will do: an index past the table falls through, which is counted.
         idx = scalar_value(ck, (*here, "index"), tc["index"], SCALARS["s64"], scope)
-        return TailCall(origin, m, idx, ck.drop(m.name, "tail-call miss"))
+        return TailCall(origin, m, idx, ck.drop(m.name, FELL_THROUGH, is_loss=False))
 
     def jumps(self, a: Dict[str, Any]) -> Iterable[str]:
         return (a["tail_call"]["map"],)
 
+
+# bpf_tail_call returns in three cases the program cannot tell apart (it cannot read a
+# prog_array): the slot is empty, the index is past the table, or the chain already made the
+# kernel's most tail calls (33). None loses a record: the probe goes on with its next action.
+FELL_THROUGH = "tail calls fell through (an empty slot, or the chain limit of 33)"
 
 KIND = TailCallKind()

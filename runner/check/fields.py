@@ -1,0 +1,102 @@
+"""`args.NAME`: a probe's named arguments and record fields, typed from tracepoint formats.
+
+A `syscall:` probe's arguments are named by the syscall's syscalls:sys_enter_* format
+(`dfd`, `filename`, `flags`...). Whichever option attached (kprobe on the syscall
+function, the tracepoint, raw sys_enter), the prologue fills argN from the same user
+registers or record slots, so `args.NAME` is argN converted to the argument's declared C
+type: an `int dfd` of -100 reads as -100 everywhere. A syscall exit has `args.ret`. Other
+tracepoints read their record's fields at the format's offsets: integers with their
+width and sign, char arrays and __data_loc strings as text.
+
+Formats come from runner/support/tracepoints.py: the running kernel's tracefs when it is
+readable, else the shipped table, so `render` and `validate` work without root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Dict, Optional, Tuple
+
+from runner.check.arith import Typed
+from runner.check.checker import Checker
+from runner.model import expr as e
+from runner.support import tracepoints
+from runner.support.tracefs import ArrayType, DataLocType, Field, Format, IntType, PointerType
+
+_SCALAR = {(1, False): "u8", (2, False): "u16", (4, False): "u32", (8, False): "u64",
+           (1, True): "s8", (2, True): "s16", (4, True): "s32", (8, True): "s64"}
+
+
+@dataclass(frozen=True)
+class Arg:
+    value: Typed
+    builtins: Tuple[str, ...]  # built-ins its reading needs (argN, ret)
+    decl: str  # as the format declares it, for messages
+
+
+@lru_cache(maxsize=4)
+def catalog(arch: str) -> tracepoints.Catalog:
+    return tracepoints.open_catalog(arch)
+
+
+def probe_args(ck: Checker, probe: str) -> Dict[str, Arg]:
+    """The names every attach option of the probe gives the same meaning."""
+    raw = ck.data["probes"][probe]["attach"]
+    found: Optional[Dict[str, Arg]] = None
+    for item in raw if isinstance(raw, list) else [raw]:
+        (key, target), = item.items()
+        mine = _option_args(ck.arch, key, target)
+        found = mine if found is None else {k: v for k, v in found.items() if mine.get(k) == v}
+    return found or {}
+
+
+def _option_args(arch: str, key: str, target: str) -> Dict[str, Arg]:
+    if key in ("syscall", "syscall_exit"):
+        sc = catalog(arch).syscall(target)
+        if sc is None:
+            return {}
+        target = (sc.enter_tracepoint if key == "syscall" else sc.exit_tracepoint) or ""
+        key = "tracepoint"
+    if key != "tracepoint":
+        return {}
+    if target.startswith("syscalls:sys_exit_"):
+        return {"ret": Arg(Typed(e.BuiltinRef("retval"), "s64"), ("retval",), "long ret")}
+    fmt = catalog(arch).format(target)
+    if fmt is None:
+        return {}
+    if target.startswith("syscalls:sys_enter_"):
+        return _syscall_args(fmt)
+    return {f.name: a for f in fmt.fields if (a := _record_field(f)) is not None}
+
+
+def _syscall_args(fmt: Format) -> Dict[str, Arg]:
+    out = {}
+    args = [f for f in fmt.fields if f.name != "__syscall_nr"]
+    for i, f in enumerate(args[:6]):
+        reg = e.BuiltinRef(f"arg{i}")
+        if isinstance(f.type, PointerType):
+            space = "user" if f.type.user else "kernel"
+            out[f.name] = Arg(Typed(reg, "u64", e.PtrStr(space, reg)), (reg.name,), f.decl)
+        elif isinstance(f.type, IntType):
+            scalar = _SCALAR[(f.type.size, f.type.signed)]
+            out[f.name] = Arg(Typed(e.Cast(scalar, reg), scalar), (reg.name,), f.decl)
+    return out
+
+
+def _record_field(f: Field) -> Optional[Arg]:
+    t = f.type
+    if isinstance(t, IntType) and (t.size, t.signed) in _SCALAR:
+        scalar = _SCALAR[(t.size, t.signed)]
+        return Arg(Typed(e.RecordInt(f.offset, scalar), scalar), (), f.decl)
+    if isinstance(t, PointerType):
+        node = e.RecordInt(f.offset, "u64")
+        space = "user" if t.user else "kernel"
+        return Arg(Typed(node, "u64", e.PtrStr(space, node)), (), f.decl)
+    if isinstance(t, ArrayType) and t.elem.size == 1 and t.count and "char" in t.elem.ctype:
+        src = e.RecordChars(f.offset, t.count)
+        return Arg(Typed(src, None, src), (), f.decl)
+    if isinstance(t, DataLocType) and t.is_string:
+        dl = e.RecordDataLoc(f.offset, t.relative)
+        return Arg(Typed(dl, None, dl), (), f.decl)
+    return None

@@ -1,0 +1,85 @@
+"""What a name in a value or a condition means, in one action's scope.
+
+Looked up in this order: a `let` value (`delta`, `e.flags` for a struct's field), the
+probe's named arguments (`args.filename`), a parameter (`params.pid`), a field of the
+current task from the kernel's BTF (`task.exit_code`, `task.real_parent.tgid`; `ppid` is
+the latter), then the built-ins (`pid`, `ktime`, `comm`...).
+"""
+
+from __future__ import annotations
+
+from runner.check import btf, values
+from runner.check.arith import Resolve, Typed
+from runner.check.checker import Checker
+from runner.check.expr import ExprError
+from runner.check.scope import ActionScope
+from runner.kinds.builtins import BUILTINS
+from runner.model import expr as e
+from runner.spec.loader import PathKey
+from runner.support import syscalls
+from runner.support.hints import did_you_mean
+
+_SCALAR = {(1, False): "u8", (2, False): "u16", (4, False): "u32", (8, False): "u64",
+           (1, True): "s8", (2, True): "s16", (4, True): "s32", (8, True): "s64"}
+
+# Names that read the current task through BTF, and what they stand for.
+TASK_ALIASES = {"ppid": "task.real_parent.tgid"}
+
+
+def resolver(ck: Checker, path: PathKey, scope: ActionScope) -> Resolve:
+    def resolve(name: str, col: int) -> Typed:
+        if name in scope.locals:
+            return scope.locals[name]
+        head, _, rest = name.partition(".")
+        if head == "args" and rest:
+            return _arg(ck, path, scope, rest, col)
+        if head == "params" and rest:
+            return _param(ck, rest, col)
+        if head == "task" or name in TASK_ALIASES:
+            if ck.arch != syscalls.host_arch():
+                raise ExprError(f"{name} is read at offsets from this machine's BTF, which "
+                                f"do not hold for {ck.arch}: render on the target", col)
+            return task_field(TASK_ALIASES.get(name, name), col)
+        b = BUILTINS.get(name)
+        if b is None:
+            hint = did_you_mean(name, [*BUILTINS, *scope.locals, *TASK_ALIASES])
+            raise ExprError(f"unknown name '{name}'" + (f" ({hint})" if hint else ""), col)
+        values.use_builtin(ck, path, name, scope)
+        if b.name == "comm":
+            return Typed(e.CommStr(), None, e.CommStr())
+        return Typed(e.BuiltinRef(b.name), b.type)
+    return resolve
+
+
+def _arg(ck: Checker, path: PathKey, scope: ActionScope, name: str, col: int) -> Typed:
+    arg = scope.named.get(name)
+    if arg is None:
+        hint = did_you_mean(name, scope.named)
+        have = ", ".join(sorted(scope.named)) or "none"
+        raise ExprError(f"this probe has no argument '{name}'"
+                        + (f" ({hint})" if hint else f"; it has: {have}"), col)
+    for b in arg.builtins:
+        values.use_builtin(ck, path, b, scope)
+    return arg.value
+
+
+def _param(ck: Checker, name: str, col: int) -> Typed:
+    p = ck.params.get(name)
+    if p is None:
+        hint = did_you_mean(name, ck.params)
+        raise ExprError(f"no parameter '{name}' in params" + (f" ({hint})" if hint else ""),
+                        col)
+    return Typed(e.Param(name), p.scalar)
+
+
+def task_field(name: str, col: int) -> Typed:
+    members = name.split(".")[1:]
+    if not members:
+        raise ExprError("'task' needs a member, e.g. task.tgid", col)
+    try:
+        found = btf.resolve(btf.load(), "task_struct", members)
+    except btf.BtfError as err:
+        raise ExprError(f"{name}: {err} (read from the running kernel's BTF, "
+                        f"{btf.VMLINUX})", col) from None
+    scalar = _SCALAR[(found.size, found.signed)]
+    return Typed(e.TaskRead(found.offsets, scalar), scalar)

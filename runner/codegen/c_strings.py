@@ -1,0 +1,76 @@
+"""Spelling string reads and string comparisons in C.
+
+Every read is bounded by the destination's size and done by a helper that checks the
+address (bpf_probe_read_{user,kernel}_str stop at the NUL or at size - 1 bytes and always
+write the NUL), so a spec can never make the program read out of bounds. A string that
+filled its buffer may have been cut: ebpf-run then ends it with "..." so the truncation is
+visible in the output (a string of exactly size - 1 bytes is shown that way too).
+Comparisons read into a small scratch buffer and compare byte by byte, unrolled: the
+literal's length bounds the loop, as the verifier wants.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from runner.model.expr import (
+    CommStr,
+    LocalChars,
+    PtrStr,
+    RecordChars,
+    RecordDataLoc,
+    StrCompare,
+)
+
+Spell = Callable[[Any], str]
+
+
+def read_string(src: object, dest: str, size: int, spell: Spell, mark: bool = True) -> str:
+    """Fill char[size] at `dest`; `mark`: end a string that filled it with "..." ."""
+    if isinstance(src, CommStr):
+        return f"bpf_get_current_comm({dest}, {min(size, 16)});"
+    if isinstance(src, RecordChars):
+        n = min(size - 1, src.count)
+        return (f"bpf_probe_read_kernel({dest}, {n}, (char *)ctx + {src.offset}); "
+                f"({dest})[{n}] = 0;")
+    if isinstance(src, LocalChars):
+        n = min(size - 1, src.count)
+        return (f"__builtin_memcpy({dest}, er_v_{src.name}.{src.field}, {n}); "
+                f"({dest})[{n}] = 0;")
+    if isinstance(src, RecordDataLoc):
+        return _bounded(dest, size, "kernel", _data_loc(src), mark)
+    assert isinstance(src, PtrStr)
+    return _bounded(dest, size, src.space, f"(const void *)({spell(src.address)})", mark)
+
+
+def _data_loc(src: RecordDataLoc) -> str:
+    # __data_loc: the low 16 bits are the string's offset in the record (from the end of
+    # the u32 itself for __rel_loc), the high 16 its length.
+    base = f"{src.offset} + 4 + " if src.relative else ""
+    return f"(const void *)((char *)ctx + {base}(*(u32 *)((char *)ctx + {src.offset}) & 0xffff))"
+
+
+_STR_HELPER = {"user": "bpf_probe_read_user_str", "kernel": "bpf_probe_read_kernel_str"}
+
+
+def _bounded(dest: str, size: int, space: str, address: str, marked: bool) -> str:
+    helper = _STR_HELPER[space]
+    if not marked:
+        return f"{helper}({dest}, {size}, {address});"
+    dots = " ".join(f"({dest})[{i}] = 46;" for i in range(size - 4, size - 1))  # '.'
+    mark = "" if size < 4 else f" if (er_n == {size}) {{ {dots} }}"
+    return (f"{{ long er_n = {helper}({dest}, {size}, {address});"
+            f"{mark} }}")
+
+
+def str_compare(e: StrCompare, spell: Spell) -> str:
+    data = e.text.encode()
+    # Room for the literal, one byte more (so a longer string differs at its end) and the
+    # NUL; comm is always read whole.
+    size = max(len(data) + 2, 16) if isinstance(e.source, CommStr) else len(data) + 2
+    read = read_string(e.source, "er_s", size, spell, mark=False)
+    tests = [f"(u8)er_s[{i}] == {b}" for i, b in enumerate(data)]
+    if not e.prefix:
+        tests.append(f"er_s[{len(data)}] == 0")
+    neg = "!" if e.negate else ""
+    return f"({neg}({{ char er_s[{size}] = {{}}; {read} ({' && '.join(tests)}); }}))"

@@ -1,0 +1,83 @@
+"""Constructs of the spec language run for real: a tracepoint's own fields, and the
+entry/exit pairing of the issue ("store ktime at entry keyed by tid, at exit compute the
+delta, delete") with exact or bounded values."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from harness import SLOW, Run
+
+EXEC_FIELDS = """\
+name: exec_fields
+structs:
+  ev: [{pid: s32}, {old_pid: s32}, {file: 'char[128]'}]
+maps:
+  out: {type: ringbuf, value: ev}
+probes:
+  exec:
+    attach: {tracepoint: "sched:sched_process_exec"}
+    do:
+      - if: 'startswith(args.filename, "%s")'
+        then:
+          - emit: {to: out, set: {pid: args.pid, old_pid: args.old_pid, file: args.filename}}
+"""
+
+SLEEP_LATENCY = """\
+name: sleep_latency
+params:
+  min_ms: {type: u64, default: 0}
+structs:
+  ev: [{pid: u32}, {ms: u64}, {ret: s64}]
+maps:
+  starts: {type: hash, key: u32, value: u64}
+  out: {type: ringbuf, value: ev}
+probes:
+  enter:
+    attach: {syscall: clock_nanosleep}
+    do:
+      - if: 'comm == "er-lat-sleep"'
+        then: [{store: {map: starts, key: tid, value: ktime}}]
+  exit:
+    attach: {syscall_exit: clock_nanosleep}
+    do:
+      - let: {start: {lookup: {map: starts, key: tid}}}
+      - let: {ms: "(ktime - start) / 1000000"}
+      - if: "ms >= params.min_ms"
+        then: [{emit: {to: out, set: {pid: pid, ms: ms, ret: args.ret}}}]
+      - delete: {map: starts, key: tid}
+"""
+
+
+def _events(run: Run):
+    return [r["data"] for r in run.json() if r.get("type") == "event"]
+
+
+def test_sched_process_exec_fields_read_by_name(tmp_path):
+    binary = tmp_path / "er-exec-fields"
+    shutil.copy("/bin/true", binary)
+    spec = tmp_path / "exec_fields.yaml"
+    spec.write_text(EXEC_FIELDS % tmp_path)
+    with Run(str(spec), "--json").wait_ready() as run:
+        child = subprocess.Popen([str(binary)])
+        child.wait()
+        run.wait_output(lambda out: any(str(binary) in ln for ln in out))
+        assert run.stop() == 0
+    # pid_t fields are s32; the filename is a __data_loc string in the record.
+    assert _events(run) == [{"pid": child.pid, "old_pid": child.pid, "file": str(binary)}]
+
+
+def test_entry_exit_latency_with_map_state(tmp_path):
+    binary = tmp_path / "er-lat-sleep"
+    shutil.copy("/bin/sleep", binary)
+    spec = tmp_path / "sleep_latency.yaml"
+    spec.write_text(SLEEP_LATENCY)
+    with Run(str(spec), "--json").wait_ready() as run:
+        child = subprocess.Popen([str(binary), "0.3"])
+        child.wait()
+        run.wait_output(lambda out: any(f'"pid": {child.pid},' in ln for ln in out))
+        assert run.stop() == 0
+    [event] = [e for e in _events(run) if e["pid"] == child.pid]
+    assert event["ret"] == 0
+    assert 300 <= event["ms"] < 300 + 200 * SLOW
