@@ -775,9 +775,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         results += startup(starters, cfg, log)
         results += ladder([*variants, *others], cfg, log)
         results += workload(variants, cfg, log)
-        measure_aggregations = peers.load_aggregation_rows()
-        if measure_aggregations is not None:
-            aggregations = measure_aggregations(cfg, say)
+        # Short in --quick: only the two ratios of that file are used here.
+        aggregations = peers.aggregation_ratios(0.5 if args.quick else 2.0, cfg["reps"], say)
     except KeyboardInterrupt:
         say("interrupted: stopping the tools")
         return 130

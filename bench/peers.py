@@ -8,11 +8,15 @@ and the counts become a summary line of the same shape as the BCC side's.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
-from typing import IO, Any, Callable, Optional, Tuple
+from typing import IO, Callable, Dict, Optional, Tuple
 
 BENCH = Path(__file__).resolve().parent
 EVENT_END = b" loadgen\n"  # every event line ends with the generator's comm
@@ -66,12 +70,30 @@ def has_bpftrace() -> bool:
     return Path(BPFTRACE).exists()
 
 
-def load_aggregation_rows() -> Any:
-    """h9's count-by-key and histogram rows against bpftrace (bench/aggregations.py), if
-    that module is present: a function (cfg, say) -> {"probe-cost-count": ratio or None,
-    "probe-cost-hist": ratio or None}; else None and the report prints n/a."""
+AGGREGATIONS = BENCH / "bpftrace_agg.py"  # the count and histogram rows (another file)
+
+
+def aggregation_ratios(seconds: float, rounds: int,
+                       say: Callable[[str], None]) -> Dict[str, Optional[float]]:
+    """probe-cost-count and probe-cost-hist (ebpf-run / bpftrace, added ns per call) from
+    bench/bpftrace_agg.py when it is there; {} (the report prints n/a) when it is not or
+    it fails."""
+    if not AGGREGATIONS.exists() or not has_bpftrace():
+        return {}
+    say(f"aggregations: {AGGREGATIONS.name} --seconds {seconds:g} --rounds {rounds}")
     try:
-        from aggregations import measure  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return measure
+        out = subprocess.run(
+            [sys.executable, str(AGGREGATIONS), "--json", "--seconds", str(seconds),
+             "--rounds", str(rounds)], capture_output=True, text=True, check=True,
+            timeout=600).stdout
+        rows = json.loads(out.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+        detail = getattr(e, "stderr", "") or ""
+        say(f"aggregations failed: {e} {detail.strip().splitlines()[-1:] or ''}")
+        return {}
+    got: Dict[str, Optional[float]] = {}
+    for case in ("count", "hist"):
+        r = rows.get(case, {}).get("ratio") if isinstance(rows, dict) else None
+        got[f"probe-cost-{case}"] = r if isinstance(r, (int, float)) and math.isfinite(r) \
+            else None
+    return got
