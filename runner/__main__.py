@@ -28,17 +28,18 @@ def _standard_descriptors() -> None:
 
 
 def entry() -> int:
-    # First of all: a signal during the imports below is recorded, not fatal (signals.py).
-    from runner.runtime.signals import hold_early_signals
-
-    hold_early_signals()
-    _standard_descriptors()
     try:
+        # First of all: from here on a signal is recorded, not fatal (runtime/signals.py).
+        from runner.runtime.signals import hold_early_signals
+
+        hold_early_signals()
+        _standard_descriptors()
         from runner.cli.main import main
 
         return main()
     except KeyboardInterrupt:
-        # Ctrl-C before ebpf-run's own handler is in place: nothing is loaded yet.
+        # Ctrl-C before the signals were held (the import just above), or in a command
+        # other than run: nothing is loaded.
         return 130
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional
 
-from runner.check import limits, maps, outputs, params, probes, programs, structs
+from runner.check import aggregations, limits, maps, outputs, params, probes, programs, structs
 from runner.check.checker import Checker
 from runner.codegen.strings import comment_text
 from runner.errors import SpecError
@@ -35,6 +35,7 @@ def _run(ck: Checker) -> Optional[Spec]:
     structs.check(ck)
     maps.check(ck)
     limits.maps(ck)
+    ck.aggregations = aggregations.check(ck)
     maps.add_messages_map(ck)
     declared = params.check(ck)
     program_names = programs.check_names(ck)
@@ -55,9 +56,11 @@ def _run(ck: Checker) -> Optional[Spec]:
     return Spec(
         name=ck.data["name"], file=comment_text(ck.doc.file), arch=ck.arch,
         structs=tuple(ck.structs.values()) + tuple(ck.msg_structs),
-        maps=tuple(ck.maps.values()), probes=tuple(found),
+        maps=tuple(ck.maps.values()) + tuple(a.map for a in ck.aggregations.values()),
+        probes=tuple(found),
         programs=tuple(p for p in progs if p), drops=tuple(ck.drops),
         messages=tuple(ck.messages), messages_via=ck.via,
         message_buffer=ck.messages_map if ck.messages else None,
         events=events, map_outputs=map_outputs, params=declared,
+        aggregations=tuple(ck.aggregations.values()),
     )

@@ -10,7 +10,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from runner.codegen.strings import comment_text
 from runner.errors import Diagnostic
-from runner.model.spec import Action, Drop, Map, MessageDef, Struct
+from runner.model.spec import Action, Aggregation, Drop, Map, MessageDef, Struct
 from runner.spec.loader import Document, PathKey
 from runner.support import syscalls, tracepoints
 from runner.support.hints import did_you_mean, known
@@ -40,6 +40,7 @@ class Checker:
         self.via: str = self.data.get("messages", {}).get("via", "buffer")
         self.messages_map: Optional[Map] = None
         self.fentry_owners: Dict[str, str] = {}
+        self.aggregations: Dict[str, Aggregation] = {}  # runner/check/aggregations.py
         self.params: Dict[str, Any] = {}  # name -> runner.model.spec.Param (params section)
         self._catalog: Optional[tracepoints.Catalog] = None
 

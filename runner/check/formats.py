@@ -3,6 +3,7 @@ they may use, and the whole format tried on the lowest and highest values it can
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Any, Dict, List, Set
 
@@ -11,6 +12,10 @@ from runner.model.spec import Struct
 from runner.model.types import TypeRef
 from runner.spec.loader import PathKey
 from runner.support.hints import did_you_mean, known
+
+# Widths and precisions past this only pad: `{pid:500000000}` would make every record half
+# a gigabyte of spaces (and the check below would build two such strings).
+MAX_WIDTH = 1024
 
 
 def fields(ck: Checker, path: PathKey, text: str, allowed: Set[str], what: str) -> List[str]:
@@ -34,6 +39,9 @@ def fields(ck: Checker, path: PathKey, text: str, allowed: Set[str], what: str) 
             raise Skip
         if spec and "{" in spec:
             ck.err(path, "nested placeholders in format specs are not supported")
+            raise Skip
+        if spec and any(int(n) > MAX_WIDTH for n in re.findall(r"\d+", spec)):
+            ck.err(path, f"'{{{field}:{spec}}}': a width or precision is at most {MAX_WIDTH}")
             raise Skip
         if base not in names:
             names.append(base)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Tuple
 
-from runner.check import formats
+from runner.check import formats, readable
 from runner.check.checker import Checker, Skip
 from runner.kinds.maps import MAP_KINDS, buffer_names
 from runner.model.spec import EventOutput, MapOutput
@@ -37,16 +37,18 @@ def _event_output(ck: Checker, path: PathKey, entry: Dict[str, Any],
         return
     if m.name in out:
         ck.err(path, f"events of '{m.name}' are already printed by an earlier entry")
-    fmt = entry.get("format") or formats.default_format(struct)
+    decodes = readable.check(ck, (*path, "decode"), struct, entry.get("decode", {}))
+    fmt = entry.get("format") or readable.default_format(struct, decodes, ck)
     try:
-        names = {f.name for f in struct.layout.fields}
+        names = {f.name for f in struct.layout.fields} | set(readable.names(ck, decodes))
         formats.fields(ck, (*path, "format"), fmt, names, f"field of {struct.name}")
-        formats.try_format(ck, (*path, "format"), fmt,
-                           formats.sample_record(struct, ck.structs),
-                           formats.sample_record(struct, ck.structs, True))
+        formats.try_format(
+            ck, (*path, "format"), fmt,
+            readable.samples(formats.sample_record(struct, ck.structs), ck, decodes),
+            readable.samples(formats.sample_record(struct, ck.structs, True), ck, decodes))
     except Skip:
         return
-    out[m.name] = EventOutput(m, struct, fmt, ck.origin(path))
+    out[m.name] = EventOutput(m, struct, fmt, ck.origin(path), decodes)
 
 
 def map_dumps(ck: Checker) -> Tuple[MapOutput, ...]:

@@ -80,7 +80,9 @@ def _syscall(ck: Checker, path: PathKey, name: str, option: AttachOption,
     if sc is None:
         ck.err(path, f"unknown syscall '{name}' on {ck.arch}",
                did_you_mean(name, ck.catalog().syscalls()))
-        return ()
+        # The spec fails already; the options' contexts still let the checker go on to
+        # the programs this probe tail-calls, so their own errors are reported too.
+        return option.expand(name, None, suffix)
     entry = sc.entry or name
     # The kprobe keeps the spec's name for messages; BCC finds the function by the entry.
     return tuple(replace(p, target=name, syscall=entry) if p.syscall else p

@@ -30,7 +30,12 @@ def _run(args: argparse.Namespace) -> int:
     from runner.spec.source import check_readable
 
     check_readable(args.spec)
-    return run_spec(args.spec, Options(args.json, args.duration, args.count, tuple(args.set)))
+    if args.metrics:  # refused before the compile, not once the probes are attached
+        from runner.output.prometheus_server import parse_listen
+
+        parse_listen(args.metrics)
+    return run_spec(args.spec, Options(args.json, args.duration, args.count, tuple(args.set),
+                                       args.metrics))
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -81,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--count", type=_positive(int), metavar="N",
                    help="stop after N events or messages")
     _add_set(r)
+    r.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics on http://HOST:PORT/metrics while running")
     v = sub.add_parser("validate", help="check specs and exit")
     v.add_argument("specs", nargs="+", metavar="SPEC")
     d = sub.add_parser("render", help="print the generated C, Python and layout table")

@@ -119,6 +119,8 @@ class Kernel:
             self._detaches.append((cand.describe, detach))
             return None
         self._unload(name)
+        for table in probe.tables:  # the next option must not find it bound to this type
+            tail_calls.renew(self.bcc, self.bpf, table)
         why = reason(failure)
         detail = noise.text.strip().splitlines()
         return f"{why} [{detail[-1].strip()}]" if detail and len(why) < 40 else why

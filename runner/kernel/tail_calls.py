@@ -10,6 +10,7 @@ have millions of slots, so nothing here holds a per-slot list, and both passes a
 from __future__ import annotations
 
 import ctypes as ct
+import os
 from typing import Any, Callable, Dict, Optional
 
 from runner.errors import KernelError
@@ -49,6 +50,34 @@ def fill(bcc: Any, bpf: Any, spec: Spec, table: TableFill, context: str,
         if got != want:
             raise KernelError(f"tail-call table {table.map.name}[{slot}] holds program id "
                               f"{got}, expected {want}")
+
+
+BPF_MAP_TYPE_PROG_ARRAY = 3
+
+
+def renew(bcc: Any, bpf: Any, table: TableFill) -> None:
+    """Give the table a new, empty prog_array under the same descriptor number.
+
+    The kernel binds a prog_array to the program type of the first program loaded that
+    uses it, for the map's whole life. An attach option that loaded and then failed to
+    attach leaves the table bound to its type (a kprobe, say), and every later option of
+    another type (a tracepoint) would fail to load with EINVAL. BCC wrote the descriptor's
+    number into the compiled instructions, so a fresh map dup2'ed onto that number is the
+    one the next option's programs load against.
+    """
+    old_fd = bpf[table.map.name.encode()].map_fd
+    create = bcc.libbcc.lib.bcc_create_map  # (type, name, key size, value size, entries, flags)
+    create.restype = ct.c_int
+    create.argtypes = [ct.c_int, ct.c_char_p, ct.c_int, ct.c_int, ct.c_int, ct.c_int]
+    new_fd = create(BPF_MAP_TYPE_PROG_ARRAY, table.map.name.encode(), 4, 4,
+                    table.map.max_entries, 0)
+    if new_fd < 0:
+        raise KernelError(f"cannot make a new tail-call table {table.map.name} "
+                          f"(error {-new_fd}) after an attach option failed")
+    try:
+        os.dup2(new_fd, old_fd)
+    finally:
+        os.close(new_fd)
 
 
 def _program_function(spec: Spec, prog: str, context: str) -> Function:

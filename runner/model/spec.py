@@ -105,6 +105,69 @@ class TailCall:
 
 
 @dataclass(frozen=True)
+class AggKey:
+    """One part of an aggregation's key: a field of its key struct."""
+
+    name: str
+    type: TypeRef
+    decode: Optional[str]  # a runner/kinds/decoders name, applied when dumped
+
+
+@dataclass(frozen=True)
+class MetricDecl:
+    """How an aggregation is exported on /metrics (runner/output/prometheus.py)."""
+
+    name: str
+    kind: str  # counter | gauge | histogram
+    help: str
+    max_label_sets: int
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """An `aggregations:` entry: a per-CPU map the kernel updates and ebpf-run combines
+    (runner/runtime/aggregates.py). Scalar kinds keep a struct er_agg_slot per key; hist
+    and lhist a u64 count per (key, bucket)."""
+
+    name: str
+    kind: str  # count sum min max avg stats hist lhist
+    map: Map  # a percpu_hash: key struct (or u32 0 with no key), value slot or count
+    keys: Tuple[AggKey, ...]
+    unit: Optional[str]  # ns us ms s bytes: what the recorded values are in
+    linear: Optional[Tuple[int, int, int]]  # lhist: (min, max, step)
+    every: Optional[float]
+    at_exit: bool
+    clear: bool  # each dump shows what was added since the last one
+    top: Optional[int]
+    metric: Optional[MetricDecl]
+    origin: str
+    # Histograms exported to Prometheus also keep their values' sum (its _sum and _count),
+    # per key, in the entry whose bucket is SUM_BUCKET (runner/check/aggregations.py).
+    keeps_sum: bool = False
+
+
+@dataclass(frozen=True)
+class Elapsed:
+    """ktime minus the timestamp a hash map holds for key; the entry is deleted."""
+
+    map: Map
+    key: Value
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """aggregate: record one value (or one occurrence) in an aggregation."""
+
+    origin: str
+    agg: Aggregation
+    key_assigns: Tuple[Assign, ...]  # for a key struct
+    value: Optional[Value]  # None: count, or `elapsed`
+    elapsed: Optional[Elapsed]
+    divide: int  # elapsed ns -> the aggregation's unit
+    drop: Drop
+
+
+@dataclass(frozen=True)
 class MapKey:
     """A key built for one map access: a struct key's field assignments, or a scalar's value."""
 
@@ -145,7 +208,7 @@ class Delete:
     key: MapKey
 
 
-Action = Union[Emit, Print, Update, TailCall, "Choose", "If", Let, Store, Delete]
+Action = Union[Emit, Print, Update, TailCall, "Choose", "If", Let, Store, Delete, Aggregate]
 
 
 @dataclass(frozen=True)
@@ -225,6 +288,7 @@ class EventOutput:
     struct: Struct
     format: str
     origin: str
+    decode: Tuple[Tuple[str, str], ...] = ()  # (field, decoder): runner/runtime/readable.py
 
 
 @dataclass(frozen=True)
@@ -273,6 +337,7 @@ class Spec:
     message_buffer: Optional[Map]  # ebpf-run's own ring buffer for print actions
     events: Tuple[EventOutput, ...]
     map_outputs: Tuple[MapOutput, ...]
+    aggregations: Tuple[Aggregation, ...] = ()
     params: Tuple[Param, ...] = ()
 
 

@@ -35,6 +35,11 @@ class JsonSink(TextSink):
         self._record({"type": "map", "map": name,
                       "entries": [{"key": k, "value": v} for k, v in entries]})
 
+    def aggregation(self, name: str, text: str, records: List[Dict[str, Any]]) -> None:
+        self._raise_failure()
+        for record in records:
+            self._record(record)
+
     def attach(self, probe: str, method: Optional[str], skipped: List[Tuple[str, str]],
                optional: bool) -> None:
         super().attach(probe, method, skipped, optional)

@@ -52,6 +52,11 @@ class TextSink:
     def map_dump(self, name: str, text: str, entries: List[Tuple[Any, Any]]) -> None:
         self._lines.append(text)
 
+    def aggregation(self, name: str, text: str, records: List[Dict[str, Any]]) -> None:
+        """One dump of an aggregation: drawn text, or typed records (output/records.py)."""
+        if text:
+            self._lines.append(text)
+
     # reports about the run
     def note(self, text: str) -> None:
         self.flush()  # records first

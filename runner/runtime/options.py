@@ -13,3 +13,4 @@ class Options:
     duration: Optional[float] = None
     count: Optional[int] = None
     params: Tuple[Tuple[str, str], ...] = ()  # --set NAME=VALUE, as typed
+    metrics: Optional[str] = None  # HOST:PORT to serve /metrics on

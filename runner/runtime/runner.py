@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from runner.errors import KernelError
 from runner.kernel.attach import Attached
@@ -25,8 +25,10 @@ from runner.kernel.tail_calls import StopRequested
 from runner.model.spec import MapOutput, Spec
 from runner.output.sinks import Sink
 from runner.runtime import decode, dumps
+from runner.runtime.aggdump import Aggregations
 from runner.runtime.losses import Losses, lost_on, trace_pipe_loss
 from runner.runtime.options import Options
+from runner.runtime.readable import readable
 from runner.runtime.records import Records
 from runner.runtime.signals import Stop, handle_signals
 
@@ -46,9 +48,12 @@ class Runner:
         self.records = Records(sink, self.stop, options.count, self.check_stop)
         self.losses = Losses(spec, sink)
         self.dumps: Dict[str, int] = {}
+        self.aggs = Aggregations(spec, self.types)
         self.kernel: Optional[Kernel] = None  # set while probes may be attached
         self.deadline: Optional[float] = None
         self._attached: Dict[str, bool] = {}
+        self._how: Dict[str, Optional[str]] = {}  # probe -> what attached, for /metrics
+        self.served: Optional[Any] = None  # metrics.Served with --metrics
 
     @property
     def stop_reason(self) -> Optional[str]:
@@ -66,7 +71,11 @@ class Runner:
             try:
                 self.loop(k, started)
             finally:
-                self.finish(k, started)
+                try:
+                    self.finish(k, started)
+                finally:
+                    if self.served is not None:
+                        self.served.stop()
         return 0
 
     def start(self, k: Kernel) -> Optional[float]:
@@ -78,6 +87,11 @@ class Runner:
         if self.stop.requested or not self.attach_all(k) or self.stop.requested:
             return None
         self.open_channels(k)
+        if self.opts.metrics:
+            from runner.runtime.metrics import serve  # prometheus-client: only when asked
+            self.served, port = serve(self.opts.metrics, self.spec, self.types, k,
+                                      self.records.received, self.losses.reported, self._how)
+            self.sink.note(f"metrics on port {port} (/metrics)")
         attached = sum(1 for p in self.spec.probes if self._attached.get(p.name))
         self.sink.note(f"ready ({attached} probe{'s' if attached != 1 else ''} attached)")
         # --duration, dump intervals and the summary's run time count from here: a slow
@@ -96,6 +110,7 @@ class Runner:
             except StopRequested:
                 return False
             self._attached[probe.name] = result.method is not None
+            self._how[probe.name] = result.method
             self.sink.attach(result.probe, result.method, list(result.skipped), result.optional)
             if result.method is None and not result.optional:
                 failures.append(result)
@@ -110,10 +125,11 @@ class Runner:
     def open_channels(self, k: Kernel) -> None:
         for ev in self.spec.events:
             perf = ev.map.kind == "perf_event_array"
-            dec = decode.record_decoder(self.types, ev.struct, perf)
+            dec = readable(decode.record_decoder(self.types, ev.struct, perf), ev.decode,
+                           self.aggs.decoders)
             header = PERF_RECORD_HEADER if perf else 8
             batch = (decode.batch_formatter(self.types, ev.struct, ev.format, header)
-                     if self.sink.text_only else None)
+                     if self.sink.text_only and not ev.decode else None)
             runs = self.records.ring_events(ev.map.name, ev.format, dec, ev.origin, batch,
                                             header)
             if perf:
@@ -133,9 +149,10 @@ class Runner:
     def loop(self, k: Kernel, started: float) -> None:
         due = {o.map.name: started + o.every for o in self.spec.map_outputs if o.every}
         next_loss = started + LOSS_REPORT_S
+        self.aggs.start(started)
         while not self.stop.requested:
             now = time.monotonic()
-            waits = [POLL_MS / 1000] + [t - now for t in due.values()]
+            waits = [POLL_MS / 1000] + [t - now for t in due.values()] + self.aggs.wait(now)
             if self.deadline:
                 waits.append(self.deadline - now)
             k.poll(max(0, int(min(waits) * 1000)))
@@ -148,6 +165,8 @@ class Runner:
                 if out.map.name in due and now >= due[out.map.name] and not self.stop.requested:
                     self.dump(k, out, lambda: self.stop.requested)
                     due[out.map.name] += out.every or 0
+            self.aggs.tick(k, self.sink, lambda: self.stop.requested)
+            self.flush()
             if now >= next_loss:
                 self.losses.report(k)
                 next_loss = now + LOSS_REPORT_S
@@ -177,6 +196,7 @@ class Runner:
             for out in self.spec.map_outputs:
                 if out.at_exit:
                     self.dump(k, out, lambda: self.stop.signals > signals)
+            self.aggs.final(k, self.sink)
             self.flush()
         lost = self.losses.report(k)
         if k.trace_pipe is not None and not closed and not self.stop.discarding:
@@ -186,7 +206,7 @@ class Runner:
         channels: Dict[str, Dict[str, int]] = {
             name: {"received": n, "lost": lost_on(lost, name)}
             for name, n in self.records.received.items()}
-        for name, n in self.dumps.items():
+        for name, n in {**self.dumps, **self.aggs.counts}.items():
             channels[name] = {"dumps": n, "lost": lost_on(lost, name)}
         if not closed and self.stop.reason != "output closed":
             self.sink.summary(time.monotonic() - started, channels, lost)

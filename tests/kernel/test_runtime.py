@@ -266,6 +266,40 @@ def test_two_probes_share_raw_sys_enter(tmp_path):
     assert sorted(run.out) == ["a"] * 4 + ["b"] * 4, run.out
 
 
+def test_a_tail_calling_probe_falls_back_after_an_option_that_loaded_but_did_not_attach(
+        tmp_path):
+    """The uprobe option loads (binding the prog_array to its program type) and fails to
+    attach (no such symbol); the tracepoint option must still load and tail-call."""
+    gen = Generator(3)
+    spec = write(tmp_path, f"""\
+        name: fallback-tail
+        maps:
+          jt: {{type: prog_array, max_entries: 4}}
+        probes:
+          p:
+            attach:
+              - {{uprobe: "/bin/true:er_no_such_symbol"}}
+              - {{tracepoint: "syscalls:sys_enter_getppid"}}
+            do:
+              - if: "pid == {gen.pid}"
+                then: [{{tail_call: {{map: jt, index: 0}}}}]
+        programs:
+          t:
+            do: [{{print: "in t"}}]
+        tail_calls:
+          jt:
+            entries: {{0: t}}
+        """)
+    with Run(spec) as run:
+        run.wait_ready()
+        gen.go()
+        run.wait_output(lambda out: len(out) >= 3)
+        assert run.stop() == 0
+    assert run.out == ["in t"] * 3
+    assert any("attached to tracepoint syscalls:sys_enter_getppid (uprobe" in ln
+               for ln in run.err), run.err
+
+
 def test_uprobe_attaches_and_fires(tmp_path):
     libc = os.path.realpath(f"/lib/{os.uname().machine}-linux-gnu/libc.so.6")
     assert os.path.exists(libc), libc

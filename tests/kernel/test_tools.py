@@ -177,8 +177,8 @@ def test_readbytes_sums_what_read_returned_per_command(tmp_path):
                        check=True)
         time.sleep(0.3 * SLOW)
         assert run.stop() == 0
-    dumps = [r for r in run.json() if r.get("type") == "map"]
-    totals = {e["key"]["comm"]: e["value"] for e in dumps[-1]["entries"]}
+    totals = {r["key"]["comm"]: r["value"] for r in run.json()
+              if r.get("type") == "map" and r["map"] == "bytes" and r["kind"] == "sum"}
     assert totals["er_rb_full"] - totals["er_rb_empty"] == 123_457
 
 

@@ -169,6 +169,11 @@ CASES = {
         "8:40: error: adding 0 changes nothing",
         'leave the action out',
     ),
+    'format_width_too_large': (
+        'name: x\nprobes:\n  p:\n    attach: {syscall: read}\n    do:\n      - print: "{pid:500000000}"\n',
+        "6:16: error: '{pid:500000000}': a width or precision is at most 1024",
+        None,
+    ),
 }
 
 

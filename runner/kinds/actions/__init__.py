@@ -4,13 +4,13 @@ templates/action_<node>.c.j2."""
 
 from __future__ import annotations
 
-from runner.kinds.actions import choose, emit, if_, print_, state, tail_call, update
+from runner.kinds.actions import aggregate, choose, emit, if_, print_, state, tail_call, update
 from runner.kinds.actions.base import ActionKind
 from runner.kinds.registry import Registry
 
 ACTIONS: Registry[ActionKind] = Registry("action")
 for _kind in (print_.KIND, update.COUNT, update.ADD, emit.KIND, tail_call.KIND, choose.KIND,
-              if_.KIND, state.LET, state.STORE, state.DELETE):
+              if_.KIND, state.LET, state.STORE, state.DELETE, aggregate.KIND):
     ACTIONS.register(_kind.name, _kind)
 
 __all__ = ["ACTIONS", "ActionKind"]

@@ -1,0 +1,68 @@
+"""The aggregation tools of specs/tools, run for real."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+from getppid import Generator
+from harness import SPECS, Run
+from test_aggregations import traced
+
+TOOLS = SPECS / "tools"
+
+# Listens on 127.0.0.1, connects to itself, prints both ports, closes.
+CONNECT = """\
+import socket, sys
+sys.stdin.readline()
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen()
+client = socket.create_connection(listener.getsockname())
+server, _ = listener.accept()
+print(client.getsockname()[1], listener.getsockname()[1], flush=True)
+for s in (client, server, listener):
+    s.close()
+"""
+
+
+def test_tcpstates_shows_syn_sent_then_established_with_the_ports():
+    proc = subprocess.Popen([sys.executable, "-c", CONNECT], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        with Run(str(TOOLS / "tcpstates.yaml"), "--json") as run:
+            run.wait_ready()
+            out, _ = proc.communicate("go\n", timeout=60)
+            client, listener = (int(p) for p in out.split())
+            run.wait_output(lambda lines: sum(f'"sport": {client}' in ln for ln in lines) >= 3)
+            assert run.stop(signal.SIGTERM) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    changes = [(r["data"]["sport"], r["data"]["dport"], r["data"]["oldstate"],
+                r["data"]["newstate"]) for r in run.json() if r["type"] == "event"
+               and listener in (r["data"]["sport"], r["data"]["dport"])]
+    client_side = [c for c in changes if c[1] == listener]
+    assert client_side[:2] == [(0, listener, "TCP_CLOSE", "TCP_SYN_SENT"),
+                               (client, listener, "TCP_SYN_SENT", "TCP_ESTABLISHED")]
+    assert (listener, client, "TCP_SYN_RECV", "TCP_ESTABLISHED") in changes
+
+
+def test_runqlat_draws_a_histogram_of_microseconds():
+    with Run(str(TOOLS / "runqlat.yaml"), "--json", "--duration", "1") as run:
+        assert run.finish() == 0
+    (hist,) = [r for r in run.json() if r["type"] == "hist"]
+    assert (hist["map"], hist["unit"], hist["key"]) == ("usecs", "us", {})
+    assert hist["count"] == sum(b["count"] for b in hist["buckets"]) > 0
+
+
+def test_syscount_counts_getppid_among_the_top_10():
+    n = 20_000  # far above any other process's getppid calls in a second
+    gen = Generator(n)
+    run = traced(str(TOOLS / "syscount.yaml"), gen, "--json")
+    dumps = [r for r in run.json() if r.get("map") == "syscalls"]
+    getppid = [r["value"] for r in dumps if r["key"]["syscall_name"] == "getppid"]
+    assert sum(getppid) >= n  # clear: each dump holds what came since the previous one
+    assert all(r["kind"] == "count" for r in dumps)

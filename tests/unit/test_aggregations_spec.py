@@ -1,0 +1,249 @@
+"""The aggregations section and the aggregate action: the model, located errors, and
+what the runtime makes of kernel rows (dumps, JSON records, metrics)."""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+import types
+
+import pytest
+
+from runner.errors import SpecError
+from runner.output.prometheus import cumulative_buckets
+from runner.runtime.aggdump import AggReader, Aggregations
+from runner.runtime.aggregates import AggSlotC, Histogram, Log2Layout
+from runner.runtime.metrics import SpecMetrics, metric_specs
+
+from .util import spec_from_text
+
+BASE = """\
+name: t
+maps:
+  started: {type: hash, key: u32, value: u64}
+aggregations:
+AGGS
+probes:
+  p:
+    attach: {raw_tracepoint: sys_enter}
+    do:
+DO
+"""
+
+
+def spec(aggs: str, do: str):
+    return spec_from_text(BASE.replace("AGGS", aggs).replace("DO", do))
+
+
+def first_error(aggs: str, do: str) -> str:
+    with pytest.raises(SpecError) as info:
+        spec(aggs, do)
+    d = info.value.diagnostics[0]
+    return f"{d.location.line}:{d.location.col}: {d.message}"
+
+
+COUNT = "  calls: {kind: count, key: {syscall: s64}, decode: {syscall: syscall}}"
+HIST = "  lat: {kind: hist, unit: us, metric: {name: read_latency_seconds, help: h}}"
+
+
+def test_an_aggregation_is_a_per_cpu_map_with_a_key_struct():
+    s = spec(COUNT, "      - aggregate: {map: calls, key: {syscall: syscall_nr}}")
+    (agg,) = s.aggregations
+    assert (agg.kind, agg.map.kind, str(agg.map.key), str(agg.map.value)) == \
+        ("count", "percpu_hash", "er_agg_calls", "er_agg_slot")
+    assert [(k.name, str(k.type), k.decode) for k in agg.keys] == [("syscall", "s64", "syscall")]
+    slot = next(st for st in s.structs if st.name == "er_agg_slot")
+    assert [(m.name, m.offset) for m in slot.members] == \
+        [("count", 0), ("sum", 8), ("min", 16), ("max", 24)]
+    assert slot.layout.size == ctypes.sizeof(AggSlotC)
+
+
+def test_a_histogram_key_ends_with_its_bucket():
+    s = spec("  h: {kind: hist, key: {cpu: u32}}",
+             "      - aggregate: {map: h, key: {cpu: cpu}, value: arg2}")
+    key = next(st for st in s.structs if st.name == "er_agg_h")
+    assert [(m.name, m.offset) for m in key.layout.fields] == [("cpu", 0), ("bucket", 8)]
+    assert str(s.aggregations[0].map.value) == "u64"
+
+
+def test_elapsed_converts_ns_to_the_unit():
+    s = spec(HIST, "      - aggregate: {map: lat, elapsed: {map: started, key: tid}}")
+    action = s.probes[0].candidates[0].function.actions[0]
+    assert (action.divide, action.elapsed.map.name) == (1000, "started")
+
+
+@pytest.mark.parametrize("aggs,do,expected", [
+    (COUNT, "      - aggregate: {map: call, key: {syscall: syscall_nr}}",
+     "10:26: unknown aggregation 'call'"),
+    (COUNT, "      - aggregate: {map: calls}",
+     "10:20: aggregation 'calls' is keyed by syscall: give syscall"),
+    (COUNT, "      - aggregate: {map: calls, key: {syscall: syscall_nr, cpu: cpu}}",
+     "10:60: 'cpu' is not a key field of 'calls' (keyed by syscall)"),
+    (COUNT, "      - aggregate: {map: calls, key: {syscall: syscall_nr}, value: 1}",
+     "10:61: a count records occurrences: it takes no value"),
+    ("  s: {kind: sum}", "      - aggregate: {map: s}",
+     "10:20: a sum needs exactly one of 'value' or 'elapsed'"),
+    ("  s: {kind: sum, unit: bytes}",
+     "      - aggregate: {map: s, elapsed: {map: started, key: tid}}",
+     "10:38: elapsed is a time; aggregation 's' is in bytes"),
+    (HIST, "      - aggregate: {map: lat, elapsed: {map: lat, key: tid}}",
+     "10:46: 'lat' is an aggregation, not a hash map of u64 timestamps"),
+    ("  c: {kind: count, key: {n: s64}, decode: {n: errnos}}",
+     "      - aggregate: {map: c, key: {n: 1}}",
+     "5:47: unknown decoder 'errnos'; known: errno, inet, ipv4, ipv6, ksym, open_flags, port_be, "
+     "signal, syscall, syscall_ret, tcp_state, uid"),
+    ("  c: {kind: count, decode: {n: errno}}", "      - aggregate: {map: c}",
+     "5:29: 'n' is not a key field"),
+    ("  l: {kind: lhist, lhist: {min: 0, max: 10, step: 3}}",
+     "      - aggregate: {map: l, value: 1}",
+     "5:27: needs min < max, step > 0 and max - min a multiple of step; got min=0 max=10 step=3"),
+    ("  m: {kind: min, clear: true}", "      - aggregate: {map: m, value: 1}",
+     "5:18: a min over an interval cannot be worked out from running totals"),
+    ("  c: {kind: count, metric: {name: calls}}", "      - aggregate: {map: c}",
+     "5:35: counter 'calls' must end in '_total'"),
+    ("  h: {kind: hist, unit: us, metric: {name: lat_us}}",
+     "      - aggregate: {map: h, value: 1}",
+     "5:44: metric name 'lat_us': 'us' is not a base unit; record seconds or bytes (a "
+     "histogram's scale converts) and name the metric after them"),
+    ("  c: {kind: hist}", "      - count: {map: c, key: 1}",
+     "10:22: unknown map 'c'"),
+    ("  c: {kind: count, at_exit: false}", "      - aggregate: {map: c}",
+     "5:3: aggregation 'c' is never shown: give 'every' or 'metric', or leave 'at_exit' on"),
+    ("  started: {kind: count}", "      - aggregate: {map: started}",
+     "5:3: 'started' is already a map's name"),
+])
+def test_errors_are_located(aggs, do, expected):
+    assert first_error(aggs, do) == expected
+
+
+def test_the_schema_refuses_an_unknown_kind():
+    with pytest.raises(SpecError) as info:
+        spec("  c: {kind: histogram}", "      - aggregate: {map: c}")
+    assert str(info.value).splitlines()[0] == (
+        "test.yaml:5:13: error: 'histogram' is not one of 'count', 'sum', 'min', 'max', "
+        "'avg', 'stats', 'hist', 'lhist' (in aggregations.c.kind)")
+
+
+# ---- reading what the kernel holds -------------------------------------------------
+
+
+def fake_types(s) -> types.ModuleType:
+    """The generated ctypes module of spec s, imported from its rendered text."""
+    from runner.codegen import render
+
+    module = types.ModuleType("fake_types")
+    exec(render.render_python(s), module.__dict__)
+    return module
+
+
+def slot_bytes(count: int, total: int, lo: int, hi: int) -> bytes:
+    return bytes(AggSlotC(count, total, lo, hi))
+
+
+def syscall_key(nr: int) -> bytes:
+    return nr.to_bytes(8, sys.byteorder, signed=True)
+
+
+class FakeKernel:
+    def __init__(self, items):
+        self.items = items
+
+    def map_items(self, m, should_stop=None):
+        return iter(self.items[m.name])
+
+
+class Sink:
+    def __init__(self):
+        self.dumps = []
+
+    def aggregation(self, name, text, records):
+        self.dumps.append((name, text, records))
+
+
+def test_dumps_combine_cpus_decode_keys_clear_and_keep_the_top():
+    s = spec(COUNT.replace("}}", "}, clear: true, top: 2}"),
+             "      - aggregate: {map: calls, key: {syscall: syscall_nr}}")
+    k = FakeKernel({"calls": [
+        (syscall_key(110), [slot_bytes(3, 0, 0, 0), slot_bytes(4, 0, 0, 0)]),
+        (syscall_key(0), [slot_bytes(1, 0, 0, 0), slot_bytes(0, 0, 0, 0)]),
+        (syscall_key(39), [slot_bytes(2, 0, 0, 0), slot_bytes(0, 0, 0, 0)]),
+    ]})
+    aggs, sink = Aggregations(s, fake_types(s)), Sink()
+    aggs.dump(k, sink, "calls")
+    k.items["calls"][0] = (syscall_key(110), [slot_bytes(10, 0, 0, 0), slot_bytes(4, 0, 0, 0)])
+    aggs.dump(k, sink, "calls")
+    (_, text1, records1), (_, text2, records2) = sink.dumps
+    assert text1 == "@calls:\nSYSCALL  COUNT\ngetpid       2\ngetppid      7"
+    assert records1[1] == {"type": "map", "map": "calls", "unit": None, "kind": "count",
+                           "key": {"syscall": 110, "syscall_name": "getppid"}, "value": 7}
+    assert text2 == "@calls:\nSYSCALL  COUNT\ngetppid      7"  # 7 more since the last dump
+    assert [r["value"] for r in records2] == [7]
+
+
+def test_histogram_rows_become_one_record_and_a_metric_in_seconds():
+    zero8 = bytes(8)
+    s = spec(HIST, "      - aggregate: {map: lat, elapsed: {map: started, key: tid}}")
+    one = (1).to_bytes(8, sys.byteorder)
+    total = (150 + 200).to_bytes(8, sys.byteorder)
+    k = FakeKernel({"lat": [((9).to_bytes(8, sys.byteorder), [one, one]),  # [128, 256) us
+                            (((1 << 64) - 1).to_bytes(8, sys.byteorder), [total, zero8])]})
+    sink = Sink()
+    Aggregations(s, fake_types(s)).dump(k, sink, "lat")
+    assert sink.dumps[0][2] == [{"type": "hist", "map": "lat", "key": {}, "unit": "us",
+                                 "count": 2, "sum": 350,
+                                 "buckets": [{"lower": 128, "upper": 256, "count": 2}]}]
+    ((metric, name),) = metric_specs(s)
+    assert (metric.name, metric.kind, metric.scale, name) == \
+        ("read_latency_seconds", "histogram", 1e-6, "lat")
+    (snap,) = SpecMetrics(s, fake_types(s), k.map_items).read()
+    hist = snap.samples[0].histogram
+    assert isinstance(hist, Histogram) and hist.layout == Log2Layout()
+    buckets = dict(cumulative_buckets(metric, hist))
+    assert (buckets["0.000127"], buckets["0.000255"], buckets["+Inf"]) == (0.0, 2.0, 2.0)
+    # le bounds stop at 100 s: 2**27 us is the last bucket's upper bound under it
+    assert list(buckets)[-2:] == ["67.108863", "+Inf"]
+    assert hist.sum == 350
+
+
+def test_metric_labels_are_the_decoded_key():
+    s = spec(COUNT.replace("}}", "}, metric: {help: h}}"),
+             "      - aggregate: {map: calls, key: {syscall: syscall_nr}}")
+    k = FakeKernel({"calls": [(syscall_key(110), [slot_bytes(5, 0, 0, 0)])]})
+    ((metric, _),) = metric_specs(s)
+    assert (metric.name, metric.kind, metric.labels) == ("calls_total", "counter", ("syscall",))
+    (snap,) = SpecMetrics(s, fake_types(s), k.map_items).read()
+    assert [(x.labels, x.value) for x in snap.samples] == [(("getppid",), 5)]
+
+
+def test_reader_of_a_keyless_stats():
+    s = spec("  st: {kind: stats, unit: bytes}", "      - aggregate: {map: st, value: arg2}")
+    reader = AggReader(fake_types(s), s.aggregations[0], __import__(
+        "runner.kinds.decoders", fromlist=["Decoders"]).Decoders.for_arch("x86_64"))
+    zero = (0).to_bytes(4, sys.byteorder)
+    got = reader.read([(zero, [slot_bytes(2, 10, 3, 7), slot_bytes(1, -1, -1, -1),
+                               slot_bytes(0, 0, 0, 0)])])
+    stats = got[()]
+    assert (stats.count, stats.sum, stats.min, stats.max, stats.avg) == (3, 9, -1, 7, 3)
+
+
+def test_a_bad_metrics_address_is_a_usage_error_before_anything_runs(capsys):
+    from runner.cli import main as cli
+
+    assert cli.main(["run", "specs/tools/syscount.yaml", "--metrics", "9435"]) == 2
+    assert capsys.readouterr().err == (
+        "ebpf-run: error: --metrics '9435': expected HOST:PORT, e.g. 127.0.0.1:9435\n")
+
+
+def test_the_label_set_limit_drops_and_counts_the_rest():
+    from runner.output.prometheus import SpecCollector
+
+    s = spec(COUNT.replace("}}", "}, metric: {help: h, max_label_sets: 1}}"),
+             "      - aggregate: {map: calls, key: {syscall: syscall_nr}}")
+    k = FakeKernel({"calls": [(syscall_key(110), [slot_bytes(5, 0, 0, 0)]),
+                              (syscall_key(39), [slot_bytes(2, 0, 0, 0)])]})
+    metrics = SpecMetrics(s, fake_types(s), k.map_items)
+    collector = SpecCollector("t", [m for m, _ in metrics.exported], metrics.read,
+                              s.aggregations[0].metric.max_label_sets)
+    (family,) = collector.collect()
+    assert [(x.labels, x.value) for x in family.samples] == [({"syscall": "getppid"}, 5.0)]
+    assert collector.dropped == {"calls_total": 1}
