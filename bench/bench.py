@@ -8,10 +8,12 @@ traced), waits until the tool is idle again and stops it with SIGINT; the tool's
 summary gives received and lost, /proc gives its CPU time. The variants alternate (A B, then
 B A) at every step, and every figure is a median over repetitions.
 
-Phases: a check that both sides print the same text for the same calls; a ladder of offered
-rates (the zero-loss rate, and consumer CPU per event at the reference rate); the generator
-at full speed with each tool attached (overhead on the traced workload). Start-up is the
-time from spawning a tool to its ready line, over all of its runs.
+Phases: a check that every side prints the same text for the same calls; cold start-ups
+(ebpf-run into an empty cache); a ladder of offered rates (the zero-loss rate, and
+consumer CPU per event at the reference rate); the generator at full speed with each
+ring-buffer tool attached (overhead on the traced workload). Start-up is the time from
+spawning a tool to its ready line, over all of its runs. The perf-buffer pair and bpftrace
+(peers.py) run in the ladder only, from lower rates, and are compared at PEER_RATE.
 """
 
 from __future__ import annotations
@@ -21,21 +23,25 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
+
+import peers
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 BUILD = BENCH / "build"
 OUT = BENCH / "out"
 LOADGEN = BUILD / "loadgen"
+COLD_CACHE = BUILD / "cold-cache"  # ebpf-run-cold's XDG_CACHE_HOME
 GEN_UID = 4242  # the generator's uid; both tools filter on it in the kernel
 # With two CPUs or more the tool runs on one and the generator on another, for every variant:
 # left to the scheduler, the two sometimes share a CPU, which halves the generator's rate.
@@ -44,16 +50,25 @@ READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
 SETTLE_MAX = 5.0
 
-FULL = {"reps": 3, "seconds": 3.0, "workload_seconds": 3.0, "misses": 2,
-        "rates": [50e3, 100e3, 150e3, 200e3, 300e3, 400e3, 500e3, 600e3, 800e3, 1e6,
+FULL = {"reps": 3, "seconds": 3.0, "workload_seconds": 3.0, "misses": 2, "ring_from": 50e3,
+        "rates": [10e3, 25e3, 50e3, 100e3, 150e3, 200e3, 300e3, 400e3, 500e3, 600e3, 800e3, 1e6,
                   1.2e6, 1.6e6, 2e6, 2.5e6, 3e6]}
 QUICK = {"reps": 2, "seconds": 1.0, "workload_seconds": 1.0, "misses": 1,
-         "rates": [100e3, 250e3, 500e3, 1e6]}
+         "rates": [25e3, 50e3, 100e3, 250e3, 500e3, 1e6], "ring_from": 100e3}
 CPU_RATE = 100e3  # consumer CPU per event is compared here: both sides keep up
+# The same for the perf-buffer pair and bpftrace: with a wakeup per event, BCC's consumer
+# and bpftrace hold the generator below 50k calls/s here.
+PEER_RATE = 25e3
+PEERS = ("bcc-perf", "ebpf-run-perf", "bpftrace")
 
 
-def cpu_rate(cfg: dict) -> float:
-    return CPU_RATE if CPU_RATE in cfg["rates"] else min(cfg["rates"])
+def cpu_rate(cfg: dict, peer: bool = False) -> float:
+    want = PEER_RATE if peer else CPU_RATE
+    return want if want in cfg["rates"] else min(cfg["rates"])
+
+
+def reference_rates(cfg: dict) -> set:
+    return {cpu_rate(cfg), cpu_rate(cfg, True)}
 
 
 # -- the tools -----------------------------------------------------------------------------
@@ -66,6 +81,12 @@ class Variant:
     ready: str  # a line on stderr containing this means attached
     parse: Callable[[str], Optional[Tuple[int, int]]]  # stderr -> (received, lost)
     cwd: Path = ROOT
+    env: Tuple[Tuple[str, str], ...] = ()
+    # bpftrace: the ready line is on stdout, which the bench reads and counts (peers.py)
+    stdout_ready: Optional[bytes] = None
+    # The perf-buffer pair and bpftrace: a wakeup per event can hold the traced program
+    # below 100k calls/s, so their ladder starts lower and they are compared at PEER_RATE.
+    peer: bool = False
 
 
 def parse_bcc(err: str) -> Optional[Tuple[int, int]]:
@@ -93,19 +114,33 @@ def bcc_variant() -> Variant:
                    parse_bcc)
 
 
-def ebpf_run_variant(name: str, tree: Optional[Path]) -> Variant:
-    spec = str(BENCH / "getppid.yaml")
+def ebpf_run_variant(name: str, tree: Optional[Path], spec_file: str = "getppid.yaml",
+                     env: Tuple[Tuple[str, str], ...] = ()) -> Variant:
+    spec = str(BENCH / spec_file)
     if tree is None:  # the installed command, as a user runs it
         return Variant(name, (str(ROOT / ".venv" / "bin" / "ebpf-run"), spec),
-                       "ebpf-run: ready", parse_ebpf_run)
+                       "ebpf-run: ready", parse_ebpf_run, env=env)
     # Another source tree (a prototype copy), run from inside it: `python -m runner` then
     # imports that tree's runner package, not the installed one.
     return Variant(name, (sys.executable, "-m", "runner", spec), "ebpf-run: ready",
-                   parse_ebpf_run, tree)
+                   parse_ebpf_run, tree, env)
 
 
-def child_env() -> Dict[str, str]:
+def peer_variants(tree: Optional[Path]) -> List[Variant]:
+    """The perf-buffer pair and bpftrace: ladder rows, no full-speed rows."""
+    python = SYSTEM_PYTHON if os.path.exists(SYSTEM_PYTHON) else sys.executable
+    out = [Variant("bcc-perf", (python, str(BENCH / "bcc_getppid_perf.py")),
+                   "bcc-getppid: ready", parse_bcc, peer=True),
+           replace(ebpf_run_variant("ebpf-run-perf", tree, "getppid_perf.yaml"), peer=True)]
+    if peers.has_bpftrace():
+        out.append(Variant("bpftrace", peers.bpftrace_argv(), "", peers.parse_bpftrace,
+                           stdout_ready=b"ready\n", peer=True))
+    return out
+
+
+def child_env(extra: Tuple[Tuple[str, str], ...] = ()) -> Dict[str, str]:
     env = dict(os.environ)
+    env.update(extra)
     # Unbuffered stdout would cost one or two write() per printed line on the BCC side.
     env.pop("PYTHONUNBUFFERED", None)
     # Cached bytecode on both sides, as in an installed program, kept under bench/build.
@@ -176,19 +211,31 @@ class Tool:
         self.lines: List[str] = []
         self.ready_at: Optional[float] = None
         self.started = time.monotonic()
+        counted = variant.stdout_ready is not None
         self.proc = subprocess.Popen(
-            variant.argv, cwd=variant.cwd, stdin=subprocess.DEVNULL, stdout=stdout,
-            stderr=subprocess.PIPE, env=child_env())
+            variant.argv, cwd=variant.cwd, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if counted else stdout,
+            stderr=subprocess.PIPE, env=child_env(variant.env))
         Tool.live[self.proc.pid] = self.proc
         pin(self.proc.pid, "tool")
+        self.counter: Optional[peers.StdoutCounter] = None
+        if counted:
+            assert self.proc.stdout is not None and variant.stdout_ready is not None
+            self.counter = peers.StdoutCounter(
+                self.proc.stdout, variant.stdout_ready, self._ready,
+                None if isinstance(stdout, int) else stdout)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
+
+    def _ready(self) -> None:
+        if self.ready_at is None:
+            self.ready_at = time.monotonic()
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
         for raw in iter(self.proc.stderr.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\n")
-            if self.ready_at is None and self.variant.ready in line:
+            if self.ready_at is None and self.variant.ready and self.variant.ready in line:
                 self.ready_at = time.monotonic()
             self.lines.append(line)
 
@@ -226,6 +273,8 @@ class Tool:
             self.lines.append("bench: killed after SIGINT was not enough")
         Tool.live.pop(self.proc.pid, None)
         self.reader.join(5)
+        if self.counter is not None:
+            self.lines.append(self.counter.summary(5))
         return "\n".join(self.lines)
 
 
@@ -304,6 +353,8 @@ def check_same_text(variants: Sequence[Variant]) -> str:
             finally:
                 err = tool.stop()
         lines = out.read_text().splitlines()
+        if v.stdout_ready is not None:  # bpftrace ends with blank lines
+            lines = [ln for ln in lines if ln]
         pattern = re.compile(rf"^{pid} {pid} {GEN_UID} \d+ \d+ 110 loadgen$")
         bad = [ln for ln in lines if not pattern.match(ln)]
         if len(lines) != calls or bad or v.parse(err) != (calls, 0):
@@ -323,8 +374,10 @@ def ladder(variants: Sequence[Variant], cfg: dict, log: Callable[[Result], None]
         misses = {v.name: 0 for v in variants}
         for i, rate in enumerate(cfg["rates"]):
             # At the reference rate also the generator alone: its cost per call without probe.
-            step: List[Optional[Variant]] = [*variants, None] if rate == cpu_rate(cfg) \
-                else list(variants)
+            step: List[Optional[Variant]] = [
+                v for v in variants if v.peer or rate >= cfg.get("ring_from", 0)]
+            if rate in reference_rates(cfg):
+                step.append(None)
             for v in order(step, (rep + i) % 2 == 1):
                 if v is None:
                     r = measure(None, "ladder", rep, rate, cfg["seconds"])
@@ -349,6 +402,28 @@ def workload(variants: Sequence[Variant], cfg: dict,
     for rep in range(cfg["reps"]):
         for v in order(everyone, rep % 2 == 1):
             r = measure(v, "workload", rep, 0, cfg["workload_seconds"])
+            results.append(r)
+            log(r)
+    return results
+
+
+def startup(variants: Sequence[Variant], cfg: dict,
+            log: Callable[[Result], None]) -> List[Result]:
+    """Start each tool, wait for ready, stop it: nothing else (cold and warm start-up)."""
+    results: List[Result] = []
+    for rep in range(cfg["reps"]):
+        for v in order(variants, rep % 2 == 1):
+            r = Result(v.name, "startup", rep, 0)
+            if v.name == "ebpf-run-cold":
+                shutil.rmtree(COLD_CACHE, ignore_errors=True)
+                COLD_CACHE.mkdir(mode=0o700, parents=True)
+            tool = Tool(v)
+            try:
+                r.startup_s = tool.wait_ready()
+            except RuntimeError as e:
+                r.error = str(e).splitlines()[0]
+            finally:
+                tool.stop()
             results.append(r)
             log(r)
     return results
@@ -379,10 +454,12 @@ class Summary:
     delivered: Dict[str, Optional[float]] = field(default_factory=dict)  # at full speed, /s
     per_cpu_s: Dict[str, Optional[float]] = field(default_factory=dict)  # calls per CPU-second
     gen_ns: Dict[str, Optional[float]] = field(default_factory=dict)  # at the reference rate
+    alone_ns: Dict[str, Optional[float]] = field(default_factory=dict)  # none, at n's rate
+    lowest: float = 0.0  # the ladder's lowest rate
 
 
 def summarize(results: Sequence[Result], names: Sequence[str], cfg: dict) -> Summary:
-    s = Summary()
+    s = Summary(lowest=min(cfg["rates"]))
     top = max(cfg["rates"])
     for n in names:
         reps = [zero_loss_rate(results, n, rep) for rep in range(cfg["reps"])]
@@ -390,7 +467,7 @@ def summarize(results: Sequence[Result], names: Sequence[str], cfg: dict) -> Sum
         s.zero_loss[n] = median(reps)
         s.capped[n] = s.zero_loss[n] == top
         s.cpu_us[n] = median([r.cpu_per_event_us for r in results if r.variant == n
-                              and r.phase == "ladder" and r.rate == cpu_rate(cfg)
+                              and r.phase == "ladder" and r.rate == cpu_rate(cfg, n in PEERS)
                               and not r.error])
         s.startup_s[n] = median([r.startup_s for r in results if r.variant == n
                                  and not r.error])
@@ -400,8 +477,11 @@ def summarize(results: Sequence[Result], names: Sequence[str], cfg: dict) -> Sum
         s.delivered[n] = median([r.received * r.achieved / r.calls for r in full if r.calls])
         s.per_cpu_s[n] = median([1e9 / ns for r in full if (ns := r.gen_ns_per_call)])
         s.gen_ns[n] = median([r.gen_ns_per_call for r in results if r.variant == n
-                              and r.phase == "ladder" and r.rate == cpu_rate(cfg)
+                              and r.phase == "ladder" and r.rate == cpu_rate(cfg, n in PEERS)
                               and not r.error])
+        s.alone_ns[n] = median([r.gen_ns_per_call for r in results if r.variant == "none"
+                                and r.phase == "ladder"
+                                and r.rate == cpu_rate(cfg, n in PEERS)])
     return s
 
 
@@ -458,31 +538,36 @@ def _int(x: Optional[float]) -> str:
     return "-" if x is None else f"{x:,.0f}"
 
 
-def report(results: Sequence[Result], names: Sequence[str], cfg: dict) -> str:
+def report(results: Sequence[Result], names: Sequence[str], cfg: dict,
+           aggregations: Optional[Dict[str, Optional[float]]] = None) -> str:
     s = summarize(results, names, cfg)
     lines = [table(results, names), ""]
-    for n in names:
+    laddered = [n for n in names if any(r.variant == n and r.phase == "ladder"
+                                        for r in results)]
+    full_speed = [n for n in names if any(r.variant == n and r.phase == "workload"
+                                          for r in results)]
+    for n in laddered:
         cap = " (the ladder's top: a lower bound)" if s.capped[n] else ""
         per = ", ".join(fmt_rate(x) for x in s.zero_loss_reps[n])
         lines.append(f"zero-loss rate  {n:<14} {fmt_rate(s.zero_loss[n])}/s{cap} "
                      f"(per repetition: {per})")
-    for n in names:
+    for n in laddered:
         cpu = s.cpu_us[n]
+        at = fmt_rate(cpu_rate(cfg, n in PEERS))
         lines.append(f"CPU per event   {n:<14} "
-                     + (f"{cpu:.2f} us at {fmt_rate(cpu_rate(cfg))}/s" if cpu is not None else "-"))
+                     + (f"{cpu:.2f} us at {at}/s" if cpu is not None else "-"))
     for n in names:
         st = s.startup_s[n]
         lines.append(f"start-up        {n:<14} "
                      + (f"{st * 1000:.0f} ms to ready" if st is not None else "-"))
-    for n in ["none", *names]:
+    for n in ["none", *full_speed]:
         lines.append(f"workload        {n:<14} {fmt_rate(s.workload[n])} calls/s at full speed "
                      f"({fmt_rate(s.per_cpu_s[n])} per second of its own CPU)"
                      + (", no tool attached" if n == "none" else
                         f", {fmt_rate(s.delivered[n])} events/s of them received"))
-    rate = fmt_rate(cpu_rate(cfg))
-    alone = s.gen_ns["none"]
-    for n in names:
-        with_probe = s.gen_ns[n]
+    for n in laddered:
+        with_probe, alone = s.gen_ns[n], s.alone_ns[n]
+        rate = fmt_rate(cpu_rate(cfg, n in PEERS))
         lines.append(f"probe cost      {n:<14} " + (
             f"{with_probe - alone:+.0f} ns of generator CPU per call at {rate}/s "
             f"({with_probe:.0f} ns, {alone:.0f} ns without a probe)"
@@ -490,17 +575,73 @@ def report(results: Sequence[Result], names: Sequence[str], cfg: dict) -> str:
     lines.append("")
     base = "bcc"
     # Extra variants first: the last line is always the primary ebpf-run's.
-    for n in sorted((n for n in names if n != base), key=lambda n: n == "ebpf-run"):
+    for n in sorted((n for n in full_speed if n != base), key=lambda n: n == "ebpf-run"):
         zl = ratio(s.zero_loss[n], s.zero_loss[base])
         if s.capped[n] and zl != "n/a":
             zl = ">=" + zl
         label = "" if n == "ebpf-run" else f" ({n})"
         lines.append(f"targets{label}: {targets_met(s, n, base)}")
+        if n == "ebpf-run":
+            lines += peer_lines(s, names, aggregations or {})
         lines.append(f"ratios vs BCC{label}: zero-loss-rate={zl} "
                      f"cpu-per-event={ratio(s.cpu_us[n], s.cpu_us[base])} "
                      f"startup={ratio(s.startup_s[n], s.startup_s[base])} "
                      f"workload={ratio(s.workload[n], s.workload[base])}")
     return "\n".join(lines)
+
+
+def probe_cost(s: Summary, n: str) -> Optional[float]:
+    with_probe, alone = s.gen_ns.get(n), s.alone_ns.get(n)
+    return with_probe - alone if with_probe is not None and alone is not None else None
+
+
+def zl_ratio(s: Summary, n: str, base: str) -> str:
+    if n not in s.zero_loss or base not in s.zero_loss:
+        return "n/a"
+    ours = s.zero_loss[n]
+    if s.zero_loss[base] == 0 and ours:
+        # The other side lost events even at the lowest step: a lower bound.
+        return f">{ours / s.lowest:.2f}"
+    zl = ratio(ours, s.zero_loss[base])
+    return ">=" + zl if s.capped[n] and zl != "n/a" else zl
+
+
+def peer_lines(s: Summary, names: Sequence[str],
+               aggregations: Dict[str, Optional[float]]) -> List[str]:
+    """The perf-buffer pair, start-up and bpftrace lines (the last line stays the ring's)."""
+    def get(d: Dict[str, Optional[float]], n: str) -> Optional[float]:
+        return d.get(n) if n in names else None
+
+    def agg(key: str) -> str:
+        x = aggregations.get(key)
+        return f"{x:.2f}" if x is not None else "n/a"
+
+    warm, bcc = get(s.startup_s, "ebpf-run"), get(s.startup_s, "bcc")
+    cold, bt = get(s.startup_s, "ebpf-run-cold"), get(s.startup_s, "bpftrace")
+    perf = {"zl": zl_ratio(s, "ebpf-run-perf", "bcc-perf"),
+            "cpu": ratio(get(s.cpu_us, "ebpf-run-perf"), get(s.cpu_us, "bcc-perf")),
+            "probe": ratio(probe_cost(s, "ebpf-run-perf"), probe_cost(s, "bcc-perf"))}
+    vs_bt = {"startup": ratio(warm, bt), "zl": zl_ratio(s, "ebpf-run", "bpftrace")}
+
+    def met(x: str, ok: Callable[[float], bool]) -> str:
+        return "n/a" if x == "n/a" else ("met" if ok(float(x.lstrip(">="))) else "NOT met")
+
+    return [
+        f"start-up cold vs BCC: {ratio(cold, bcc)} (a first run: empty cache directory)",
+        "targets (perf buffer, start-up, bpftrace): "
+        f"perf zero-loss-rate>=4 {met(perf['zl'], lambda x: x >= 4)}; "
+        f"perf cpu-per-event<=0.3 {met(perf['cpu'], lambda x: x <= 0.3)}; "
+        f"perf probe-cost<=0.5 {met(perf['probe'], lambda x: x <= 0.5)}; "
+        f"startup warm<=0.5 {met(ratio(warm, bcc), lambda x: x <= 0.5)}; "
+        f"startup cold<=1.0 {met(ratio(cold, bcc), lambda x: x <= 1.0)}; "
+        f"vs bpftrace zero-loss-rate>=4 {met(vs_bt['zl'], lambda x: x >= 4)}; "
+        f"vs bpftrace startup<=2 {met(vs_bt['startup'], lambda x: x <= 2)}",
+        f"ratios vs BCC (perf buffer): zero-loss-rate={perf['zl']} "
+        f"cpu-per-event={perf['cpu']} probe-cost={perf['probe']}",
+        f"ratios vs bpftrace: startup={vs_bt['startup']} zero-loss-rate={vs_bt['zl']} "
+        f"probe-cost-count={agg('probe-cost-count')} probe-cost-hist={agg('probe-cost-hist')}",
+        f"startup warm vs BCC: {ratio(warm, bcc)}",
+    ]
 
 
 def targets_met(s: Summary, n: str, base: str) -> str:
@@ -533,7 +674,7 @@ def bench_programs() -> Dict[int, str]:
     except (OSError, subprocess.SubprocessError):
         return {}
     return {p["id"]: p.get("name", "") for p in json.loads(out or b"[]")
-            if p.get("name", "").startswith(("er_getppid", "tracepoint__sys"))}
+            if p.get("name", "").startswith(("er_getppid", "tracepoint__sys", "sys_enter_getp"))}
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -583,7 +724,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.report:
         saved = json.loads(args.report.read_text())
         print(report([Result(**r) for r in saved["results"]], saved["variants"],
-                     saved["config"]))
+                     saved["config"], saved.get("aggregations")))
         return 0
     cfg = config(args)
     if args.no_pin:
@@ -595,7 +736,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for spec in args.also:
         name, _, d = spec.partition("=")
         variants.append(ebpf_run_variant(name, Path(d).resolve()))
-    names = [v.name for v in variants]
+    others = peer_variants(args.tree)
+    # A first run: an empty cache directory (emptied before every start), so it renders,
+    # compiles and stores, as a new or changed spec does.
+    cold = ebpf_run_variant("ebpf-run-cold", args.tree,
+                            env=(("XDG_CACHE_HOME", str(COLD_CACHE)),))
+    # The others' start-up comes from their ladder runs (the render cache warm).
+    starters = [cold]
+    names = [v.name for v in [*variants, *others, cold]]
+    aggregations: Dict[str, Optional[float]] = {}
     started = time.monotonic()
 
     def say(text: str) -> None:
@@ -622,9 +771,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                else "unpinned"))
     results: List[Result] = []
     try:
-        say("check: the same text from both sides:" + check_same_text(variants))
-        results += ladder(variants, cfg, log)
+        say("check: the same text from every side:" + check_same_text([*variants, *others]))
+        results += startup(starters, cfg, log)
+        results += ladder([*variants, *others], cfg, log)
         results += workload(variants, cfg, log)
+        # Short in --quick: only the two ratios of that file are used here.
+        aggregations = peers.aggregation_ratios(0.5 if args.quick else 2.0, cfg["reps"], say)
     except KeyboardInterrupt:
         say("interrupted: stopping the tools")
         return 130
@@ -633,7 +785,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         OUT.mkdir(exist_ok=True)
         dest = args.json or OUT / "last.json"
         dest.write_text(json.dumps({"config": cfg, "variants": names,
-                                    "results": [asdict(r) for r in results]}, indent=1))
+                                    "results": [asdict(r) for r in results],
+                                    "aggregations": aggregations}, indent=1))
         left = {i: n for i, n in bench_programs().items() if i not in before}
         say("left attached: " + (", ".join(f"{i} {n}" for i, n in left.items()) or "nothing")
             + f"; every measurement in {dest}")
@@ -642,7 +795,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{cfg['seconds']:g} s, workload {cfg['workload_seconds']:g} s at full speed; "
           f"CPU/event compared at {fmt_rate(cpu_rate(cfg))}/s; "
           + ("tool and generator pinned to CPUs 0 and 1" if PIN else "unpinned"))
-    print(report(results, names, cfg))
+    print(report(results, names, cfg, aggregations))
     return 0
 
 

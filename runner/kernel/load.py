@@ -1,5 +1,6 @@
-"""Compiling the rendered C with BCC, and saying which spec element a compile error
-comes from: every generated statement carries a comment naming its origin."""
+"""Compiling the rendered C with BCC (or taking the compiled program from the cache:
+object_cache.py), and saying which spec element a compile error comes from: every
+generated statement carries a comment naming its origin."""
 
 from __future__ import annotations
 
@@ -7,14 +8,45 @@ import re
 from typing import Any, Optional
 
 from runner.errors import EnvironmentProblem, KernelError
+from runner.kernel import object_cache
 from runner.kernel.bcc import CapturedStderr, quiet_bpf_class
+from runner.kernel.cached_bpf import cached_bpf
 from runner.kernel.environment import HEADERS_FIX
 
 ORIGIN_RE = re.compile(r"/\* (\S.*?\(line \d+\)[^*]*?)\s*(?::|\*/)")
 
 
+# How many times this process ran clang: the tests' proof that a cache hit compiles nothing.
+_compiles = 0
+
+
+def compile_count() -> int:
+    return _compiles
+
+
 def compile_program(bcc: Any, c_source: str) -> Any:
-    """The loaded BPF object (maps created, nothing attached), or a project error."""
+    """The loaded BPF object (maps created, nothing attached), or a project error: from
+    the compiled-program cache when it holds this program, else compiled (and stored)."""
+    k = object_cache.key(bcc, c_source) if object_cache.enabled() else None
+    if k is not None:
+        obj = object_cache.load(k)
+        if obj is not None:
+            with CapturedStderr():  # libbpf's complaints: a failed hit only costs a compile
+                try:
+                    return cached_bpf(bcc, obj)
+                except KernelError:
+                    pass
+    bpf = _compile(bcc, c_source)
+    if k is not None:
+        obj = object_cache.capture(bcc, bpf)
+        if obj is not None:
+            object_cache.store(k, obj)
+    return bpf
+
+
+def _compile(bcc: Any, c_source: str) -> Any:
+    global _compiles
+    _compiles += 1
     with CapturedStderr() as err:
         try:
             bpf = quiet_bpf_class(bcc)(text=c_source.encode())

@@ -105,8 +105,10 @@ _INT_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
 _SAFE_SPEC = set(string.ascii_letters + string.digits + " <>=^+-#,_.%")
 
 
-def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str) -> Optional[BatchFormatter]:
-    """A function from a run of ring records (8-byte headers included) to their text lines.
+def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str,
+                    header: int = 8) -> Optional[BatchFormatter]:
+    """A function from a run of records (each behind `header` bytes: 8 for a ring record,
+    12 for a perf sample, and padded to 8) to their text lines.
 
     Generated once per channel: struct.iter_unpack reads every record and one f-string per
     record formats it, in a list comprehension; no ctypes object, dict or format_map per
@@ -115,7 +117,7 @@ def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str) -> Optio
     field names); the caller then decodes record by record.
     """
     cls = getattr(module, struct.name)
-    codes, names, pos = ["=8x"], {}, 0
+    codes, names, pos = [f"={header}x"], {}, 0
     texts = set()
     for i, (name, ctype) in enumerate(cls._fields_):
         field, var = getattr(cls, name), f"_{i}"
@@ -133,8 +135,8 @@ def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str) -> Optio
             codes.append(f"{field.size}x")
         pos = field.offset + field.size
     size = ctypes.sizeof(cls)
-    stride = (size + 8 + 7) & ~7
-    codes.append(f"{stride - 8 - pos}x")
+    stride = (size + header + 7) & ~7
+    codes.append(f"{stride - header - pos}x")
     parts = []
     for literal, name, spec, conv in string.Formatter().parse(fmt):
         if literal:

@@ -74,9 +74,11 @@ class Records:
         return on_data
 
     def ring_events(self, channel: str, fmt: str, dec: decode.RecordDecoder, origin: str,
-                    batch: Optional[decode.BatchFormatter]) -> Callable[[bytes, int, int], None]:
-        """Runs of ring records of one size: formatted in one go when the sink only takes
-        text, else (or when a record's format fails) one by one."""
+                    batch: Optional[decode.BatchFormatter], header: int = 8
+                    ) -> Callable[[bytes, int, int], None]:
+        """Runs of records of one size (ring records, or perf samples read in place, each
+        behind `header` bytes): formatted in one go when the sink only takes text, else (or
+        when a record's format fails) one by one."""
         sink = self.sink
 
         def write(run: Run, n: int) -> None:
@@ -93,7 +95,7 @@ class Records:
             if lines is not None:
                 sink.events(channel, lines)
                 return
-            for off in range(8, len(data), stride):
+            for off in range(header, len(data), stride):
                 fields = dec.at(data, off)
                 sink.event(channel, format_record(fmt, fields, origin), fields)
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 from runner.errors import KernelError
 from runner.kernel.attach import Attached
 from runner.kernel.maps import DumpInterrupted
+from runner.kernel.perf import RECORD_HEADER as PERF_RECORD_HEADER
 from runner.kernel.session import Kernel
 from runner.kernel.tail_calls import StopRequested
 from runner.model.spec import MapOutput, Spec
@@ -126,14 +127,16 @@ class Runner:
             perf = ev.map.kind == "perf_event_array"
             dec = readable(decode.record_decoder(self.types, ev.struct, perf), ev.decode,
                            self.aggs.decoders)
+            header = PERF_RECORD_HEADER if perf else 8
+            batch = (decode.batch_formatter(self.types, ev.struct, ev.format, header)
+                     if self.sink.text_only and not ev.decode else None)
+            runs = self.records.ring_events(ev.map.name, ev.format, dec, ev.origin, batch,
+                                            header)
             if perf:
                 k.open_perf(ev.map, self.records.perf_events(ev.map.name, ev.format, dec,
-                                                             ev.origin), _ignore_perf_lost)
+                                                             ev.origin), _ignore_perf_lost, runs)
             else:
-                batch = (decode.batch_formatter(self.types, ev.struct, ev.format)
-                         if self.sink.text_only and not ev.decode else None)
-                k.open_ring(ev.map, self.records.ring_events(ev.map.name, ev.format, dec,
-                                                             ev.origin, batch))
+                k.open_ring(ev.map, runs)
         if self.spec.messages:
             if self.spec.messages_via == "buffer":
                 assert self.spec.message_buffer is not None

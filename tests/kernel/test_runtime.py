@@ -26,11 +26,13 @@ def summary(run: Run) -> dict:
 
 
 @pytest.mark.parametrize("kind,reader", [("ringbuf", "in-place"), ("ringbuf", "callback"),
-                                         ("perf_event_array", "")])
+                                         ("perf_event_array", "in-place"),
+                                         ("perf_event_array", "callback")])
 def test_every_event_is_received_and_decoded_as_json(tmp_path, kind, reader):
     gen = Generator(200)
     spec = write(tmp_path, event_spec(kind, 64 if kind == "ringbuf" else 16, gen.pid))
-    with Run(spec, "--json", env={"EBPF_RUN_RING_READER": reader}) as run:
+    with Run(spec, "--json", env={"EBPF_RUN_RING_READER": reader,
+                                  "EBPF_RUN_PERF_READER": reader}) as run:
         run.wait_ready()
         gen.go()
         run.wait_output(lambda out: sum('"type": "event"' in ln for ln in out) >= 200)

@@ -53,7 +53,8 @@ def account(records: List[dict], pid: int) -> dict:
 
 @pytest.mark.parametrize("kind,reader,how", [
     ("perf_event_array", "", signal.SIGINT), ("perf_event_array", "", signal.SIGTERM),
-    ("perf_event_array", "", "duration"), ("ringbuf", "in-place", signal.SIGINT),
+    ("perf_event_array", "", "duration"), ("perf_event_array", "callback", signal.SIGINT),
+    ("ringbuf", "in-place", signal.SIGINT),
     ("ringbuf", "in-place", "duration"), ("ringbuf", "callback", signal.SIGINT),
 ], ids=lambda v: v if isinstance(v, str) else getattr(v, "name", v))
 def test_a_stop_under_a_flood_ends_the_run_and_counts_every_call(tmp_path, kind, reader, how):
@@ -65,7 +66,8 @@ def test_a_stop_under_a_flood_ends_the_run_and_counts_every_call(tmp_path, kind,
     try:
         spec = spec_for(tmp_path, kind, 8 if kind == "perf_event_array" else 64, gen.pid)
         args = ["--duration", "2"] if how == "duration" else []
-        with Run(spec, "--json", *args, env={"EBPF_RUN_RING_READER": reader}) as run:
+        with Run(spec, "--json", *args, env={"EBPF_RUN_RING_READER": reader,
+                                             "EBPF_RUN_PERF_READER": reader}) as run:
             run.wait_ready()
             gen.go(wait=False)
             run.wait_output(lambda out: sum('"type": "event"' in ln for ln in out) >= 100)

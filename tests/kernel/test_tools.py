@@ -231,12 +231,12 @@ def test_opensnoop_raw_tracepoint_fallbacks_give_the_same_values(tmp_path):
             got.append({**text, **{k: int.from_bytes(v, "little", signed=True)
                                    for k, v in fields.items() if k not in text}})
 
-    b = BPF(text=render_c(spec))
+    b = BPF(text=render_c(spec).encode())
     try:
         for probe, tp in ((spec.probes[0], b"sys_enter"), (spec.probes[1], b"sys_exit")):
             raw = next(c for c in probe.candidates if c.kind == "raw_tracepoint")
             b.attach_raw_tracepoint(tp=tp, fn_name=raw.function.c_name.encode())
-        b["events"].open_ring_buffer(record)
+        b[b"events"].open_ring_buffer(record)
         ok = subprocess.Popen(["/bin/cat", str(known)], stdout=subprocess.DEVNULL)
         ok.wait()
         bad = subprocess.Popen(["/bin/cat", str(missing)], stderr=subprocess.DEVNULL)
@@ -267,10 +267,10 @@ def test_bashreadline_program_reads_a_typed_line_when_attached_as_a_uretprobe():
         raw = bytes((ctypes.c_char * size).from_address(data))
         got.append((int.from_bytes(raw[:4], "little"), raw[4:].split(b"\0")[0].decode()))
 
-    b = BPF(text=render_c(spec))
+    b = BPF(text=render_c(spec).encode())
     try:
         b.attach_uretprobe(name=b"/bin/bash", sym=b"readline", fn_name=fn.encode())
-        b["events"].open_ring_buffer(record)
+        b[b"events"].open_ring_buffer(record)
         pid, fd = pty.fork()
         if pid == 0:
             os.execve("/bin/bash", ["bash", "--norc", "--noprofile", "-i"],
