@@ -19,9 +19,12 @@ from harness import ROOT
 from runner.cli.list import list_probes
 from runner.support import tracepoints
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or tracepoints.live_names() is None,
-    reason="needs root and tracefs mounted at /sys/kernel/tracing")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0 or tracepoints.live_names() is None,
+                       reason="needs root and tracefs mounted at /sys/kernel/tracing"),
+    # host_only: listing tracefs, with bpftrace -lv as the oracle (slow under emulation).
+    pytest.mark.host_only,
+]
 
 needs_bpftrace = pytest.mark.skipif(shutil.which("bpftrace") is None,
                                     reason="bpftrace is the oracle: apt-get install bpftrace")

@@ -18,6 +18,9 @@ from getppid import Generator
 from harness import SLOW, Run
 from test_aggregations import COUNT_SPEC, count_records, write
 
+# host_only: a real Prometheus server scraping: the exposition is the same on every kernel.
+pytestmark = pytest.mark.host_only
+
 N = 3000
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")

@@ -12,6 +12,9 @@ import sys
 import pytest
 from harness import ROOT, SPECS, Run
 
+# host_only: escaping in user space: the same on every kernel.
+pytestmark = pytest.mark.host_only
+
 # At most 15 bytes: the kernel keeps 16 with the NUL.
 FORGED = "a\nEVENT pid=1 c"
 STEERING = "\x1b[31mred\r\\x"

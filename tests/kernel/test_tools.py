@@ -16,6 +16,10 @@ from typing import Dict, List
 import pytest
 from harness import READY_TIMEOUT, ROOT, SLOW, Run
 
+# host_only: the tools' values side by side with bpftrace; on the second kernel the tools run
+# through their own cases (test_spec_tests.py).
+pytestmark = pytest.mark.host_only
+
 TOOLS = ROOT / "specs" / "tools"
 BPFTRACE = shutil.which("bpftrace")
 
