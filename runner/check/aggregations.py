@@ -157,7 +157,7 @@ def _metric(ck: Checker, path: PathKey, name: str, kind: str, keys: Tuple[AggKey
     # The exporter's own rules (names Prometheus would refuse or lint), checked here so
     # the error points at the spec. Imported here: the check stage otherwise never needs
     # prometheus-client.
-    from runner.output.prometheus import MetricsError, validate_label_names, validate_metric_name
+    from runner.output.metric_names import MetricsError, validate_label_names, validate_metric_name
     try:
         validate_metric_name(decl.name, mkind)  # type: ignore[arg-type]
         validate_label_names(tuple(k.name for k in keys), mkind)  # type: ignore[arg-type]

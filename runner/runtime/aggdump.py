@@ -1,7 +1,7 @@
 """Aggregations read from the kernel, dumped for people (text) and programs (JSON records).
 
 The kernel keeps running totals per CPU; runner/runtime/aggregates.py folds them. A dump
-with `clear` shows what was added since the previous dump (aggregates.since): the kernel
+with `clear` shows what was added since the previous dump (clearing.since): the kernel
 entries are never deleted, so /metrics keeps its cumulative values and no update is lost
 between a read and a delete.
 """
@@ -33,11 +33,11 @@ from runner.runtime.aggregates import (
     build_histograms,
     build_scalars,
     scalar_value,
-    since,
     slot_of,
     sort_entries,
     top,
 )
+from runner.runtime.clearing import since
 
 Items = Iterable[Tuple[bytes, List[bytes]]]  # what Kernel.map_items yields
 

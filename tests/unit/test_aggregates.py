@@ -21,13 +21,12 @@ from runner.runtime.aggregates import (
     histogram_of,
     linear_bucket,
     log2_bucket,
-    needs_kernel_clear,
     scalar_value,
-    since,
     slot_of,
     sort_entries,
     top,
 )
+from runner.runtime.clearing import needs_kernel_clear, since
 
 
 def test_log2_bucket_matches_bpftrace_scheme():
