@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import types
 import typing
 from typing import Any, Callable, Dict, Iterable, Mapping, Tuple, Type
@@ -165,7 +166,12 @@ class Codec:
         """The declared type of each `__init__` field, evaluated once per class."""
         if cls not in self._hints:
             try:
-                hints = typing.get_type_hints(cls, localns=self._names)
+                # The class's own module names first: two model modules may each have a
+                # `Condition` (an expression union, a test-case class), and an annotation
+                # means the one its module imports. The allowed classes resolve the rest.
+                module = sys.modules.get(cls.__module__)
+                names = {**self._names, **(vars(module) if module else {})}
+                hints = typing.get_type_hints(cls, localns=names)
             except Exception as e:  # evaluating annotations may raise anything
                 raise Unsupported(f"{class_name(cls)}: annotations: {e}") from e
             self._hints[cls] = {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
