@@ -6,19 +6,20 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from getppid import Generator
 from harness import SPECS, Run
 from test_aggregations import traced
+
+# host_only: the aggregation tools side by side with bpftrace; on the second kernel they run
+# through their own cases (test_spec_tests.py).
+pytestmark = pytest.mark.host_only
 
 TOOLS = SPECS / "tools"
 
 # Listens on 127.0.0.1, connects to itself, prints both ports, closes.
 CONNECT = """\
 import socket, sys
-
-# host_only: the aggregation tools side by side with bpftrace; on the second kernel they run
-# through their own cases (test_spec_tests.py).
-pytestmark = pytest.mark.host_only
 sys.stdin.readline()
 listener = socket.socket()
 listener.bind(("127.0.0.1", 0))
