@@ -481,3 +481,21 @@ def test_a_value_the_codec_cannot_carry_is_not_stored(xdg, capsys):
     cache.store("0" * 64, {"not": "a dataclass"})
     one_warning(capsys, "not caching: ", "not a frozen dataclass")
     assert not (xdg / "ebpf-run").exists()
+
+
+def test_an_edit_of_ebpf_runs_own_files_changes_the_key(tmp_path, monkeypatch):
+    """The key covers ebpf-run's files by name, size and time: a copy of the package whose
+    one file is touched gives another fingerprint."""
+    pkg = tmp_path / "runner"
+    shutil.copytree(ROOT / "runner", pkg, symlinks=False,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cache, "PACKAGE", str(pkg))
+    cache._tool_fingerprint.cache_clear()
+    before = cache._tool_fingerprint()
+    cache._tool_fingerprint.cache_clear()
+    assert cache._tool_fingerprint() == before
+    target = pkg / "codegen" / "render.py"
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 1))
+    cache._tool_fingerprint.cache_clear()
+    assert cache._tool_fingerprint() != before
+    cache._tool_fingerprint.cache_clear()
