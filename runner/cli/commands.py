@@ -10,14 +10,12 @@ from runner.errors import SpecError
 from runner.model.spec import Spec
 from runner.output.stdout import OutputUnwritable
 from runner.pipeline import check, compile_spec
-from runner.spec.source import check_readable
 
 
 def validate(paths: List[str]) -> int:
     errors: List[SpecError] = []
     for path in paths:
         try:
-            check_readable(path)
             spec = check(path)
         except SpecError as e:
             errors.append(e)
@@ -53,7 +51,6 @@ def layout_table(spec: Spec) -> str:
 
 def render(path: str, out: Optional[str], arch: Optional[str],
            params: Tuple[Tuple[str, str], ...] = ()) -> int:
-    check_readable(path)
     compiled = compile_spec(path, arch, params)
     stem = Path(path).stem
     if out:

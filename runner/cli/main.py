@@ -28,9 +28,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 def _run(args: argparse.Namespace) -> int:
     from runner.runtime.run import Options, run_spec
-    from runner.spec.source import check_readable
 
-    check_readable(args.spec)
     if args.metrics:  # refused before the compile, not once the probes are attached
         from runner.output.prometheus_server import parse_listen
 

@@ -12,13 +12,17 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from runner.output.text import TextSink
 
+# One encoder for every record: json.dumps builds a new one per call whenever an option
+# differs from its defaults (~0.9 us of every JSON line).
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
 
 class JsonSink(TextSink):
     name = "json"
     text_only = False
 
     def _record(self, record: Dict[str, Any]) -> None:
-        self._lines.append(json.dumps(record, ensure_ascii=False))
+        self._lines.append(_encode(record))
 
     def event(self, channel: str, text: str, fields: Dict[str, Any]) -> None:
         self._raise_failure()

@@ -60,12 +60,6 @@ class Stop:
         stdout. After a signal or --duration what the kernel sent is still read."""
         return self.reason in DISCARDING
 
-    @property
-    def insistent(self) -> bool:
-        """Whether a signal came on top of the stop: a second one, or any after --duration,
-        --count, an error or closed output."""
-        by_signal = self.reason in ("SIGINT", "SIGTERM")
-        return self.signals >= (2 if by_signal else 1) and self.reason is not None
 
 
 class handle_signals:

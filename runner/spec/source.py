@@ -59,10 +59,5 @@ def _read_at_most(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def check_readable(path: str) -> None:
-    """Raise the located SpecError read_spec would; for commands that read later."""
-    read_spec(path)
-
-
 def _refuse(path: str, message: str) -> None:
     raise SpecError([Diagnostic(Location(path, 1, 1), message)])
