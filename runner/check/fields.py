@@ -21,11 +21,9 @@ from typing import Dict, Optional, Tuple
 from runner.check.arith import Typed
 from runner.check.checker import Checker
 from runner.model import expr as e
+from runner.model.types import SCALAR_BY_SIZE
 from runner.support import tracepoints
 from runner.support.tracefs import ArrayType, DataLocType, Field, Format, IntType, PointerType
-
-_SCALAR = {(1, False): "u8", (2, False): "u16", (4, False): "u32", (8, False): "u64",
-           (1, True): "s8", (2, True): "s16", (4, True): "s32", (8, True): "s64"}
 
 
 @dataclass(frozen=True)
@@ -79,15 +77,15 @@ def _syscall_args(fmt: Format) -> Dict[str, Arg]:
             space = "user" if f.type.user else "kernel"
             out[f.name] = Arg(Typed(reg, "u64", e.PtrStr(space, reg)), (reg.name,), f.decl)
         elif isinstance(f.type, IntType):
-            scalar = _SCALAR[(f.type.size, f.type.signed)]
+            scalar = SCALAR_BY_SIZE[(f.type.size, f.type.signed)]
             out[f.name] = Arg(Typed(e.Cast(scalar, reg), scalar), (reg.name,), f.decl)
     return out
 
 
 def _record_field(f: Field) -> Optional[Arg]:
     t = f.type
-    if isinstance(t, IntType) and (t.size, t.signed) in _SCALAR:
-        scalar = _SCALAR[(t.size, t.signed)]
+    if isinstance(t, IntType) and (t.size, t.signed) in SCALAR_BY_SIZE:
+        scalar = SCALAR_BY_SIZE[(t.size, t.signed)]
         return Arg(Typed(e.RecordInt(f.offset, scalar), scalar), (), f.decl)
     if isinstance(t, PointerType):
         node = e.RecordInt(f.offset, "u64")

@@ -15,12 +15,10 @@ from runner.check.expr import ExprError
 from runner.check.scope import ActionScope
 from runner.kinds.builtins import BUILTINS
 from runner.model import expr as e
+from runner.model.types import SCALAR_BY_SIZE
 from runner.spec.loader import PathKey
 from runner.support import syscalls
 from runner.support.hints import did_you_mean
-
-_SCALAR = {(1, False): "u8", (2, False): "u16", (4, False): "u32", (8, False): "u64",
-           (1, True): "s8", (2, True): "s16", (4, True): "s32", (8, True): "s64"}
 
 # Names that read the current task through BTF, and what they stand for.
 TASK_ALIASES = {"ppid": "task.real_parent.tgid"}
@@ -81,5 +79,5 @@ def task_field(name: str, col: int) -> Typed:
     except btf.BtfError as err:
         raise ExprError(f"{name}: {err} (read from the running kernel's BTF, "
                         f"{btf.VMLINUX})", col) from None
-    scalar = _SCALAR[(found.size, found.signed)]
+    scalar = SCALAR_BY_SIZE[(found.size, found.signed)]
     return Typed(e.TaskRead(found.offsets, scalar), scalar)

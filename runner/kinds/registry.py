@@ -46,9 +46,6 @@ class Registry(Generic[T]):
     def names(self) -> Tuple[str, ...]:
         return tuple(self._items)
 
-    def items(self) -> Tuple[Tuple[str, T], ...]:
-        return tuple(self._items.items())
-
     def values(self) -> Tuple[T, ...]:
         return tuple(self._items.values())
 

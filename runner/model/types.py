@@ -47,6 +47,8 @@ SCALARS: Dict[str, Scalar] = {
         Scalar("s64", "s64", "ctypes.c_int64", 8, True),
     )
 }
+# (size in bytes, signed) -> the type's name: what a tracepoint's or BTF's integer is here.
+SCALAR_BY_SIZE = {(s.size, s.signed): s.name for s in SCALARS.values()}
 CHAR = Scalar("char", "char", "ctypes.c_char", 1, True)
 
 

@@ -22,6 +22,7 @@ from runner.kernel.maps import DumpInterrupted
 from runner.kernel.perf import RECORD_HEADER as PERF_RECORD_HEADER
 from runner.kernel.session import Kernel
 from runner.kernel.tail_calls import StopRequested
+from runner.kinds.maps import MAP_KINDS
 from runner.model.spec import MapOutput, Spec
 from runner.output.sinks import Sink
 from runner.runtime import decode, dumps
@@ -124,7 +125,7 @@ class Runner:
 
     def open_channels(self, k: Kernel) -> None:
         for ev in self.spec.events:
-            perf = ev.map.kind == "perf_event_array"
+            perf = not MAP_KINDS.lookup(ev.map.kind).ring  # a perf buffer's records have a header
             dec = readable(decode.record_decoder(self.types, ev.struct, perf), ev.decode,
                            self.aggs.decoders)
             header = PERF_RECORD_HEADER if perf else 8
