@@ -90,8 +90,8 @@ def test_elapsed_converts_ns_to_the_unit():
      "10:46: 'lat' is an aggregation, not a hash map of u64 timestamps"),
     ("  c: {kind: count, key: {n: s64}, decode: {n: errnos}}",
      "      - aggregate: {map: c, key: {n: 1}}",
-     "5:47: unknown decoder 'errnos'; known: errno, inet, ipv4, ipv6, ksym, open_flags, port_be, "
-     "signal, syscall, syscall_ret, tcp_state, uid"),
+     "5:47: unknown decoder 'errnos'; known: errno, inet, ip, ipv4, ipv6, ksym, open_flags, "
+     "port_be, signal, syscall, syscall_ret, tcp_state, uid"),
     ("  c: {kind: count, decode: {n: errno}}", "      - aggregate: {map: c}",
      "5:29: 'n' is not a key field"),
     ("  l: {kind: lhist, lhist: {min: 0, max: 10, step: 3}}",
