@@ -33,8 +33,8 @@ from runner.model.types import SCALARS
 @dataclass(frozen=True)
 class Typed:
     """A parsed value: its node and what it is. `scalar` is an integer type name, "bool"
-    for a condition, or None for a string; `string` says how to read it as text (a
-    string, or a pointer to one)."""
+    for a condition, or None for a string or an integer array (whose node is an
+    ArraySource); `string` says how to read it as text (a string, or a pointer to one)."""
 
     node: object
     scalar: Optional[str]
@@ -48,6 +48,18 @@ class Typed:
     @property
     def is_const(self) -> bool:
         return isinstance(self.node, e.Const)
+
+    @property
+    def array(self) -> Optional[e.ArraySource]:
+        return self.node if isinstance(self.node, e.ARRAY_SOURCES) else None
+
+    def kind(self) -> str:
+        """What a value that is not a number is, for messages."""
+        if self.scalar == "bool":
+            return "a comparison"
+        if self.array is not None:
+            return f"an array ({self.array.scalar}[{self.array.count}])"
+        return "a number" if self.is_int else "a string"
 
 
 Resolve = Callable[[str, int], Typed]
@@ -204,8 +216,7 @@ def cast(t: Token, scalar: str, v: Typed) -> Typed:
 
 def _need_int(t: Token, v: Typed) -> None:
     if not v.is_int:
-        what = "a comparison" if v.scalar == "bool" else "a string"
-        raise ExprError(f"'{t.text}' needs a number, not {what}", t.pos)
+        raise ExprError(f"'{t.text}' needs a number, not {v.kind()}", t.pos)
 
 
 def _signed(v: Typed) -> bool:

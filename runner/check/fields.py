@@ -6,7 +6,8 @@ function, the tracepoint, raw sys_enter), the prologue fills argN from the same 
 registers or record slots, so `args.NAME` is argN converted to the argument's declared C
 type: an `int dfd` of -100 reads as -100 everywhere. A syscall exit has `args.ret`. Other
 tracepoints read their record's fields at the format's offsets: integers with their
-width and sign, char arrays and __data_loc strings as text.
+width and sign, char arrays and __data_loc strings as text, other integer arrays (`__u8
+saddr[4]`) as arrays, which only fill an array field declared alike.
 
 Formats come from runner/support/tracepoints.py: the running kernel's tracefs when it is
 readable, else the shipped table, so `render` and `validate` work without root.
@@ -94,6 +95,9 @@ def _record_field(f: Field) -> Optional[Arg]:
     if isinstance(t, ArrayType) and t.elem.size == 1 and t.count and "char" in t.elem.ctype:
         src = e.RecordChars(f.offset, t.count)
         return Arg(Typed(src, None, src), (), f.decl)
+    if isinstance(t, ArrayType) and t.count and (t.elem.size, t.elem.signed) in SCALAR_BY_SIZE:
+        elem = SCALAR_BY_SIZE[(t.elem.size, t.elem.signed)]
+        return Arg(Typed(e.RecordArray(f.offset, elem, t.count), None), (), f.decl)
     if isinstance(t, DataLocType) and t.is_string:
         dl = e.RecordDataLoc(f.offset, t.relative)
         return Arg(Typed(dl, None, dl), (), f.decl)

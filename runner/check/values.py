@@ -92,8 +92,7 @@ def _expression(ck: Checker, path: PathKey, text: str, target: Scalar,
     that truncation is meant); a constant must fit."""
     v = parse_value(ck, path, text, scope)
     if not v.is_int:
-        what = "a condition" if v.scalar == "bool" else "a string"
-        ck.err(path, f"'{text}' is {what}, not a number for a {target.name}")
+        ck.err(path, f"'{text}' is {v.kind()}, not a number for a {target.name}")
         raise Skip
     if isinstance(v.node, Const):
         return scalar_value(ck, path, v.node.value, target, scope)
@@ -108,10 +107,12 @@ def _expression(ck: Checker, path: PathKey, text: str, target: Scalar,
 def assign(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any,
            scope: ActionScope) -> Assign:
     """How to fill one field of type `t` from a spec value."""
-    if t.is_struct or (t.count is not None and not t.is_string):
-        ck.err(path, f"field '{member}' is {'a struct' if t.is_struct else 'an array'} "
-               f"({t}) and cannot be set from a value", "leave it out: it stays zero")
+    if t.is_struct:
+        ck.err(path, f"field '{member}' is a struct ({t}) and cannot be set from a value",
+               "leave it out: it stays zero")
         raise Skip
+    if t.count is not None and not t.is_string:
+        return _array(ck, path, member, t, raw, scope)
     if t.is_string:
         return _string(ck, path, member, t, raw, scope)
     assert t.scalar is not None
@@ -152,6 +153,28 @@ def _string(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any,
     return Assign(member, "string", text, len(data) + 1)
 
 
+def _array(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any,
+           scope: ActionScope) -> Assign:
+    """An integer array field (u8[4]): copied whole from an array value declared alike,
+    such as a tracepoint's `__u8 saddr[4]`; the length is a constant, as the verifier
+    wants, and a different length or element type is refused rather than cut or padded."""
+    v = parse_value(ck, path, raw, scope) if isinstance(raw, str) else None
+    src = v.array if v is not None else None
+    if src is None:
+        what = v.kind() if v is not None else repr(raw)
+        ck.err(path, f"field '{member}' is an array ({t}): it takes an array value (a "
+               f"tracepoint's array field such as args.saddr), not {what}",
+               "leave it out: it stays zero")
+        raise Skip
+    if (src.scalar, src.count) != (t.base, t.count):
+        ck.err(path, f"field '{member}' is {t} but '{raw}' is {src.scalar}[{src.count}]: "
+               "an array is copied whole, into a field of its own type and length",
+               f"declare the field {src.scalar}[{src.count}]")
+        raise Skip
+    assert t.count is not None
+    return Assign(member, "copy", src, SCALARS[t.base].size * t.count)
+
+
 _POINTER_FORMS = {"user_string": "user", "kernel_string": "kernel"}
 
 
@@ -163,7 +186,7 @@ def _string_source(ck: Checker, path: PathKey, raw: Any,
         v = parse_value(ck, (*path, form), str(text), scope)
         if v.scalar not in ("u64", "s64"):
             ck.err((*path, form), f"{form} reads from an address: '{text}' is "
-                   f"{v.scalar or 'a string'}, not a 64-bit value")
+                   f"{v.scalar or v.kind()}, not a 64-bit value")
             raise Skip
         return PtrStr(_POINTER_FORMS[form], v.node)  # type: ignore[arg-type]
     if not isinstance(raw, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", raw):
@@ -172,6 +195,10 @@ def _string_source(ck: Checker, path: PathKey, raw: Any,
                            and raw not in scope.locals):
         return None
     v = parse_value(ck, path, raw, scope)
+    if v.array is not None:
+        ck.err(path, f"'{raw}' is {v.kind()}, not a string",
+               f"an array fills a field declared {v.array.scalar}[{v.array.count}]")
+        raise Skip
     if v.string is None:
         ck.err(path, f"'{raw}' is a number ({v.scalar}), not a string",
                "a pointer stored as a number reads with {user_string: ...} or "

@@ -16,10 +16,12 @@ from runner.model.expr import (
     Expr,
     Group,
     Local,
+    LocalArray,
     Logic,
     Negate,
     Not,
     Param,
+    RecordArray,
     RecordInt,
     StrCompare,
     TaskRead,
@@ -81,6 +83,18 @@ _SPELLING: Dict[type, Callable] = {
 def string_into(src: Expr, dest: str, size: int) -> str:
     """The statement filling char[size] at `dest` from a string source."""
     return read_string(src, dest, size, spell)
+
+
+def array_into(src: Expr, dest: str, size: int) -> str:
+    """The statement copying an integer array whole into `dest` (`size` bytes, a constant
+    the checker matched with both sides). A record's array is read with the helper, as its
+    char arrays are; a local struct lives on the 512-byte stack, so its array is small
+    enough for one inlined memcpy."""
+    if isinstance(src, RecordArray):
+        return f"bpf_probe_read_kernel({dest}, {size}, (char *)ctx + {src.offset});"
+    if isinstance(src, LocalArray):
+        return f"__builtin_memcpy({dest}, er_v_{src.name}.{src.field}, {size});"
+    raise UnknownKind(f"internal error: no C copy for {type(src).__name__}")
 
 
 def c_type(t: Optional[TypeRef]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
-from runner.codegen.c_expr import c_type, spell, string_into
+from runner.codegen.c_expr import array_into, c_type, spell, string_into
 from runner.codegen.strings import c_bytes, c_string, py_literal
 from runner.kinds.actions import ACTIONS
 from runner.kinds.attach import CONTEXTS
@@ -146,6 +146,7 @@ def _environment() -> jinja2.Environment:
         py_decode=_py_decode, pyrepr=py_literal, action_fragment=_action_fragment,
         map_kind=lambda m: MAP_KINDS.lookup(m.kind), has_ring=_has_ring,
         needs_ptrace=_needs_ptrace, c_expr=spell, string_into=string_into, c_type=c_type,
+        array_into=array_into,
         c_string=c_string,
         signature=lambda fn: CONTEXTS.lookup(fn.context).signature,
         prologue=lambda fn: CONTEXTS.lookup(fn.context).prologue,

@@ -120,6 +120,29 @@ class LocalChars:
 StrSource = Union[CommStr, PtrStr, RecordChars, RecordDataLoc, LocalChars]
 
 
+# Where an integer array comes from (`__u8 saddr[4]` of a tracepoint's record, or such a
+# field of a local struct): copied whole, N elements of `scalar`, into a field declared
+# alike. An array is no number: it only fills a field.
+
+@dataclass(frozen=True)
+class RecordArray:
+    offset: int
+    scalar: str  # the element's type
+    count: int
+
+
+@dataclass(frozen=True)
+class LocalArray:
+    name: str
+    field: str
+    scalar: str
+    count: int
+
+
+ArraySource = Union[RecordArray, LocalArray]
+ARRAY_SOURCES = (RecordArray, LocalArray)
+
+
 @dataclass(frozen=True)
 class Compare:
     op: str  # == != < <= > >=
@@ -159,4 +182,4 @@ class Group:
 Number = Union[Const, BuiltinRef, Cast, Binary, Negate, Local, Param, RecordInt, TaskRead]
 Value = Number
 Condition = Union[Compare, StrCompare, Logic, Not, Group]
-Expr = Union[Number, Compare, StrCompare, Logic, Not, Group, StrSource]
+Expr = Union[Number, Compare, StrCompare, Logic, Not, Group, StrSource, ArraySource]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
-from runner.model.expr import Condition, StrSource, Value
+from runner.model.expr import ArraySource, Condition, StrSource, Value
 from runner.model.tests import TestCase
 from runner.model.types import Layout, Member, TypeRef
 
@@ -59,10 +59,11 @@ class Assign:
     """One field of a record being filled."""
 
     member: str
-    how: str  # "expr" | "comm" | "string" | "read"
-    # "expr": the value; "string": the text; "comm": None; "read": a StrSource
-    value: Union[Value, str, StrSource, None]
-    size: int  # bytes to copy for "string" (literal plus NUL) and "comm"; "read": the field
+    how: str  # "expr" | "comm" | "string" | "read" | "copy"
+    # "expr": the value; "string": the text; "comm": None; "read": a StrSource;
+    # "copy": an ArraySource (an integer array copied whole into an array field)
+    value: Union[Value, str, StrSource, ArraySource, None]
+    size: int  # bytes to copy for "string" (literal plus NUL), "comm" and "copy"; "read": the field
 
 
 @dataclass(frozen=True)

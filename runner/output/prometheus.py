@@ -68,10 +68,15 @@ class MetricSpec:
     # Histograms: bucket indexes whose upper bound becomes an `le`; None: from the first
     # bucket that cannot be negative to the last bounded one.
     le_indexes: Optional[Tuple[int, ...]] = None
+    # Label sets kept (the first seen); samples of others are dropped and counted.
+    max_label_sets: int = 10_000
 
     def __post_init__(self) -> None:
         validate_metric_name(self.name, self.kind)
         validate_label_names(self.labels, self.kind)
+        if self.max_label_sets < 1:
+            raise MetricsError(f"metric {self.name!r}: max_label_sets must be at least 1, "
+                               f"got {self.max_label_sets}")
         if not self.help.strip():
             raise MetricsError(f"metric {self.name!r} needs help text")
         if not self.scale > 0:
@@ -167,27 +172,18 @@ def scaled(value: float, scale: float) -> float:
 
 
 class SpecCollector(Collector):
-    """One spec's maps. At most `max_label_sets` label sets per metric: the first ones seen
-    stay (a series does not flap from scrape to scrape); samples of others are dropped and
-    counted in `dropped` per metric."""
+    """One spec's maps. Each metric keeps at most its own `max_label_sets` label sets: the
+    first ones seen stay (a series does not flap from scrape to scrape); samples of others
+    are dropped and counted in `dropped`, per metric."""
 
-    def __init__(
-        self,
-        spec: str,
-        declared: Iterable[MetricSpec],
-        read: ReadMetrics,
-        max_label_sets: int = 10_000,
-    ):
+    def __init__(self, spec: str, declared: Iterable[MetricSpec], read: ReadMetrics):
         self.spec = spec
         self.declared: Dict[str, MetricSpec] = {}
         for metric in declared:
             if metric.name in self.declared:
                 raise MetricsError(f"metric {metric.name!r} declared twice")
             self.declared[metric.name] = metric
-        if max_label_sets < 1:
-            raise MetricsError(f"max_label_sets must be at least 1, got {max_label_sets}")
         self.read = read
-        self.max_label_sets = max_label_sets
         self.dropped: Dict[str, int] = {name: 0 for name in self.declared}
         self.read_errors = 0
         self.last_error: Optional[BaseException] = None
@@ -225,7 +221,7 @@ class SpecCollector(Collector):
                     f"{len(metric.labels)} labels"
                 )
             if sample.labels not in admitted:
-                if len(admitted) >= self.max_label_sets:
+                if len(admitted) >= metric.max_label_sets:
                     self.dropped[metric.name] += 1
                     continue
                 admitted.add(sample.labels)

@@ -42,7 +42,8 @@ def metric_specs(spec: Spec) -> List[Tuple[MetricSpec, str]]:
         layout = layout_of(agg)
         out.append((MetricSpec(agg.metric.name, agg.metric.help, kind,
                                tuple(k.name for k in agg.keys), scale, layout,
-                               _le_indexes(layout, agg.unit) if kind == "histogram" else None),
+                               _le_indexes(layout, agg.unit) if kind == "histogram" else None,
+                               agg.metric.max_label_sets),
                     agg.name))
     return out
 
@@ -95,9 +96,8 @@ class Served:
                  status: Callable[[], RunnerStatus]):
         host, port = parse_listen(listen)
         metrics = SpecMetrics(spec, types, map_items)
-        limits = {a.metric.max_label_sets for a in spec.aggregations if a.metric}
         self.collector = SpecCollector(spec.name, [m for m, _ in metrics.exported],
-                                       metrics.read, min(limits) if limits else 10_000)
+                                       metrics.read)
         self.server = MetricsServer(registry_for([(self.collector, status)]), host, port)
 
     def start(self) -> int:

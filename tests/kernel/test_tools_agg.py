@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 
@@ -17,14 +18,14 @@ pytestmark = pytest.mark.host_only
 
 TOOLS = SPECS / "tools"
 
-# Listens on 127.0.0.1, connects to itself, prints both ports, closes.
+# Listens on HOST, connects to itself, prints both ports, closes.
 CONNECT = """\
 import socket, sys
 sys.stdin.readline()
-listener = socket.socket()
-listener.bind(("127.0.0.1", 0))
+listener = socket.socket(socket.AF_INET6 if ":" in HOST else socket.AF_INET)
+listener.bind((HOST, 0))
 listener.listen()
-client = socket.create_connection(listener.getsockname())
+client = socket.create_connection(listener.getsockname()[:2])
 server, _ = listener.accept()
 print(client.getsockname()[1], listener.getsockname()[1], flush=True)
 for s in (client, server, listener):
@@ -32,8 +33,11 @@ for s in (client, server, listener):
 """
 
 
-def test_tcpstates_shows_syn_sent_then_established_with_the_ports():
-    proc = subprocess.Popen([sys.executable, "-c", CONNECT], stdin=subprocess.PIPE,
+def _tcpstates(host: str):
+    """(client port, listener port, the changes of that connection as (saddr, sport,
+    daddr, dport, oldstate, newstate, family)) for one connection to itself on `host`."""
+    code = CONNECT.replace("HOST", repr(host))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     try:
         with Run(str(TOOLS / "tcpstates.yaml"), "--json") as run:
@@ -46,13 +50,37 @@ def test_tcpstates_shows_syn_sent_then_established_with_the_ports():
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-    changes = [(r["data"]["sport"], r["data"]["dport"], r["data"]["oldstate"],
-                r["data"]["newstate"]) for r in run.json() if r["type"] == "event"
-               and listener in (r["data"]["sport"], r["data"]["dport"])]
-    client_side = [c for c in changes if c[1] == listener]
-    assert client_side[:2] == [(0, listener, "TCP_CLOSE", "TCP_SYN_SENT"),
-                               (client, listener, "TCP_SYN_SENT", "TCP_ESTABLISHED")]
-    assert (listener, client, "TCP_SYN_RECV", "TCP_ESTABLISHED") in changes
+    fields = ("saddr", "sport", "daddr", "dport", "oldstate", "newstate", "family")
+    changes = [tuple(r["data"][f] for f in fields) for r in run.json()
+               if r["type"] == "event" and listener in (r["data"]["sport"], r["data"]["dport"])]
+    return client, listener, changes
+
+
+def test_tcpstates_shows_syn_sent_then_established_with_the_ports():
+    client, listener, changes = _tcpstates("127.0.0.1")
+    lo = "127.0.0.1"
+    client_side = [c for c in changes if c[3] == listener]
+    assert client_side[:2] == [(lo, 0, lo, listener, "TCP_CLOSE", "TCP_SYN_SENT", 2),
+                               (lo, client, lo, listener, "TCP_SYN_SENT", "TCP_ESTABLISHED", 2)]
+    assert (lo, listener, lo, client, "TCP_SYN_RECV", "TCP_ESTABLISHED", 2) in changes
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback (::1) here")
+def test_tcpstates_shows_ipv6_addresses_as_the_kernel_prints_them():
+    client, listener, changes = _tcpstates("::1")
+    client_side = [c for c in changes if c[3] == listener]
+    assert client_side[:2] == [
+        ("::1", 0, "::1", listener, "TCP_CLOSE", "TCP_SYN_SENT", 10),
+        ("::1", client, "::1", listener, "TCP_SYN_SENT", "TCP_ESTABLISHED", 10)]
 
 
 def test_runqlat_draws_a_histogram_of_microseconds():

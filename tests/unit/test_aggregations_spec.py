@@ -90,8 +90,8 @@ def test_elapsed_converts_ns_to_the_unit():
      "10:46: 'lat' is an aggregation, not a hash map of u64 timestamps"),
     ("  c: {kind: count, key: {n: s64}, decode: {n: errnos}}",
      "      - aggregate: {map: c, key: {n: 1}}",
-     "5:47: unknown decoder 'errnos'; known: errno, inet, ipv4, ipv6, ksym, open_flags, port_be, "
-     "signal, syscall, syscall_ret, tcp_state, uid"),
+     "5:47: unknown decoder 'errnos'; known: errno, inet, ip, ipv4, ipv6, ksym, open_flags, "
+     "port_be, signal, syscall, syscall_ret, tcp_state, uid"),
     ("  c: {kind: count, decode: {n: errno}}", "      - aggregate: {map: c}",
      "5:29: 'n' is not a key field"),
     ("  l: {kind: lhist, lhist: {min: 0, max: 10, step: 3}}",
@@ -234,6 +234,26 @@ def test_a_bad_metrics_address_is_a_usage_error_before_anything_runs(capsys):
         "ebpf-run: error: --metrics '9435': expected HOST:PORT, e.g. 127.0.0.1:9435\n")
 
 
+def test_each_metric_keeps_its_own_label_set_limit_and_counts_its_own_drops():
+    from runner.runtime.metrics import Served
+
+    two = ("  calls: {kind: count, key: {syscall: s64}, decode: {syscall: syscall},\n"
+           "          metric: {help: h, max_label_sets: 1}}\n"
+           "  more: {kind: count, key: {syscall: s64}, decode: {syscall: syscall},\n"
+           "         metric: {help: h, max_label_sets: 3}}")
+    s = spec(two, "      - aggregate: {map: calls, key: {syscall: syscall_nr}}\n"
+                  "      - aggregate: {map: more, key: {syscall: syscall_nr}}")
+    rows = [(syscall_key(nr), [slot_bytes(1, 0, 0, 0)]) for nr in (0, 1, 39, 110, 60)]
+    k = FakeKernel({"calls": rows, "more": rows})
+    served = Served("127.0.0.1:0", s, fake_types(s), k.map_items, lambda: None)  # not started
+    families = {f.name: f for f in served.collector.collect()}
+    assert [len(families[n].samples) for n in ("calls", "more")] == [1, 3]
+    assert served.collector.dropped == {"calls_total": 4, "more_total": 2}
+    families = {f.name: f for f in served.collector.collect()}  # the same sets stay
+    assert [x.labels["syscall"] for x in families["more"].samples] == ["read", "write", "getpid"]
+    assert served.collector.dropped == {"calls_total": 8, "more_total": 4}
+
+
 def test_the_label_set_limit_drops_and_counts_the_rest():
     from runner.output.prometheus import SpecCollector
 
@@ -242,8 +262,7 @@ def test_the_label_set_limit_drops_and_counts_the_rest():
     k = FakeKernel({"calls": [(syscall_key(110), [slot_bytes(5, 0, 0, 0)]),
                               (syscall_key(39), [slot_bytes(2, 0, 0, 0)])]})
     metrics = SpecMetrics(s, fake_types(s), k.map_items)
-    collector = SpecCollector("t", [m for m, _ in metrics.exported], metrics.read,
-                              s.aggregations[0].metric.max_label_sets)
+    collector = SpecCollector("t", [m for m, _ in metrics.exported], metrics.read)
     (family,) = collector.collect()
     assert [(x.labels, x.value) for x in family.samples] == [({"syscall": "getppid"}, 5.0)]
     assert collector.dropped == {"calls_total": 1}

@@ -161,6 +161,8 @@ def model_names(spec: Spec) -> Set[str]:
         names.add(s.name)
         names |= {m.name for m in s.members}
     names |= {m.name for m in spec.maps}
+    # An array key or value is wrapped in a struct named after its map (render._map_decl).
+    names |= {f"er_{w}_{m.name}" for m in spec.maps for w in ("key", "value")}
     fns = [c.function for p in spec.probes for c in p.candidates]
     fns += [f for p in spec.programs for f in p.functions]
     names |= {f.c_name for f in fns}

@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import urllib.request
+from dataclasses import replace
 from typing import List
 
 import pytest
@@ -181,6 +182,8 @@ def test_label_names_are_validated(labels, kind, message):
 def test_help_is_required_and_le_indexes_checked():
     with pytest.raises(MetricsError, match="needs help text"):
         MetricSpec("ok_value", " ", "gauge")
+    with pytest.raises(MetricsError, match="'ok_total': max_label_sets must be at least 1"):
+        MetricSpec("ok_total", "Help.", "counter", max_label_sets=0)
     with pytest.raises(MetricsError, match="scale must be positive, got 0"):
         MetricSpec("ok_value", "Help.", "gauge", scale=0)
     with pytest.raises(MetricsError, match="le_indexes must be increasing"):
@@ -196,7 +199,7 @@ def test_label_set_limit_keeps_the_first_and_counts_the_rest():
         names = scrapes.pop(0)
         return [FamilySnapshot("syscalls_total", tuple(Sample((n,), 1) for n in names))]
 
-    collector = SpecCollector("demo", [SYSCALLS], read, max_label_sets=2)
+    collector = SpecCollector("demo", [replace(SYSCALLS, max_label_sets=2)], read)
     first = exposition(collector)
     assert 'syscalls_total{syscall="a"} 1.0\nsyscalls_total{syscall="b"} 1.0\n' in first
     assert 'ebpf_run_metric_samples_dropped_total{metric="syscalls_total",spec="demo"} 1.0' in first
@@ -204,6 +207,23 @@ def test_label_set_limit_keeps_the_first_and_counts_the_rest():
     assert 'syscall="c"' not in second and 'syscall="d"' not in second
     assert 'syscalls_total{syscall="b"} 1.0\nsyscalls_total{syscall="a"} 1.0\n' in second
     assert collector.dropped == {"syscalls_total": 3}
+
+
+def test_each_metric_has_its_own_label_set_limit():
+    calls = MetricSpec("calls_total", "C.", "counter", ("n",), max_label_sets=1)
+    opens = MetricSpec("opens_total", "O.", "counter", ("n",), max_label_sets=3)
+
+    def read():
+        return [FamilySnapshot(m, tuple(Sample((n,), 1) for n in "abcde"))
+                for m in ("calls_total", "opens_total")]
+
+    collector = SpecCollector("demo", [calls, opens], read)
+    text = exposition(collector)
+    assert text.count("calls_total{n=") == 1 and text.count("opens_total{n=") == 3
+    assert collector.dropped == {"calls_total": 4, "opens_total": 2}
+    for metric, count in (("calls_total", 4), ("opens_total", 2)):
+        assert (f'ebpf_run_metric_samples_dropped_total{{metric="{metric}",spec="demo"}} '
+                f'{count}.0') in text
 
 
 def test_a_failing_read_is_counted_and_own_metrics_still_served():

@@ -43,7 +43,7 @@ def test_a_format_may_use_field_name():
 
 
 @pytest.mark.parametrize("decode,expected", [
-    ("{nr: sycall}", "15:18: unknown decoder 'sycall'; known: errno, inet, ipv4, ipv6, ksym, "
+    ("{nr: sycall}", "15:18: unknown decoder 'sycall'; known: errno, inet, ip, ipv4, ipv6, ksym, "
                      "open_flags, port_be, signal, syscall, syscall_ret, tcp_state, uid"),
     ("{pid: syscall}", "15:14: struct 'ev' has no field 'pid'"),
 ])

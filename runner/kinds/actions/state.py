@@ -83,7 +83,8 @@ def _computed(ck: Checker, path: PathKey, name: str, raw: Any, scope: ActionScop
         raise Skip
     if not v.is_int:
         ck.err(path, f"'{raw}' is not a number: let names numbers and looked-up values",
-               "strings go straight into a char[N] field")
+               "arrays go straight into an array field" if v.array is not None
+               else "strings go straight into a char[N] field")
         raise Skip
     assert v.scalar is not None
     return Let(origin, name, TypeRef(v.scalar), v.node)  # type: ignore[arg-type]
@@ -121,6 +122,9 @@ def _declare(ck: Checker, scope: ActionScope, let: Let) -> None:
             scope.locals[key] = Typed(src, None, src)
         elif f.type.count is None and not f.type.is_struct:
             scope.locals[key] = Typed(e.Local(let.name, f.name), f.type.base)
+        elif not f.type.is_struct and f.type.count:
+            scope.locals[key] = Typed(e.LocalArray(let.name, f.name, f.type.base,
+                                                   f.type.count), None)
 
 
 class StoreKind(ActionKind):

@@ -17,7 +17,7 @@ from typing import Dict, Tuple
 
 from runner.kinds.decoders.base import DecodeError, Decoder, Json
 from runner.kinds.decoders.errnos import ERRNO, SYSCALL_RET
-from runner.kinds.decoders.inet import INET, IPV4, IPV6, PORT_BE
+from runner.kinds.decoders.inet import INET, IP, IPV4, IPV6, PORT_BE
 from runner.kinds.decoders.ksym import KALLSYMS, KernelSymbols, ksym_decoder
 from runner.kinds.decoders.open_flags import open_flags_decoder
 from runner.kinds.decoders.signals import SIGNAL
@@ -63,6 +63,7 @@ class Decoders:
             IPV4,
             IPV6,
             INET,
+            IP,
             PORT_BE,
             ksym_decoder(KernelSymbols(kallsyms)),
             UID,

@@ -19,13 +19,22 @@ class Decoder:
     convert: raw -> readable value (text, or an int for ports); its text is always safe
     for a terminal. keep_raw: JSON keeps the raw number under the field's own name and
     puts the readable one under FIELD_name, because both matter (-2 and ENOENT);
-    otherwise the readable value replaces the raw one (a port, an address)."""
+    otherwise the readable value replaces the raw one (a port, an address). sizes: the
+    byte lengths it takes (an address: 4, 16), checked against a field's u8[N] before
+    anything runs; empty for any."""
 
     name: str
     accepts: str
     convert: Callable[[Any], Union[str, int]]
     keep_raw: bool
     doc: str
+    sizes: Tuple[int, ...] = ()
+
+    def takes(self) -> str:
+        """What fields it decodes, for messages: "a number or u8[4]"."""
+        arrays = " or ".join(f"u8[{n}]" for n in self.sizes) or "a u8[N] array"
+        spelled = {"int": "a number", "bytes": arrays}
+        return " or ".join(spelled[k] for k in self.accepts.split("|"))
 
     def __call__(self, raw: Any) -> Union[str, int]:
         check_input(self.name, self.accepts, raw)

@@ -49,6 +49,18 @@ def inet_text(raw: bytes) -> str:
     raise DecodeError(f"decoder 'inet' takes 4 or 16 bytes, got {len(data)}")
 
 
+def ip_text(raw: bytes) -> str:
+    """An address of either family as tracepoints keep it: 4 bytes, or 16 where an IPv4
+    socket's address is stored mapped (the kernel's TP_STORE_ADDRS fills the *_v6 fields
+    of sock:inet_sock_set_state and tcp:* with ::ffff:a.b.c.d), shown as plain IPv4 the
+    way BCC's tcp tools print it. The family field still says which kind of socket."""
+    data = bytes(raw)
+    if len(data) not in (4, 16):
+        raise DecodeError(f"decoder 'ip' takes 4 or 16 bytes, got {len(data)}")
+    mapped = ipaddress.IPv6Address(data).ipv4_mapped if len(data) == 16 else None
+    return str(mapped) if mapped is not None else inet_text(data)
+
+
 def port_from_network_order(raw: int) -> int:
     """A __be16 read into an int (struct sock's skc_dport): 0x5000 -> 80. The tracepoints'
     sport/dport are already in host order and need no decoder."""
@@ -63,10 +75,22 @@ IPV4 = Decoder(
     ipv4_text,
     keep_raw=False,
     doc="IPv4 address, 4 bytes or a __be32 as read -> 127.0.0.1",
+    sizes=(4,),
 )
-IPV6 = Decoder("ipv6", "int|bytes", ipv6_text, keep_raw=False, doc="IPv6 address, 16 bytes -> ::1")
+IPV6 = Decoder("ipv6", "int|bytes", ipv6_text, keep_raw=False, doc="IPv6 address, 16 bytes -> ::1",
+               sizes=(16,))
 INET = Decoder(
-    "inet", "bytes", inet_text, keep_raw=False, doc="4 or 16 address bytes -> IPv4 or IPv6 text"
+    "inet", "bytes", inet_text, keep_raw=False, doc="4 or 16 address bytes -> IPv4 or IPv6 text",
+    sizes=(4, 16),
+)
+IP = Decoder(
+    "ip",
+    "bytes",
+    ip_text,
+    keep_raw=False,
+    doc="4 or 16 address bytes -> 127.0.0.1 or ::1; an IPv4-mapped one (::ffff:127.0.0.1, as "
+    "tracepoints' *_v6 fields hold an IPv4 socket's address) -> 127.0.0.1",
+    sizes=(4, 16),
 )
 PORT_BE = Decoder(
     "port_be",
