@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--duration", type=_positive(float), metavar="SECONDS",
                    help="stop after this many seconds")
     r.add_argument("--count", type=_positive(int), metavar="N",
-                   help="stop after N events or messages")
+                   help="stop after printing N events or messages (what the probes sent "
+                        "after them is counted in the summary, not printed)")
     _add_set(r)
     r.add_argument("--metrics", metavar="HOST:PORT",
                    help="serve Prometheus metrics on http://HOST:PORT/metrics while running")

@@ -76,9 +76,7 @@ class TextSink:
 
     def summary(self, seconds: float, channels: Dict[str, Dict[str, int]],
                 lost: List[Dict[str, Any]]) -> None:
-        parts = [f"{name}: {c['received']} received" if "received" in c else
-                 f"{name}: {c['dumps']} dump{'s' if c['dumps'] != 1 else ''}"
-                 for name, c in channels.items()]
+        parts = [_channel_summary(name, c) for name, c in channels.items()]
         losses = [f"{x['channel']}: {x['count']} lost ({x['reason']})" for x in lost]
         self.note(f"summary: ran {seconds:.1f}s; " + "; ".join(parts + losses or ["no records"])
                   + ("" if losses else "; nothing lost"))
@@ -117,3 +115,11 @@ class TextSink:
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
+
+
+def _channel_summary(name: str, c: Dict[str, int]) -> str:
+    if "received" not in c:
+        return f"{name}: {c['dumps']} dump{'s' if c['dumps'] != 1 else ''}"
+    after = c.get("after_count")
+    return f"{name}: {c['received']} received" + \
+        (f", {after} more read after --count (not printed)" if after else "")

@@ -35,6 +35,9 @@ class Records:
         self.limit = limit  # --count
         self.check = check  # the run's stop check
         self.received: Dict[str, int] = {}
+        # Read after --count had its N: not printed but counted, so that received + lost +
+        # these still add up to what the probes did.
+        self.after_count: Dict[str, int] = {}
         self.total = 0
 
     def open(self, channel: str) -> None:
@@ -43,10 +46,12 @@ class Records:
     def take(self, channel: str, count: int, write: Writer, data: Any) -> None:
         try:
             self.check()
-            if self.stop.discarding:
-                return
-            n = count if self.limit is None else min(count, self.limit - self.total)
-            if n <= 0:
+            if self.stop.discarding and self.stop.reason != "count":
+                return  # an error or a closed stdout: nothing is printed or counted now
+            n = count if self.limit is None else max(0, min(count, self.limit - self.total))
+            if n < count:
+                self.after_count[channel] = self.after_count.get(channel, 0) + count - n
+            if n == 0:
                 return
             write(data, n)
         except BaseException as e:

@@ -190,7 +190,7 @@ class Runner:
         k.detach_all()  # nothing is produced from here on: the drain below ends
         closed = self.stop.reason == "output closed"
         if not closed:
-            if not self.stop.discarding:
+            if self.stop.reading:
                 k.drain()
                 self.drain_trace_pipe(k)
             signals = self.stop.signals
@@ -200,13 +200,16 @@ class Runner:
             self.aggs.final(k, self.sink)
             self.flush()
         lost = self.losses.report(k)
-        if k.trace_pipe is not None and not closed and not self.stop.discarding:
+        if k.trace_pipe is not None and not closed and self.stop.reading:
             # After the detach and the drain: every line sent is read or lost by now.
-            lost += trace_pipe_loss(self.sink, k.sent_count(),
-                                    self.records.received.get("messages", 0))
+            read = self.records.received.get("messages", 0) + \
+                self.records.after_count.get("messages", 0)
+            lost += trace_pipe_loss(self.sink, k.sent_count(), read)
         channels: Dict[str, Dict[str, int]] = {
             name: {"received": n, "lost": lost_on(lost, name)}
             for name, n in self.records.received.items()}
+        for name, n in self.records.after_count.items():
+            channels[name]["after_count"] = n
         for name, n in {**self.dumps, **self.aggs.counts}.items():
             channels[name] = {"dumps": n, "lost": lost_on(lost, name)}
         if not closed and self.stop.reason != "output closed":
@@ -217,7 +220,7 @@ class Runner:
 
     def read_trace_pipe(self, k: Kernel) -> bool:
         """Read what trace_pipe holds now (a bounded batch); whether it had any of ours."""
-        if k.trace_pipe is None or self.stop.discarding:
+        if k.trace_pipe is None or not self.stop.reading:
             return False
         lines = k.trace_pipe.messages()
         self.records.trace_lines(lines)

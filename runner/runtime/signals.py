@@ -11,7 +11,8 @@ What a stop means, whenever it comes (documented in docs for users by the CLI's 
   the probes are ready, the same without the reading: a summary of nothing, exit 0.
 - A second SIGINT or SIGTERM means "now": a map dump at exit is cut short and output a
   stalled stdout does not take is dropped (the run says how much).
-- --count N: exactly N records are printed; what arrives after them is discarded.
+- --count N: exactly N records are printed; what arrives after them is read and counted
+  in the summary, not printed.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ class Stop:
         """Whether records still arriving are dropped: after --count, an error or a closed
         stdout. After a signal or --duration what the kernel sent is still read."""
         return self.reason in DISCARDING
+
+    @property
+    def reading(self) -> bool:
+        """Whether what the kernel still holds is read: to be printed, or after --count to
+        be counted (records.py); not after an error or a closed stdout."""
+        return not self.discarding or self.reason == "count"
 
 
 

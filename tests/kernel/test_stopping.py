@@ -166,6 +166,28 @@ def test_records_pending_at_a_stop_are_printed_and_counted_exactly(tmp_path, kin
     assert got["received"] + got["lost"] == n and got["printed"] == got["received"], got
 
 
+@pytest.mark.parametrize("kind", ["perf_event_array", "ringbuf"])
+def test_count_prints_n_and_counts_what_the_probes_sent_after_them(tmp_path, kind):
+    """--count 10 with thousands of calls: ten printed; the rest read and counted in the
+    summary (not printed), so received + after --count + lost == calls the probe saw."""
+    gen = Generator(5000)
+    try:
+        spec = spec_for(tmp_path, kind, 64 if kind == "perf_event_array" else 1024, gen.pid)
+        with Run(spec, "--json", "--count", "10") as run:
+            run.wait_ready()
+            gen.go()
+            assert run.finish(60) == 0
+    finally:
+        gen.end()
+    records = run.json()
+    got = account(records, gen.pid)
+    summary = next(r for r in records if r["type"] == "summary")
+    after = summary["channels"]["events"].get("after_count", 0)
+    assert got["printed"] == got["received"] == 10, got
+    assert got["received"] + after + got["lost"] == got["calls"] > 10, (got, after)
+    assert any(f"{after} more read after --count" in ln for ln in run.err), run.err
+
+
 # -- blocked on stdout -------------------------------------------------------------------------
 
 def _start(spec: str, env: dict) -> subprocess.Popen:

@@ -43,6 +43,16 @@ def test_count_takes_exactly_what_is_left_then_stops():
     r.trace_lines(["f"])
     assert sink.got == ["a", "b", "c"] and r.received == {"messages": 3}
     assert stop.reason == "count"
+    # Not printed, but counted: received + these is what arrived.
+    assert r.after_count == {"messages": 3}
+
+
+def test_after_an_error_nothing_more_is_counted_after_count():
+    r, sink, stop = records(limit=1)
+    r.trace_lines(["a"])
+    stop.fail(RuntimeError("x"))
+    r.trace_lines(["b"])
+    assert sink.got == ["a"] and r.after_count == {}
 
 
 def test_an_error_is_stored_and_later_records_are_discarded():
