@@ -20,6 +20,7 @@ _encode = json.JSONEncoder(ensure_ascii=False).encode
 class JsonSink(TextSink):
     name = "json"
     text_only = False
+    event_text = False
 
     def _record(self, record: Dict[str, Any]) -> None:
         self._lines.append(_encode(record))

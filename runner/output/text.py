@@ -21,6 +21,7 @@ class TextSink:
 
     name = "text"
     text_only = True  # events() is enough: no fields needed
+    event_text = True  # event() shows the formatted text (JSON carries the fields only)
 
     def __init__(self, out: Optional[TextIO] = None, err: Optional[TextIO] = None):
         self.out = out or sys.stdout

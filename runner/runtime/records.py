@@ -66,11 +66,11 @@ class Records:
 
     def perf_events(self, channel: str, fmt: str, dec: decode.RecordDecoder,
                     origin: str) -> Callable[[int, int], None]:
-        sink = self.sink
+        sink, text = self.sink, self.sink.event_text
 
         def write(record: Tuple[int, int], _n: int) -> None:
             fields = dec(*record)
-            sink.event(channel, format_record(fmt, fields, origin), fields)
+            sink.event(channel, format_record(fmt, fields, origin) if text else "", fields)
 
         def on_data(addr: int, size: int) -> None:
             self.take(channel, 1, write, (addr, size))
@@ -83,8 +83,9 @@ class Records:
                     ) -> Callable[[bytes, int, int], None]:
         """Runs of records of one size (ring records, or perf samples read in place, each
         behind `header` bytes): formatted in one go when the sink only takes text, else (or
-        when a record's format fails) one by one."""
-        sink = self.sink
+        when a record's format fails) one by one. A sink that shows no event text (JSON)
+        gets none made."""
+        sink, text = self.sink, self.sink.event_text
 
         def write(run: Run, n: int) -> None:
             data, size, count = run
@@ -102,7 +103,7 @@ class Records:
                 return
             for off in range(header, len(data), stride):
                 fields = dec.at(data, off)
-                sink.event(channel, format_record(fmt, fields, origin), fields)
+                sink.event(channel, format_record(fmt, fields, origin) if text else "", fields)
 
         def on_records(data: bytes, size: int, count: int) -> None:
             self.take(channel, count, write, (data, size, count))
