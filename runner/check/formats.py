@@ -72,8 +72,7 @@ def sample_value(t: TypeRef, structs: Dict[str, Struct], high: bool = False) -> 
         one: Any = sample_record(structs[t.base], structs, high)
     else:
         assert t.scalar is not None
-        bits = t.scalar.bits - (1 if t.scalar.signed else 0)
-        one = (2**bits - 1) if high else (-(2**bits) if t.scalar.signed else 0)
+        one = t.scalar.max if high else t.scalar.min
     return [one] * t.count if t.count is not None else one
 
 

@@ -35,9 +35,7 @@ def check(ck: Checker) -> Tuple[Param, ...]:
 
 
 def _out_of_range(value: int, scalar: str) -> str:
-    s = SCALARS[scalar]
-    lo = -(2 ** (s.bits - 1)) if s.signed else 0
-    hi = 2 ** (s.bits - (1 if s.signed else 0)) - 1
+    lo, hi = SCALARS[scalar].min, SCALARS[scalar].max
     return "" if lo <= value <= hi else f"{value} does not fit in {scalar} ({lo}..{hi})"
 
 

@@ -46,10 +46,8 @@ def scalar_value(ck: Checker, path: PathKey, raw: Any, target: Scalar,
         ck.err(path, f"expected a number or a built-in, got {str(raw).lower()}")
         raise Skip
     if isinstance(raw, int):
-        lo = -(2 ** (target.bits - 1)) if target.signed else 0
-        hi = 2 ** (target.bits - (1 if target.signed else 0)) - 1
-        if not lo <= raw <= hi:
-            ck.err(path, f"{raw} does not fit in {target.name} ({lo}..{hi})")
+        if not target.min <= raw <= target.max:
+            ck.err(path, f"{raw} does not fit in {target.name} ({target.min}..{target.max})")
             raise Skip
         return Const(raw)
     name = raw if isinstance(raw, str) else None

@@ -33,6 +33,14 @@ class Scalar:
     def bits(self) -> int:
         return self.size * 8
 
+    @property
+    def min(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def max(self) -> int:
+        return (1 << (self.bits - (1 if self.signed else 0))) - 1
+
 
 SCALARS: Dict[str, Scalar] = {
     s.name: s
