@@ -90,6 +90,15 @@ class Run:
             self.proc.wait()
 
 
+def drain(fd: int) -> None:
+    """Read a pty's master side until its child side closes."""
+    try:
+        while os.read(fd, 1024):
+            pass
+    except OSError:  # EIO once the child side closes
+        pass
+
+
 def trigger_exec() -> int:
     """A shell that prints its pid then execs /bin/true: two execve calls, a known pid."""
     # Absolute paths: a PATH search would add an execve per directory tried.

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from harness import READY_TIMEOUT, ROOT, SLOW, Run
+from bpftrace_oracle import Bpftrace, needs_bpftrace
+from harness import ROOT, SLOW, Run, drain
 
 # host_only: the tools' values side by side with bpftrace; on the second kernel the tools run
 # through their own cases (test_spec_tests.py).
 pytestmark = pytest.mark.host_only
 
 TOOLS = ROOT / "specs" / "tools"
-BPFTRACE = shutil.which("bpftrace")
 
 
 def tool(name: str, *args: str) -> Run:
@@ -32,27 +32,6 @@ def events(run: Run) -> List[Dict]:
     return [r["data"] for r in run.json() if r.get("type") == "event"]
 
 
-class Bpftrace:
-    """bpftrace running a program; its printed lines are read after it stops."""
-
-    def __init__(self, program: str):
-        # Its strings are 64 bytes unless told; pytest's temporary paths are longer.
-        self.proc = subprocess.Popen([BPFTRACE, "-e", program], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "BPFTRACE_STRLEN": "200"})
-        assert self.proc.stdout is not None
-        end = time.monotonic() + READY_TIMEOUT
-        for line in self.proc.stdout:  # "Attaching N probes..." comes once it is attached
-            if line.startswith("Attaching") or time.monotonic() > end:
-                break
-        time.sleep(0.5)  # its probes are live just after the line
-
-    def stop(self) -> List[str]:
-        self.proc.send_signal(signal.SIGINT)
-        out, _ = self.proc.communicate(timeout=30)
-        return out.splitlines()
-
-
 def _unique(tmp_path: Path, name: str, source: str) -> Path:
     """A copy of a binary under a name no other process on the machine has."""
     dest = tmp_path / name
@@ -60,7 +39,7 @@ def _unique(tmp_path: Path, name: str, source: str) -> Path:
     return dest
 
 
-@pytest.mark.skipif(BPFTRACE is None, reason="bpftrace is the oracle")
+@needs_bpftrace
 def test_opensnoop_shows_the_file_cat_opened_its_fd_and_enoent(tmp_path):
     known = tmp_path / "known.txt"
     known.write_text("x" * 100)
@@ -86,7 +65,7 @@ def test_opensnoop_shows_the_file_cat_opened_its_fd_and_enoent(tmp_path):
         f"OPEN {e['pid']} {e['filename']} {e['ret']}" for e in mine]
 
 
-@pytest.mark.skipif(BPFTRACE is None, reason="bpftrace is the oracle")
+@needs_bpftrace
 def test_execsnoop_shows_the_pid_parent_and_file_of_an_exec(tmp_path):
     binary = _unique(tmp_path, "er-exec-probe", "/bin/true")
     oracle = Bpftrace(
@@ -195,19 +174,11 @@ def test_bashreadline_shows_a_line_typed_into_an_interactive_bash():
         os.write(fd, b"echo er-readline-42\n")
         run.wait_output(lambda out: any("er-readline-42" in ln for ln in out))
         os.write(fd, b"exit\n")
-        _drain(fd)
+        drain(fd)
         os.waitpid(pid, 0)
         assert run.stop() == 0
     mine = [e for e in events(run) if e["pid"] == pid]
     assert mine[0] == {"pid": pid, "line": "echo er-readline-42"}
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 1024):
-            pass
-    except OSError:  # EIO once the child side closes
-        pass
 
 
 def test_opensnoop_raw_tracepoint_fallbacks_give_the_same_values(tmp_path):
@@ -283,7 +254,7 @@ def test_bashreadline_program_reads_a_typed_line_when_attached_as_a_uretprobe():
         os.write(fd, b"echo er-readline-42\n")
         time.sleep(0.3 * SLOW)
         os.write(fd, b"exit\n")
-        _drain(fd)
+        drain(fd)
         os.waitpid(pid, 0)
         b.ring_buffer_poll(500)
     finally:
