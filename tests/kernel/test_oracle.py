@@ -15,7 +15,7 @@ from typing import Dict, List
 import pytest
 from bpftrace_oracle import Bpftrace, agree, fields, needs_bpftrace
 from harness import SPECS, Run, drain
-from test_tools_agg import CONNECT
+from test_tools_agg import connect_code
 
 # host_only: bpftrace side by side; the second kernel runs the tools' own cases.
 pytestmark = [pytest.mark.host_only, needs_bpftrace]
@@ -153,13 +153,14 @@ TCP_STATES = {1: "TCP_ESTABLISHED", 2: "TCP_SYN_SENT", 3: "TCP_SYN_RECV", 4: "TC
 
 
 def test_tcpstates_agrees_on_every_state_change_of_a_connection():
-    proc = subprocess.Popen([sys.executable, "-c", CONNECT], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", connect_code("127.0.0.1")],
+                            stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     try:
         oracle = Bpftrace(
             "tracepoint:sock:inet_sock_set_state /args->protocol == 6/ {"
-            ' printf("TCP %d %d %d %d %d %d\\n", nsecs, pid, args->sport, args->dport,'
-            " args->oldstate, args->newstate); }")
+            ' printf("TCP %d %d %d %d %d %d %s %s\\n", nsecs, pid, args->sport, args->dport,'
+            " args->oldstate, args->newstate, ntop(args->saddr), ntop(args->daddr)); }")
         with oracle, tool("tcpstates") as run:
             run.wait_ready()
             out, _ = proc.communicate("go\n", timeout=60)
@@ -169,24 +170,27 @@ def test_tcpstates_agrees_on_every_state_change_of_a_connection():
                 f'"sport": {listener}, "dport": 0, "oldstate": "TCP_LISTEN"' in ln
                 for ln in lines))
             oracle.wait_output(lambda lines: any(
-                ln.endswith(f" {listener} 0 10 7") for ln in lines))
+                f" {listener} 0 10 7 " in ln for ln in lines))
             assert run.stop() == 0
             seen = oracle.stop()
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-    mine = [(e["pid"], e["sport"], e["dport"], e["oldstate"], e["newstate"])
-            for e in events(run) if listener in (e["sport"], e["dport"])]
+    mine = [(e["pid"], e["sport"], e["dport"], e["oldstate"], e["newstate"], e["saddr"],
+             e["daddr"]) for e in events(run) if listener in (e["sport"], e["dport"])]
     # bpftrace's buffers are per CPU: its lines are put in time order by their clock.
-    rows = sorted((int(t), *(int(f) for f in row)) for t, *row in fields(seen, "TCP"))
-    theirs = [(p, s, d, TCP_STATES[o], TCP_STATES[n]) for _, p, s, d, o, n in rows
-              if listener in (s, d)]
+    rows = sorted((int(t), *(int(f) for f in row[:5]), *row[5:])
+                  for t, *row in fields(seen, "TCP"))
+    theirs = [(p, s, d, TCP_STATES[o], TCP_STATES[n], sa, da)
+              for _, p, s, d, o, n, sa, da in rows if listener in (s, d)]
     # The pid is whichever process was running (softirq work may run in another's time):
     # the two sides must agree on it; the trigger's sequence is in ports and states.
     assert mine == theirs, f"ebpf-run {mine} != bpftrace {theirs}"
     c, ls = client, listener
-    agree([m[1:] for m in mine], [t[1:] for t in theirs], [
+    assert {m[5] for m in mine} == {"127.0.0.1"}, mine
+    assert {m[6] for m in mine} == {"127.0.0.1", "0.0.0.0"}, mine  # the listener has no peer
+    agree([m[1:5] for m in mine], [t[1:5] for t in theirs], [
         (ls, 0, "TCP_CLOSE", "TCP_LISTEN"),
         (0, ls, "TCP_CLOSE", "TCP_SYN_SENT"),  # not bound yet: no source port
         (c, ls, "TCP_SYN_SENT", "TCP_ESTABLISHED"),

@@ -137,7 +137,7 @@ def test_readlat_histogram_agrees_with_bpftrace_and_holds_the_pipe_reads():
 RUNQLAT = ("tracepoint:sched:sched_wakeup, tracepoint:sched:sched_wakeup_new {"
            " @qtime[args->pid] = nsecs; }"
            " tracepoint:sched:sched_switch {"
-           " if (args->prev_state == 0) { @qtime[args->prev_pid] = nsecs; }"
+           " if ((args->prev_state & 0xff) == 0) { @qtime[args->prev_pid] = nsecs; }"
            " if (args->next_pid != 0) { $ns = @qtime[args->next_pid];"
            " if ($ns) { @usecs = hist((nsecs - $ns) / 1000); }"
            " delete(@qtime[args->next_pid]); } }")

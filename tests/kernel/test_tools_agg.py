@@ -18,8 +18,8 @@ pytestmark = pytest.mark.host_only
 
 TOOLS = SPECS / "tools"
 
-# Listens on HOST, connects to itself, prints both ports, closes.
-CONNECT = """\
+# Listens on HOST, connects to itself, prints both ports, closes: see connect_code().
+_CONNECT = """\
 import socket, sys
 sys.stdin.readline()
 listener = socket.socket(socket.AF_INET6 if ":" in HOST else socket.AF_INET)
@@ -33,10 +33,14 @@ for s in (client, server, listener):
 """
 
 
+def connect_code(host: str) -> str:
+    return _CONNECT.replace("HOST", repr(host))
+
+
 def _tcpstates(host: str):
     """(client port, listener port, the changes of that connection as (saddr, sport,
     daddr, dport, oldstate, newstate, family)) for one connection to itself on `host`."""
-    code = CONNECT.replace("HOST", repr(host))
+    code = connect_code(host)
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     try:
