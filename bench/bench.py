@@ -722,7 +722,12 @@ def config(args: argparse.Namespace) -> dict:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.report:
-        saved = json.loads(args.report.read_text())
+        try:
+            saved = json.loads(args.report.read_text())
+        except (OSError, ValueError) as e:
+            print(f"bench/run: --report {args.report}: not an earlier run's --json file ({e})",
+                  file=sys.stderr)
+            return 2
         print(report([Result(**r) for r in saved["results"]], saved["variants"],
                      saved["config"], saved.get("aggregations")))
         return 0
