@@ -106,9 +106,14 @@ def _keys(ck: Checker, path: PathKey, a: Dict[str, Any]) -> Tuple[AggKey, ...]:
             ck.err(dpath, f"'{fname}' is not a key field", key=True)
         elif decoders is not None:
             try:
-                decoders.get(dname)
+                decoder = decoders.get(dname)
             except UnknownDecoder as e:
                 ck.err(dpath, str(e))
+                continue
+            t = next(k.type for k in out if k.name == fname)
+            if not decoder.fits(t):
+                ck.err(dpath, f"key field '{fname}' is {t}: decoder '{dname}' takes "
+                       f"{decoder.takes()}")
     return tuple(out)
 
 

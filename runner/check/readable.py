@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any, Dict, Tuple
 
 from runner.check.checker import Checker
-from runner.kinds.decoders import Decoder, Decoders, UnknownDecoder
+from runner.kinds.decoders import Decoders, UnknownDecoder
 from runner.model.spec import Struct
-from runner.model.types import TypeRef
 from runner.spec.loader import PathKey
 
 Decodes = Tuple[Tuple[str, str], ...]  # (field, decoder name)
@@ -31,24 +30,12 @@ def check(ck: Checker, path: PathKey, struct: Struct, raw: Dict[str, str]) -> De
         except UnknownDecoder as e:
             ck.err(fpath, str(e))
             continue
-        if not _fits(decoder, fields[field]):
+        if not decoder.fits(fields[field]):
             ck.err(fpath, f"field '{field}' is {fields[field]}: decoder '{name}' takes "
                    f"{decoder.takes()}")
             continue
         out.append((field, name))
     return tuple(out)
-
-
-def _fits(decoder: Decoder, t: TypeRef) -> bool:
-    """Whether the decoder takes what the field holds: a number, or the bytes of a u8[N]
-    of a length it knows (an address decoder on a u8[16] of a v4 address would fail on
-    the first record)."""
-    kinds = decoder.accepts.split("|")
-    if t.is_struct or t.is_string:
-        return False
-    if t.count is None:
-        return "int" in kinds
-    return "bytes" in kinds and t.base == "u8" and (not decoder.sizes or t.count in decoder.sizes)
 
 
 def names(ck: Checker, decodes: Decodes) -> Dict[str, str]:

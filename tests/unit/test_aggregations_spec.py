@@ -94,6 +94,13 @@ def test_elapsed_converts_ns_to_the_unit():
      "port_be, signal, syscall, syscall_ret, tcp_state, uid"),
     ("  c: {kind: count, decode: {n: errno}}", "      - aggregate: {map: c}",
      "5:29: 'n' is not a key field"),
+    # Decoders are checked against the key field: these failed at the first dump.
+    ("  c: {kind: count, key: {f: u16}, decode: {f: ip}}",
+     "      - aggregate: {map: c, key: {f: 1}}",
+     "5:47: key field 'f' is u16: decoder 'ip' takes u8[4] or u8[16]"),
+    ("  c: {kind: count, key: {comm: 'char[16]'}, decode: {comm: syscall}}",
+     "      - aggregate: {map: c, key: {comm: comm}}",
+     "5:60: key field 'comm' is char[16]: decoder 'syscall' takes a number"),
     ("  l: {kind: lhist, lhist: {min: 0, max: 10, step: 3}}",
      "      - aggregate: {map: l, value: 1}",
      "5:27: needs min < max, step > 0 and max - min a multiple of step; got min=0 max=10 step=3"),

@@ -80,7 +80,8 @@ CASES = {
     "decoder_of_another_length": (
         TP % "      - emit: {to: out, set: {v6: args.saddr_v6}}\n"
         "output:\n  - events: out\n    decode: {v6: ipv4}\n",
-        "13:18: error: field 'v6' is u8[16]: decoder 'ipv4' takes a number or u8[4]",
+        "13:18: error: field 'v6' is u8[16]: decoder 'ipv4' takes an unsigned number of at most "
+        "32 bits or u8[4]",
         None,
     ),
     "number_decoder_on_an_array": (

@@ -46,6 +46,11 @@ def test_a_format_may_use_field_name():
     ("{nr: sycall}", "15:18: unknown decoder 'sycall'; known: errno, inet, ip, ipv4, ipv6, ksym, "
                      "open_flags, port_be, signal, syscall, syscall_ret, tcp_state, uid"),
     ("{pid: syscall}", "15:14: struct 'ev' has no field 'pid'"),
+    # A negative s64 is no IPv4 address or port: refused before it fails on a record.
+    ("{nr: ipv4}", "15:18: field 'nr' is s64: decoder 'ipv4' takes an unsigned number of at "
+                   "most 32 bits or u8[4]"),
+    ("{nr: port_be}", "15:18: field 'nr' is s64: decoder 'port_be' takes an unsigned number "
+                      "of at most 16 bits"),
 ])
 def test_errors_are_located(decode, expected):
     with pytest.raises(SpecError) as info:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple, Union
+
+if TYPE_CHECKING:
+    from runner.model.types import TypeRef
 
 Json = Union[None, bool, int, float, str]
 
@@ -21,7 +24,8 @@ class Decoder:
     puts the readable one under FIELD_name, because both matter (-2 and ENOENT);
     otherwise the readable value replaces the raw one (a port, an address). sizes: the
     byte lengths it takes (an address: 4, 16), checked against a field's u8[N] before
-    anything runs; empty for any."""
+    anything runs; empty for any. int_width: the widest field it takes as a number, which
+    must then be unsigned (an IPv4 address: 4 bytes, a port: 2); 0 for any integer."""
 
     name: str
     accepts: str
@@ -29,11 +33,29 @@ class Decoder:
     keep_raw: bool
     doc: str
     sizes: Tuple[int, ...] = ()
+    int_width: int = 0
+
+    def fits(self, t: TypeRef) -> bool:
+        """Whether it decodes every value a field of type `t` can hold, checked before
+        anything runs (an address decoder on a u8[16] of a v4 address, or on an s32 holding
+        a negative number, would otherwise fail on the first such record)."""
+        kinds = self.accepts.split("|")
+        if t.is_struct or t.is_string:
+            return False
+        if t.count is not None:
+            return "bytes" in kinds and t.base == "u8" and (not self.sizes or t.count in self.sizes)
+        if "int" not in kinds:
+            return False
+        scalar = t.scalar
+        return not self.int_width or (scalar is not None and not scalar.signed
+                                      and scalar.size <= self.int_width)
 
     def takes(self) -> str:
         """What fields it decodes, for messages: "a number or u8[4]"."""
         arrays = " or ".join(f"u8[{n}]" for n in self.sizes) or "a u8[N] array"
-        spelled = {"int": "a number", "bytes": arrays}
+        number = f"an unsigned number of at most {8 * self.int_width} bits" \
+            if self.int_width else "a number"
+        spelled = {"int": number, "bytes": arrays}
         return " or ".join(spelled[k] for k in self.accepts.split("|"))
 
     def __call__(self, raw: Any) -> Union[str, int]:

@@ -76,9 +76,10 @@ IPV4 = Decoder(
     keep_raw=False,
     doc="IPv4 address, 4 bytes or a __be32 as read -> 127.0.0.1",
     sizes=(4,),
+    int_width=4,
 )
 IPV6 = Decoder("ipv6", "int|bytes", ipv6_text, keep_raw=False, doc="IPv6 address, 16 bytes -> ::1",
-               sizes=(16,))
+               sizes=(16,), int_width=8)
 INET = Decoder(
     "inet", "bytes", inet_text, keep_raw=False, doc="4 or 16 address bytes -> IPv4 or IPv6 text",
     sizes=(4, 16),
@@ -98,4 +99,5 @@ PORT_BE = Decoder(
     port_from_network_order,
     keep_raw=False,
     doc="a port in network byte order (__be16) -> its number",
+    int_width=2,
 )
