@@ -724,12 +724,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.report:
         try:
             saved = json.loads(args.report.read_text())
-        except (OSError, ValueError) as e:
-            print(f"bench/run: --report {args.report}: not an earlier run's --json file ({e})",
+            text = report([Result(**r) for r in saved["results"]], saved["variants"],
+                          saved["config"], saved.get("aggregations"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            print(f"bench/run: --report {args.report}: not an earlier run's --json file ({e!r})",
                   file=sys.stderr)
             return 2
-        print(report([Result(**r) for r in saved["results"]], saved["variants"],
-                     saved["config"], saved.get("aggregations")))
+        print(text)
         return 0
     cfg = config(args)
     if args.no_pin:

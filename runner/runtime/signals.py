@@ -25,7 +25,8 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Signals that arrived between the process's start (runner/__main__.py holds them from its
 # first line) and the moment a command put its own handlers in; see hold_early_signals.
 EARLY: List[int] = []
-# Reasons after which records still arriving are dropped on purpose.
+# Reasons after which records still arriving are not printed: after --count they are still
+# read and counted (Stop.reading), after the others nothing more is read.
 DISCARDING = ("count", "error", "output closed")
 
 
@@ -57,8 +58,9 @@ class Stop:
 
     @property
     def discarding(self) -> bool:
-        """Whether records still arriving are dropped: after --count, an error or a closed
-        stdout. After a signal or --duration what the kernel sent is still read."""
+        """Whether records still arriving go unprinted: after --count (they are counted, see
+        `reading`), an error or a closed stdout. After a signal or --duration what the
+        kernel sent is still printed."""
         return self.reason in DISCARDING
 
     @property
