@@ -3,10 +3,11 @@
 Perf callbacks, ring runs (read in place or through libbpf's callback), ring messages
 and trace_pipe lines all go through Records.take. It first runs the run's stop check
 (so a flood of records cannot hold a signal or --duration off: a pending stop detaches
-the probes right there), then takes as many records as the run still wants (at most what --count leaves; the
-rest are counted in after_count; none after an error or a closed stdout), lets the
-channel's writer decode, format and hand them to the sink, and counts them. An exception, which inside a ctypes callback
-would only reach sys.unraisablehook, is stored in the Stop and re-raised by the loop.
+the probes right there), then takes as many records as the run still wants (at most
+what --count leaves, the rest counted in after_count; none after an error or a closed
+stdout), lets the channel's writer decode, format and hand them to the sink, and counts
+them. An exception, which inside a ctypes callback would only reach
+sys.unraisablehook, is stored in the Stop and re-raised by the loop.
 """
 
 from __future__ import annotations
