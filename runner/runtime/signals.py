@@ -25,9 +25,9 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Signals that arrived between the process's start (runner/__main__.py holds them from its
 # first line) and the moment a command put its own handlers in; see hold_early_signals.
 EARLY: List[int] = []
-# Reasons after which records still arriving are not printed: after --count they are still
-# read and counted (Stop.reading), after the others nothing more is read.
-DISCARDING = ("count", "error", "output closed")
+# Reasons after which nothing more is read from the kernel (after --count records are still
+# read, to be counted: records.py).
+UNREAD = ("error", "output closed")
 
 
 class Stop:
@@ -57,17 +57,11 @@ class Stop:
         return self.reason is not None
 
     @property
-    def discarding(self) -> bool:
-        """Whether records still arriving go unprinted: after --count (they are counted, see
-        `reading`), an error or a closed stdout. After a signal or --duration what the
-        kernel sent is still printed."""
-        return self.reason in DISCARDING
-
-    @property
     def reading(self) -> bool:
-        """Whether what the kernel still holds is read: to be printed, or after --count to
-        be counted (records.py); not after an error or a closed stdout."""
-        return not self.discarding or self.reason == "count"
+        """Whether what the kernel still holds is read: to be printed (after a signal or
+        --duration too), or after --count to be counted (records.py); not after an error
+        or a closed stdout."""
+        return self.reason not in UNREAD
 
 
 

@@ -1,4 +1,4 @@
-"""The one record path: counting, --count, discarding, errors kept for the loop, and the
+"""The one record path: counting, --count, what is still read, errors kept for the loop, and the
 stop check run on every record."""
 
 from __future__ import annotations
@@ -81,6 +81,6 @@ def test_the_first_stop_reason_wins_but_an_error_overrides():
     stop = Stop()
     stop.request("count")
     stop.request("SIGINT")
-    assert stop.reason == "count" and stop.discarding
+    assert stop.reason == "count" and stop.reading  # read on, to be counted
     stop.fail(RuntimeError("x"))
-    assert stop.reason == "error"
+    assert stop.reason == "error" and not stop.reading
