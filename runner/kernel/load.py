@@ -1,17 +1,22 @@
 """Compiling the rendered C with BCC (or taking the compiled program from the cache:
 object_cache.py), and saying which spec element a compile error comes from: every
-generated statement carries a comment naming its origin."""
+generated statement carries a comment naming its origin.
+
+A compile runs in a thread of its own (kallsyms_view.py says why), begun as soon as the C
+exists: `begin` returns at once and the caller imports the rest of ebpf-run while clang
+works (libbcc runs without the GIL), then waits in Loading.result()."""
 
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from runner.errors import EnvironmentProblem, KernelError
 from runner.kernel import object_cache
-from runner.kernel.bcc import CapturedStderr, quiet_bpf_class
+from runner.kernel.bcc import CapturedStderr, check_privileges, import_bcc, quiet_bpf_class
 from runner.kernel.cached_bpf import cached_bpf
-from runner.kernel.environment import HEADERS_FIX
+from runner.kernel.environment import HEADERS_FIX, check_headers
+from runner.kernel.kallsyms_view import Pending
 
 ORIGIN_RE = re.compile(r"/\* (\S.*?\(line \d+\)[^*]*?)\s*(?::|\*/)")
 
@@ -24,39 +29,89 @@ def compile_count() -> int:
     return _compiles
 
 
+def begin(c_source: str) -> Loading:
+    """Start loading the program (a cache hit is loaded at once, a compile goes on in a
+    thread of its own) after checking what a load needs; the caller's thread can do
+    Python work until it asks Loading.result()."""
+    check_privileges()
+    bcc = import_bcc()
+    check_headers()
+    return Loading(bcc, c_source)
+
+
 def compile_program(bcc: Any, c_source: str) -> Any:
     """The loaded BPF object (maps created, nothing attached), or a project error: from
     the compiled-program cache when it holds this program, else compiled (and stored)."""
-    k = object_cache.key(bcc, c_source) if object_cache.enabled() else None
-    if k is not None:
-        obj = object_cache.load(k)
-        if obj is not None:
-            with CapturedStderr():  # libbpf's complaints: a failed hit only costs a compile
-                try:
-                    return cached_bpf(bcc, obj)
-                except KernelError:
-                    pass
-    bpf = _compile(bcc, c_source)
-    if k is not None:
-        obj = object_cache.capture(bcc, bpf)
-        if obj is not None:
-            object_cache.store(k, obj)
-    return bpf
+    return Loading(bcc, c_source).result()
 
 
-def _compile(bcc: Any, c_source: str) -> Any:
-    global _compiles
-    _compiles += 1
-    with CapturedStderr() as err:
+class Loading:
+    """One program's load, from the cache or from a compile running in its own thread."""
+
+    def __init__(self, bcc: Any, c_source: str):
+        global _compiles
+        self.bcc, self._c_source = bcc, c_source
+        self._taken = False
+        self._key = object_cache.key(bcc, c_source) if object_cache.enabled() else None
+        self._bpf = self._from_cache()
+        self._compiling: Optional[Pending[Tuple[Any, Optional[Exception], str]]] = None
+        if self._bpf is None:
+            _compiles += 1
+            self._compiling = Pending(self._compile)
+
+    def result(self) -> Any:
+        """The BPF object (maps created, nothing attached), or a project error. The
+        caller owns the object from here: releasing it is theirs."""
+        self._taken = True
+        return self._finish()
+
+    def discard(self) -> None:
+        """Release what was loaded unless a caller took it: a stop or a failure came
+        before the program was used (a compile still running is waited for)."""
+        if self._taken:
+            return
+        self._taken = True
         try:
-            bpf = quiet_bpf_class(bcc)(text=c_source.encode())
-        except Exception as e:  # BCC raises bare Exception for every failure
-            failure: Optional[Exception] = e
-        else:
-            failure = None
-    if failure is not None:
-        raise load_error(c_source, failure, err.text) from None
-    return bpf
+            bpf = self._finish()
+        except Exception:  # a failed compile left nothing to release
+            return
+        bpf.cleanup()
+
+    def _finish(self) -> Any:
+        if self._compiling is not None:
+            compiling, self._compiling = self._compiling, None
+            bpf, failure, stderr = compiling.result()
+            if failure is not None:
+                raise load_error(self._c_source, failure, stderr) from None
+            self._bpf = bpf
+            self._store(bpf)
+        return self._bpf
+
+    def _from_cache(self) -> Any:
+        obj = object_cache.load(self._key) if self._key is not None else None
+        if obj is None:
+            return None
+        with CapturedStderr():  # libbpf's complaints: a failed hit only costs a compile
+            try:
+                return cached_bpf(self.bcc, obj)
+            except KernelError:
+                return None
+
+    def _compile(self) -> Tuple[Any, Optional[Exception], str]:
+        """In the compile's own thread: BCC's object, or what it raised and printed."""
+        bpf, failure = None, None
+        with CapturedStderr() as err:
+            try:
+                bpf = quiet_bpf_class(self.bcc)(text=self._c_source.encode())
+            except Exception as e:  # BCC raises bare Exception for every failure
+                failure = e
+        return bpf, failure, err.text
+
+    def _store(self, bpf: Any) -> None:
+        if self._key is not None:
+            obj = object_cache.capture(self.bcc, bpf)
+            if obj is not None:
+                object_cache.store(self._key, obj)
 
 
 def load_error(c_source: str, failure: Exception, stderr: str) -> Exception:

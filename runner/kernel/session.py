@@ -19,9 +19,8 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 from runner.errors import KernelError
 from runner.kernel import maps, tail_calls
 from runner.kernel.attach import Attached, AttachHook, Detach, hook_for
-from runner.kernel.bcc import CapturedStderr, check_privileges, import_bcc, reason
-from runner.kernel.environment import check_headers
-from runner.kernel.load import compile_program
+from runner.kernel.bcc import CapturedStderr, reason
+from runner.kernel.load import Loading, begin
 from runner.kernel.perf import (
     DataCallback,
     LostCallback,
@@ -70,6 +69,8 @@ class Kernel:
     has_perf: bool = False
     trace_pipe: Optional[TracePipe] = None
     _detaches: List[Tuple[str, Detach]] = field(default_factory=list)
+    # A load begun early (load.begin), so the compile overlapped the caller's imports.
+    loading: Optional[Loading] = None
 
     def __enter__(self) -> Kernel:
         return self
@@ -78,10 +79,9 @@ class Kernel:
         self.close()
 
     def load(self) -> None:
-        check_privileges()
-        self.bcc = import_bcc()
-        check_headers()
-        self.bpf = compile_program(self.bcc, self.c_source)
+        self.loading = self.loading or begin(self.c_source)
+        self.bcc = self.loading.bcc
+        self.bpf = self.loading.result()
 
     # -- attach and detach -----------------------------------------------------------------
 
@@ -231,6 +231,8 @@ class Kernel:
     # -- cleanup ---------------------------------------------------------------------------
 
     def close(self) -> None:
+        if self.loading is not None:  # begun, never used: a stop came first
+            self.loading.discard()
         if self.bpf is not None:
             bpf, self.bpf = self.bpf, None
             try:

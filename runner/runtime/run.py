@@ -12,9 +12,10 @@ import io
 import math
 import signal
 import sys
-from typing import Any, TextIO, Union
+from typing import Any, Optional, TextIO, Union
 
 from runner.errors import UsageError
+from runner.kernel.load import Loading, begin
 from runner.runtime.options import Options
 from runner.runtime.signals import SIGNALS, Stop, handle_signals
 from runner.runtime.streams import FdWriter
@@ -25,15 +26,19 @@ def run_spec(path: str, options: Options) -> int:
         # nan compares false with every time, so the run would never stop.
         raise UsageError(f"--duration must be a finite number of seconds, not {options.duration}")
     stop = Stop()
+    loading: Optional[Loading] = None
     try:
         with handle_signals(stop):
             # Imported here, after the handlers: they take a good part of the start-up,
             # and a signal during them must be a stop like any other.
-            from runner.output.sinks import JsonSink, Sink
             from runner.pipeline import compile_spec
-            from runner.runtime.runner import Runner
 
             compiled = compile_spec(path, params=options.params)
+            loading = None if stop.requested else begin(compiled.rendered.c)
+            # Imported while the program compiles in its own thread.
+            from runner.output.sinks import JsonSink, Sink
+            from runner.runtime.runner import Runner
+
             for stream in (sys.stdout, sys.stderr):
                 # What Python itself still prints (errors after the run) escaped, not failed.
                 if isinstance(stream, io.TextIOWrapper):
@@ -41,7 +46,7 @@ def run_spec(path: str, options: Options) -> int:
             out, err = _writer(sys.stdout, stop), _writer(sys.stderr, stop)
             sink = JsonSink(out, err) if options.json else Sink(out, err)  # type: ignore[arg-type]
             runner = Runner(compiled.spec, compiled.rendered.c, compiled.rendered.python,
-                            options, sink, stop)
+                            options, sink, stop, loading)
             for w in (out, err):
                 if isinstance(w, FdWriter):
                     w.on_wait = runner.check_stop
@@ -51,6 +56,8 @@ def run_spec(path: str, options: Options) -> int:
                           f"last {out.dropped} bytes of output were dropped")
             return rc
     finally:
+        if loading is not None:  # a failure before the run took the program
+            loading.discard()
         # The command is ending and everything is released. Ignore further Ctrl-C / SIGTERM
         # for the milliseconds left: Python's default handler would turn a late one into a
         # KeyboardInterrupt traceback or a death by signal instead of the exit code.

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from runner.errors import KernelError
 from runner.kernel.attach import Attached
+from runner.kernel.load import Loading
 from runner.kernel.maps import DumpInterrupted
 from runner.kernel.perf import RECORD_HEADER as PERF_RECORD_HEADER
 from runner.kernel.session import Kernel
@@ -39,9 +40,10 @@ LOSS_REPORT_S = 1.0
 
 class Runner:
     def __init__(self, spec: Spec, c_source: str, python_source: str, options: Options,
-                 sink: Sink, stop: Optional[Stop] = None):
+                 sink: Sink, stop: Optional[Stop] = None, loading: Optional[Loading] = None):
         self.spec = spec
         self.c_source = c_source
+        self.loading = loading  # the program's load, if begun already (load.begin)
         self.types = decode.load_types(python_source, spec)
         self.opts = options
         self.sink = sink
@@ -63,7 +65,8 @@ class Runner:
     # -- lifecycle -------------------------------------------------------------------------
 
     def run(self) -> int:
-        with handle_signals(self.stop), Kernel(self.spec, self.c_source) as k:
+        with handle_signals(self.stop), Kernel(self.spec, self.c_source,
+                                                   loading=self.loading) as k:
             started = self.start(k)
             if started is None:  # stopped before the probes were ready
                 self.sink.note(f"stopped ({self.stop.reason}) before the probes were ready")
