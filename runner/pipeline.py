@@ -8,7 +8,7 @@ and BTF the checker reads), so a repeated run imports neither YAML, jsonschema n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Optional, Tuple
 
 from runner.errors import UsageError
 from runner.support import cache
@@ -35,9 +35,11 @@ def check(path: str, arch: Optional[str] = None, raw: Optional[bytes] = None) ->
 
 
 def compile_spec(path: str, arch: Optional[str] = None,
-                 params: Tuple[Tuple[str, str], ...] = ()) -> Compiled:
+                 params: Tuple[Tuple[str, str], ...] = (),
+                 on_miss: Optional[Callable[[], None]] = None) -> Compiled:
     """The checked model and its rendering, with the spec's parameters set from `params`
-    (`--set NAME=VALUE` texts: the generated C holds them as constants)."""
+    (`--set NAME=VALUE` texts: the generated C holds them as constants). `on_miss` is
+    called when the cache does not hold them, before they are made."""
     from runner.spec.source import read_spec
     from runner.support.syscalls import host_arch
 
@@ -47,6 +49,8 @@ def compile_spec(path: str, arch: Optional[str] = None,
     hit = cache.load(k, Compiled)
     if hit is not None:
         return hit
+    if on_miss is not None:
+        on_miss()
     from runner.codegen.render import render
 
     spec = check(path, arch, raw)

@@ -165,6 +165,8 @@ def _load(bpf: Any, func_name: bytes, prog_type: int) -> int:
 def _table(bpf: Any, bpf_class: Any, name: bytes, keytype: Any, leaftype: Any,
            reducer: Any) -> Any:
     """BCC's table object for a cached map, its types from BCC's own descriptions."""
+    if isinstance(name, str):  # BCC's own get_table takes either
+        name = name.encode()
     if name not in bpf._maps:
         raise KeyError(name)
     i = bpf._maps[name]

@@ -49,8 +49,7 @@ class Pending(Generic[T]):
         self._thread.start()
 
     def _run(self) -> None:
-        if enabled and _release() >= _FIRST_WITH_BOTH:
-            _enter_view()
+        enter_view()
         try:
             self._outcome.append((True, self._work()))
         except BaseException as e:  # handed to the waiting thread, raised there
@@ -68,9 +67,15 @@ def run(work: Callable[[], T]) -> T:
     return Pending(work).result()
 
 
+def enter_view() -> None:
+    """This thread's own mount namespace with the short file over /proc/kallsyms, if the
+    kernel is new enough; on any failure, as much as was done (a private copy of the
+    namespace is harmless)."""
+    if enabled and _release() >= _FIRST_WITH_BOTH:
+        _enter_view()
+
+
 def _enter_view() -> None:
-    """This thread's own mount namespace with the short file over /proc/kallsyms; on any
-    failure, as much as was done (a private copy of the namespace is harmless)."""
     libc = ct.CDLL(None, use_errno=True)
     libc.mount.argtypes = [ct.c_char_p, ct.c_char_p, ct.c_char_p, ct.c_ulong, ct.c_void_p]
     if libc.unshare(_CLONE_NEWNS) != 0:

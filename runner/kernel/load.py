@@ -15,6 +15,7 @@ from runner.errors import EnvironmentProblem, KernelError
 from runner.kernel import object_cache
 from runner.kernel.bcc import CapturedStderr, check_privileges, import_bcc, quiet_bpf_class
 from runner.kernel.cached_bpf import cached_bpf
+from runner.kernel.compiler import ERROR, OBJECT, Compiler
 from runner.kernel.environment import HEADERS_FIX, check_headers
 from runner.kernel.kallsyms_view import Pending
 
@@ -29,14 +30,16 @@ def compile_count() -> int:
     return _compiles
 
 
-def begin(c_source: str) -> Loading:
-    """Start loading the program (a cache hit is loaded at once, a compile goes on in a
-    thread of its own) after checking what a load needs; the caller's thread can do
-    Python work until it asks Loading.result()."""
+def begin(c_source: str, compiler: Optional[Compiler] = None) -> Loading:
+    """Start loading the program after checking what a load needs: a cache hit is loaded
+    at once, a compile goes on in `compiler` (a child forked early: compiler.py) or in a
+    thread of its own. The caller can do Python work until it asks Loading.result()."""
     check_privileges()
+    if compiler is not None:
+        compiler.send(c_source)  # first: the child compiles while BCC is imported here
     bcc = import_bcc()
     check_headers()
-    return Loading(bcc, c_source)
+    return Loading(bcc, c_source, compiler)
 
 
 def compile_program(bcc: Any, c_source: str) -> Any:
@@ -46,17 +49,24 @@ def compile_program(bcc: Any, c_source: str) -> Any:
 
 
 class Loading:
-    """One program's load, from the cache or from a compile running in its own thread."""
+    """One program's load: from the cache, from a compiler child's answer, or from a
+    compile running in a thread of its own."""
 
-    def __init__(self, bcc: Any, c_source: str):
+    def __init__(self, bcc: Any, c_source: str, compiler: Optional[Compiler] = None):
         global _compiles
         self.bcc, self._c_source = bcc, c_source
         self._taken = False
         self._key = object_cache.key(bcc, c_source) if object_cache.enabled() else None
-        self._bpf = self._from_cache()
+        self._compiler: Optional[Compiler] = None
         self._compiling: Optional[Pending[Tuple[Any, Optional[Exception], str]]] = None
-        if self._bpf is None:
-            _compiles += 1
+        self._bpf = self._from_cache()
+        if self._bpf is not None:
+            if compiler is not None:
+                compiler.close()
+            return
+        _compiles += 1
+        self._compiler = compiler
+        if compiler is None:
             self._compiling = Pending(self._compile)
 
     def result(self) -> Any:
@@ -67,31 +77,55 @@ class Loading:
 
     def discard(self) -> None:
         """Release what was loaded unless a caller took it: a stop or a failure came
-        before the program was used (a compile still running is waited for)."""
+        before the program was used (a compile still running is waited for; a compiler
+        child is ended)."""
         if self._taken:
             return
         self._taken = True
+        if self._compiler is not None:
+            self._compiler.close()
+            self._compiler = None
         try:
             bpf = self._finish()
         except Exception:  # a failed compile left nothing to release
             return
-        bpf.cleanup()
+        if bpf is not None:
+            bpf.cleanup()
 
     def _finish(self) -> Any:
+        if self._compiler is not None:
+            compiler, self._compiler = self._compiler, None
+            self._bpf = self._from_child(compiler)
+            if self._bpf is None:  # no help from the child: compile here, as before
+                self._compiling = Pending(self._compile)
         if self._compiling is not None:
             compiling, self._compiling = self._compiling, None
             bpf, failure, stderr = compiling.result()
             if failure is not None:
                 raise load_error(self._c_source, failure, stderr) from None
             self._bpf = bpf
-            self._store(bpf)
+            self._store(object_cache.capture(self.bcc, bpf))
         return self._bpf
+
+    def _from_child(self, compiler: Compiler) -> Any:
+        kind, answer = compiler.receive()
+        if kind == ERROR:
+            message, stderr = answer
+            raise load_error(self._c_source, Exception(message), stderr)
+        if kind != OBJECT:
+            return None
+        bpf = self._load(answer)
+        if bpf is not None:
+            self._store(answer)
+        return bpf
 
     def _from_cache(self) -> Any:
         obj = object_cache.load(self._key) if self._key is not None else None
-        if obj is None:
-            return None
-        with CapturedStderr():  # libbpf's complaints: a failed hit only costs a compile
+        return None if obj is None else self._load(obj)
+
+    def _load(self, obj: object_cache.CompiledObject) -> Any:
+        """The BPF object made from compiled instructions, or None if that failed."""
+        with CapturedStderr():  # libbpf's complaints: a failure only costs a compile
             try:
                 return cached_bpf(self.bcc, obj)
             except KernelError:
@@ -107,11 +141,9 @@ class Loading:
                 failure = e
         return bpf, failure, err.text
 
-    def _store(self, bpf: Any) -> None:
-        if self._key is not None:
-            obj = object_cache.capture(self.bcc, bpf)
-            if obj is not None:
-                object_cache.store(self._key, obj)
+    def _store(self, obj: Optional[object_cache.CompiledObject]) -> None:
+        if self._key is not None and obj is not None:
+            object_cache.store(self._key, obj)
 
 
 def load_error(c_source: str, failure: Exception, stderr: str) -> Exception:

@@ -15,6 +15,7 @@ import sys
 from typing import Any, Optional, TextIO, Union
 
 from runner.errors import UsageError
+from runner.kernel.compiler import Compiler, fork
 from runner.kernel.load import Loading, begin
 from runner.runtime.options import Options
 from runner.runtime.signals import SIGNALS, Stop, handle_signals
@@ -26,6 +27,7 @@ def run_spec(path: str, options: Options) -> int:
         # nan compares false with every time, so the run would never stop.
         raise UsageError(f"--duration must be a finite number of seconds, not {options.duration}")
     stop = Stop()
+    compiler: Optional[Compiler] = None
     loading: Optional[Loading] = None
     try:
         with handle_signals(stop):
@@ -33,8 +35,14 @@ def run_spec(path: str, options: Options) -> int:
             # and a signal during them must be a stop like any other.
             from runner.pipeline import compile_spec
 
-            compiled = compile_spec(path, params=options.params)
-            loading = None if stop.requested else begin(compiled.rendered.c)
+            def fork_compiler() -> None:
+                # A first run of this spec will compile: the child imports BCC now,
+                # while the spec is checked and rendered (kernel/compiler.py).
+                nonlocal compiler
+                compiler = fork()
+
+            compiled = compile_spec(path, params=options.params, on_miss=fork_compiler)
+            loading = None if stop.requested else begin(compiled.rendered.c, compiler)
             # Imported while the program compiles in its own thread.
             from runner.output.sinks import JsonSink, Sink
             from runner.runtime.runner import Runner
@@ -58,6 +66,8 @@ def run_spec(path: str, options: Options) -> int:
     finally:
         if loading is not None:  # a failure before the run took the program
             loading.discard()
+        if compiler is not None:  # ended already, unless a failure came before the load
+            compiler.close()
         # The command is ending and everything is released. Ignore further Ctrl-C / SIGTERM
         # for the milliseconds left: Python's default handler would turn a late one into a
         # KeyboardInterrupt traceback or a death by signal instead of the exit code.

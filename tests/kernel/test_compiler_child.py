@@ -1,0 +1,135 @@
+"""The compile in a forked child (runner/kernel/compiler.py): its answer is the program an
+in-process compile makes, its errors read the same, a dead child costs only an in-process
+compile, and no child outlives ebpf-run, whichever way the run ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from harness import ROOT, Run
+from test_kallsyms_view import compiled, normalized
+
+from runner.errors import KernelError
+from runner.kernel import compiler, load
+from runner.kernel.bcc import import_bcc
+from runner.pipeline import compile_spec
+
+GETPPID = str(ROOT / "bench" / "getppid.yaml")
+
+
+def c_of(spec: str) -> str:
+    return compile_spec(spec).rendered.c
+
+
+def test_the_childs_answer_is_the_program_compiled_here(monkeypatch):
+    monkeypatch.setenv("EBPF_RUN_NO_CACHE", "1")
+    c_source = c_of(str(ROOT / "specs" / "tools" / "execsnoop.yaml"))
+    child = compiler.fork()
+    assert child is not None
+    child.send(c_source)
+    kind, obj = child.receive()
+    assert kind == compiler.OBJECT
+    assert normalized(obj) == compiled(import_bcc(), c_source, view=False)
+
+
+def test_a_load_from_the_childs_answer_runs_no_compile_here(monkeypatch):
+    monkeypatch.setenv("EBPF_RUN_NO_CACHE", "1")
+    c_source = c_of(GETPPID)
+    loading = load.begin(c_source, compiler.fork())
+    assert loading._compiling is None  # nothing compiling in this process
+    bpf = loading.result()
+    try:
+        assert loading._compiling is None
+        assert bpf[b"events"] is not None
+    finally:
+        bpf.cleanup()
+
+
+def test_a_compile_error_reads_the_same_from_the_child(monkeypatch):
+    monkeypatch.setenv("EBPF_RUN_NO_CACHE", "1")
+    broken = c_of(str(ROOT / "specs" / "hello.yaml")).replace(
+        "er_ev->er_id = 1;", "er_ev->er_id = 1; er_ev->no_such_field = 1;", 1)
+    messages = []
+    for child in (compiler.fork(), None):
+        with pytest.raises(KernelError) as info:
+            load.begin(broken, child).result()
+        messages.append(str(info.value))
+    assert "no_such_field" in messages[0] and "from spec element: probes.hello" in messages[0]
+    assert messages[0] == messages[1]
+
+
+def test_a_dead_child_costs_an_in_process_compile(monkeypatch):
+    monkeypatch.setenv("EBPF_RUN_NO_CACHE", "1")
+    c_source = c_of(GETPPID)
+    child = compiler.fork()
+    assert child is not None
+    os.kill(child.pid, signal.SIGKILL)
+    before = load.compile_count()
+    bpf = load.begin(c_source, child).result()
+    try:
+        assert bpf[b"events"] is not None
+        assert load.compile_count() == before + 1
+    finally:
+        bpf.cleanup()
+    assert child.pid == -1  # reaped
+
+
+def processes_running(marker: str) -> list:
+    """Pids whose command line holds `marker` (a fork keeps its parent's command line)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def copy_spec(tmp_path, text: str = "") -> str:
+    path = tmp_path / "child-marker-spec.yaml"
+    path.write_text(text or Path(GETPPID).read_text())
+    return str(path)
+
+
+def test_no_child_outlives_a_run(tmp_path):
+    spec = copy_spec(tmp_path)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    with Run(spec, env=env) as run:  # a cold cache: the child compiles
+        run.wait_ready()
+        assert len(processes_running(spec)) == 1  # the child is gone once the program loaded
+        assert run.stop() == 0
+    assert processes_running(spec) == []
+
+
+def test_no_child_outlives_a_spec_error(tmp_path):
+    spec = copy_spec(tmp_path, "name: broken\nprobes: {p: {attach: {tracepoint: 'x:y'}}}\n")
+    done = subprocess.run([sys.executable, "-m", "runner", spec], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert processes_running(spec) == []
+
+
+def test_no_child_outlives_a_stop_during_start_up(tmp_path):
+    spec = copy_spec(tmp_path)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "runner", spec], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Wait for the child (two processes with the spec's path), then stop the parent.
+    end = time.monotonic() + 60
+    while len(processes_running(spec)) < 2 and time.monotonic() < end and proc.poll() is None:
+        time.sleep(0.005)
+    assert len(processes_running(spec)) == 2, "the compiler child never appeared"
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert processes_running(spec) == []
