@@ -27,15 +27,19 @@ import os
 import signal
 from typing import Any, Optional, Tuple
 
-from runner.kernel import kallsyms_view, object_cache
-from runner.kernel.object_cache import CompiledObject
-from runner.support.frozen_json import Codec, Corrupt, Unsupported
+# Imported where used: this module is imported before the fork, where every millisecond
+# delays the compile; the rest is imported by the child, or by the parent while it waits.
 
 _PR_SET_PDEATHSIG = 1
 # What the child answers: one JSON object with one of these keys.
 OBJECT, ERROR, NONE = "object", "error", "none"
 
-_codec = Codec([CompiledObject])
+
+def _codec() -> Any:
+    from runner.kernel.object_cache import CompiledObject
+    from runner.support.frozen_json import Codec
+
+    return Codec([CompiledObject]), CompiledObject
 
 
 class Compiler:
@@ -70,14 +74,16 @@ class Compiler:
             data = _read_all(self._from_child)
         finally:
             self.close()
+        codec, compiled_object = _codec()
         try:
             reply = json.loads(data)
             if OBJECT in reply:
-                return OBJECT, _codec.loads(reply[OBJECT].encode(), CompiledObject)
+                return OBJECT, codec.loads(reply[OBJECT].encode(), compiled_object)
             if ERROR in reply:
                 return ERROR, (str(reply[ERROR]), str(reply["stderr"]))
             return NONE, str(reply.get(NONE))
-        except (ValueError, KeyError, TypeError, AttributeError, Corrupt, Unsupported):
+        except (ValueError, KeyError, TypeError, AttributeError):
+            # frozen_json's Corrupt and Unsupported are ValueError and TypeError.
             return NONE, "the compiler process ended without an answer"
 
     def close(self) -> None:
@@ -119,6 +125,7 @@ def _child(parent: int, source_fd: int, reply_fd: int) -> None:
 
 
 def _compile(source_fd: int) -> dict:
+    from runner.kernel import kallsyms_view, object_cache
     from runner.kernel.bcc import CapturedStderr, import_bcc, quiet_bpf_class
 
     bcc = import_bcc()  # while the parent checks and renders
@@ -138,7 +145,7 @@ def _compile(source_fd: int) -> dict:
     obj = object_cache.capture(bcc, bpf)
     if obj is None:
         return {NONE: "a program the compiled-program cache cannot hold"}
-    return {OBJECT: _codec.dumps(obj).decode()}
+    return {OBJECT: _codec()[0].dumps(obj).decode()}
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -32,11 +32,10 @@ def compile_count() -> int:
 
 def begin(c_source: str, compiler: Optional[Compiler] = None) -> Loading:
     """Start loading the program after checking what a load needs: a cache hit is loaded
-    at once, a compile goes on in `compiler` (a child forked early: compiler.py) or in a
-    thread of its own. The caller can do Python work until it asks Loading.result()."""
+    at once, a compile goes on in `compiler` (a child forked early, which the caller has
+    sent `c_source`: compiler.py) or in a thread of its own. The caller can do Python
+    work until it asks Loading.result()."""
     check_privileges()
-    if compiler is not None:
-        compiler.send(c_source)  # first: the child compiles while BCC is imported here
     bcc = import_bcc()
     check_headers()
     return Loading(bcc, c_source, compiler)

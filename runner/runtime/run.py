@@ -12,14 +12,16 @@ import io
 import math
 import signal
 import sys
-from typing import Any, Optional, TextIO, Union
+from typing import TYPE_CHECKING, Any, Optional, TextIO, Union
 
 from runner.errors import UsageError
-from runner.kernel.compiler import Compiler, fork
-from runner.kernel.load import Loading, begin
 from runner.runtime.options import Options
 from runner.runtime.signals import SIGNALS, Stop, handle_signals
 from runner.runtime.streams import FdWriter
+
+if TYPE_CHECKING:
+    from runner.kernel.compiler import Compiler
+    from runner.kernel.load import Loading
 
 
 def run_spec(path: str, options: Options) -> int:
@@ -27,23 +29,16 @@ def run_spec(path: str, options: Options) -> int:
         # nan compares false with every time, so the run would never stop.
         raise UsageError(f"--duration must be a finite number of seconds, not {options.duration}")
     stop = Stop()
-    compiler: Optional[Compiler] = None
-    loading: Optional[Loading] = None
+    early = _EarlyLoad()
     try:
         with handle_signals(stop):
             # Imported here, after the handlers: they take a good part of the start-up,
             # and a signal during them must be a stop like any other.
             from runner.pipeline import compile_spec
 
-            def fork_compiler() -> None:
-                # A first run of this spec will compile: the child imports BCC now,
-                # while the spec is checked and rendered (kernel/compiler.py).
-                nonlocal compiler
-                compiler = fork()
-
-            compiled = compile_spec(path, params=options.params, on_miss=fork_compiler)
-            loading = None if stop.requested else begin(compiled.rendered.c, compiler)
-            # Imported while the program compiles in its own thread.
+            compiled = compile_spec(path, params=options.params, on_miss=early.fork_compiler)
+            loading = early.begin(compiled.rendered.c, stop)
+            # Imported while the program compiles (in the child, or in a thread).
             from runner.output.sinks import JsonSink, Sink
             from runner.runtime.runner import Runner
 
@@ -64,15 +59,42 @@ def run_spec(path: str, options: Options) -> int:
                           f"last {out.dropped} bytes of output were dropped")
             return rc
     finally:
-        if loading is not None:  # a failure before the run took the program
-            loading.discard()
-        if compiler is not None:  # ended already, unless a failure came before the load
-            compiler.close()
+        early.release()
         # The command is ending and everything is released. Ignore further Ctrl-C / SIGTERM
         # for the milliseconds left: Python's default handler would turn a late one into a
         # KeyboardInterrupt traceback or a death by signal instead of the exit code.
         for s in SIGNALS:
             signal.signal(s, signal.SIG_IGN)
+
+
+class _EarlyLoad:
+    """The program's load, begun as early as it can be: a compiler child forked when the
+    render cache misses (kernel/compiler.py), sent the C as soon as it is rendered."""
+
+    def __init__(self) -> None:
+        self.compiler: Optional[Compiler] = None
+        self.loading: Optional[Loading] = None
+
+    def fork_compiler(self) -> None:
+        from runner.kernel.compiler import fork
+
+        self.compiler = fork()
+
+    def begin(self, c_source: str, stop: Stop) -> Optional[Loading]:
+        if self.compiler is not None:
+            self.compiler.send(c_source)
+        from runner.kernel.load import begin  # imported while the child compiles
+
+        if not stop.requested:
+            self.loading = begin(c_source, self.compiler)
+        return self.loading
+
+    def release(self) -> None:
+        """What a failure or a stop left before the run took the program (no-ops after)."""
+        if self.loading is not None:
+            self.loading.discard()
+        if self.compiler is not None:
+            self.compiler.close()
 
 
 def __getattr__(name: str) -> Any:

@@ -41,7 +41,10 @@ def test_the_childs_answer_is_the_program_compiled_here(monkeypatch):
 def test_a_load_from_the_childs_answer_runs_no_compile_here(monkeypatch):
     monkeypatch.setenv("EBPF_RUN_NO_CACHE", "1")
     c_source = c_of(GETPPID)
-    loading = load.begin(c_source, compiler.fork())
+    child = compiler.fork()
+    assert child is not None
+    child.send(c_source)
+    loading = load.begin(c_source, child)
     assert loading._compiling is None  # nothing compiling in this process
     bpf = loading.result()
     try:
@@ -57,6 +60,8 @@ def test_a_compile_error_reads_the_same_from_the_child(monkeypatch):
         "er_ev->er_id = 1;", "er_ev->er_id = 1; er_ev->no_such_field = 1;", 1)
     messages = []
     for child in (compiler.fork(), None):
+        if child is not None:
+            child.send(broken)
         with pytest.raises(KernelError) as info:
             load.begin(broken, child).result()
         messages.append(str(info.value))
@@ -70,6 +75,7 @@ def test_a_dead_child_costs_an_in_process_compile(monkeypatch):
     child = compiler.fork()
     assert child is not None
     os.kill(child.pid, signal.SIGKILL)
+    child.send(c_source)  # into a closed pipe: no error here, the answer says it
     before = load.compile_count()
     bpf = load.begin(c_source, child).result()
     try:
