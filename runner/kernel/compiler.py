@@ -57,15 +57,23 @@ class Compiler:
         os.close(to_child)
         os.close(from_child)
 
-    def send(self, c_source: str) -> None:
-        """Give the child the C to compile (a dead child is found out by receive)."""
+    def send(self, c_source: str) -> bool:
+        """Give the child the C to compile. False, and the child ended, if what it
+        compiled could not come back as instructions (a program needing BCC's BTF:
+        object_cache.py): the caller then compiles it itself."""
+        from runner.kernel.object_cache import needs_module
+
+        if needs_module(c_source):
+            self.close()
+            return False
         fd, self._to_child = self._to_child, -1
         try:
             _write_all(fd, c_source.encode())
         except OSError:
-            pass
+            pass  # a dead child: receive() says so
         finally:
             os.close(fd)
+        return True
 
     def receive(self) -> Tuple[str, Any]:
         """(OBJECT, CompiledObject), (ERROR, (BCC's message, what clang printed)) or

@@ -42,8 +42,10 @@ _INSN = struct.Struct("=BBhi")
 # Types a plain map create cannot make again: maps of maps (an inner map fd), queues and
 # stacks (BCC's own table path differs), and a struct_ops map.
 _UNCACHED_MAP_TYPES = {12, 13, 22, 23, 26}
-# Function names BCC gives programs whose load needs its module's BTF.
+# Function names BCC gives programs whose load needs its module's BTF, and the macros of
+# BCC's that declare such programs in the C.
 _NEEDS_BTF = (b"kfunc__", b"kretfunc__", b"lsm__", b"kmod_ret__")
+_NEEDS_BTF_MACROS = ("KFUNC_PROBE(", "KRETFUNC_PROBE(", "LSM_PROBE(", "KMOD_RET(")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,12 @@ def load(k: str) -> Optional[CompiledObject]:
 
 def store(k: str, obj: CompiledObject) -> None:
     cache.store(k, obj)
+
+
+def needs_module(c_source: str) -> bool:
+    """Whether a program of this C could not be kept as instructions (capture would say
+    None): known before compiling, so no compile is made in vain."""
+    return any(m in c_source for m in _NEEDS_BTF_MACROS)
 
 
 # -- what a compile made --------------------------------------------------------------------

@@ -81,8 +81,8 @@ class _EarlyLoad:
         self.compiler = fork()
 
     def begin(self, c_source: str, stop: Stop) -> Optional[Loading]:
-        if self.compiler is not None:
-            self.compiler.send(c_source)
+        if self.compiler is not None and not self.compiler.send(c_source):
+            self.compiler = None  # ended: this program is compiled in-process
         from runner.kernel.load import begin  # imported while the child compiles
 
         if not stop.requested:

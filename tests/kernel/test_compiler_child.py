@@ -139,3 +139,22 @@ def test_no_child_outlives_a_stop_during_start_up(tmp_path):
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert processes_running(spec) == []
+
+
+def test_a_program_needing_btf_is_compiled_here_not_twice(tmp_path):
+    # fentry programs are loaded with BTF that only BCC's module holds: the child's
+    # instructions could not be used, so it is not sent them (and ended).
+    spec = tmp_path / "fentry.yaml"
+    spec.write_text("name: trampoline\nprobes:\n  sleeps:\n    attach:\n"
+                    "      - fentry: do_nanosleep\n"
+                    "      - tracepoint: \"syscalls:sys_enter_clock_nanosleep\"\n"
+                    "    do: [{print: \"sleep by {comm}\"}]\n")
+    c_source = c_of(str(spec))
+    child = compiler.fork()
+    assert child is not None
+    assert child.send(c_source) is False
+    assert child.pid == -1  # ended and reaped
+    child = compiler.fork()
+    assert child is not None
+    assert child.send(c_of(GETPPID)) is True
+    child.close()
