@@ -36,17 +36,19 @@ def check(path: str, arch: Optional[str] = None, raw: Optional[bytes] = None) ->
 
 def compile_spec(path: str, arch: Optional[str] = None,
                  params: Tuple[Tuple[str, str], ...] = (),
-                 on_miss: Optional[Callable[[], None]] = None) -> Compiled:
+                 on_miss: Optional[Callable[[], None]] = None,
+                 on_hit: Optional[Callable[[], None]] = None) -> Compiled:
     """The checked model and its rendering, with the spec's parameters set from `params`
-    (`--set NAME=VALUE` texts: the generated C holds them as constants). `on_miss` is
-    called when the cache does not hold them, before they are made."""
+    (`--set NAME=VALUE` texts: the generated C holds them as constants). `on_hit` is
+    called when the cache holds them, before they are read back; `on_miss` when it does
+    not (or they did not read back), before they are made."""
     from runner.spec.source import read_spec
     from runner.support.syscalls import host_arch
 
     arch = arch or host_arch()
     raw = read_spec(path)  # once: the bytes keyed are the bytes checked
     k = cache.key(path, raw, arch, params)
-    hit = cache.load(k, Compiled)
+    hit = cache.load(k, Compiled, on_found=on_hit)
     if hit is not None:
         return hit
     if on_miss is not None:

@@ -11,14 +11,18 @@ still found here (see the end of this module).
 
 from __future__ import annotations
 
+import ctypes as ct
 import importlib
 import os
 import tempfile
+import threading
 from typing import Any, Tuple
 
 from runner.errors import EnvironmentProblem
 
 NOISE = ("modprobe: not found", "modprobe: FATAL")
+_LIBBCC = b"libbcc.so.0"  # the name BCC's Python module loads (bcc/libbcc.py)
+_RTLD_NOW = 2
 
 
 def import_bcc() -> Any:
@@ -36,6 +40,27 @@ def import_bcc() -> Any:
             f"the 'bcc' module at {getattr(bcc, '__file__', '?')} is not BCC (the unrelated "
             "PyPI package?). pip uninstall bcc; apt-get install python3-bpfcc") from None
     return bcc
+
+
+def preload_libbcc() -> threading.Thread:
+    """Start loading libbcc (and the LLVM and clang libraries it links) in a thread.
+
+    `import bcc` spends about 20 ms in ctypes' dlopen of libbcc, which holds the GIL.
+    Called through libc, dlopen runs without it, beside the caller's Python work, and
+    BCC's own dlopen then finds the library loaded. If this fails, `import bcc` loads it
+    as before (and says what is missing). Do not fork while the thread runs: a child
+    would inherit the dynamic loader's lock held (join it first).
+    """
+    def load() -> None:
+        libc = ct.CDLL(None)
+        libc.dlopen.restype = ct.c_void_p
+        libc.dlopen.argtypes = [ct.c_char_p, ct.c_int]
+        libc.dlopen(_LIBBCC, _RTLD_NOW)  # the mode ctypes uses: one handle, shared
+
+    # A daemon: an exit that comes first (an error) need not wait for it.
+    thread = threading.Thread(target=load, name="ebpf-run libbcc", daemon=True)
+    thread.start()
+    return thread
 
 
 def quiet_bpf_class(bcc: Any) -> Any:

@@ -12,6 +12,7 @@ import io
 import math
 import signal
 import sys
+import threading
 from typing import TYPE_CHECKING, Any, Optional, TextIO, Union
 
 from runner.errors import UsageError
@@ -36,7 +37,8 @@ def run_spec(path: str, options: Options) -> int:
             # and a signal during them must be a stop like any other.
             from runner.pipeline import compile_spec
 
-            compiled = compile_spec(path, params=options.params, on_miss=early.fork_compiler)
+            compiled = compile_spec(path, params=options.params, on_miss=early.fork_compiler,
+                                    on_hit=early.preload)
             loading = early.begin(compiled.rendered.c, stop)
             # Imported while the program compiles (in the child, or in a thread).
             from runner.output.sinks import JsonSink, Sink
@@ -68,16 +70,25 @@ def run_spec(path: str, options: Options) -> int:
 
 
 class _EarlyLoad:
-    """The program's load, begun as early as it can be: a compiler child forked when the
-    render cache misses (kernel/compiler.py), sent the C as soon as it is rendered."""
+    """The program's load, begun as early as it can be. When the render cache misses, a
+    compiler child is forked (kernel/compiler.py) and sent the C as soon as it is rendered;
+    when it holds the spec, libbcc is loaded beside reading it back (kernel/bcc.py)."""
 
     def __init__(self) -> None:
         self.compiler: Optional[Compiler] = None
         self.loading: Optional[Loading] = None
+        self._preload: Optional[threading.Thread] = None
+
+    def preload(self) -> None:
+        from runner.kernel.bcc import preload_libbcc
+
+        self._preload = preload_libbcc()
 
     def fork_compiler(self) -> None:
         from runner.kernel.compiler import fork
 
+        if self._preload is not None:  # a hit that did not read back: never fork mid-dlopen
+            self._preload.join()
         self.compiler = fork()
 
     def begin(self, c_source: str, stop: Stop) -> Optional[Loading]:

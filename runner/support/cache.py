@@ -41,7 +41,7 @@ import functools
 import os
 import stat
 import sys
-from typing import Any, Dict, List, Optional, Set, Tuple, Type, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Type, TypeVar
 
 from runner.support import cache_dir
 from runner.support.frozen_json import Codec, Corrupt, Unsupported
@@ -178,8 +178,10 @@ def _codec(top: type) -> Codec:
     return _codecs[top]
 
 
-def load(k: str, expected: Type[T]) -> Optional[T]:
-    """The entry stored under key `k`, rebuilt as an `expected`, or None."""
+def load(k: str, expected: Type[T],
+         on_found: Optional[Callable[[], None]] = None) -> Optional[T]:
+    """The entry stored under key `k`, rebuilt as an `expected`, or None. `on_found` is
+    called once the entry is read, before it is checked and rebuilt (the longer part)."""
     d = _open()
     if d is None:
         return None
@@ -192,6 +194,8 @@ def load(k: str, expected: Type[T]) -> Optional[T]:
             return None
         if data is None:
             return None
+        if on_found is not None:
+            on_found()
         try:
             value: T = _codec(expected).loads(_unseal(k, data), expected)
             return value

@@ -160,3 +160,42 @@ def test_a_program_needing_btf_is_compiled_here_not_twice(tmp_path):
     child = compiler.Compiler()
     assert child.send(c_of(GETPPID)) is True
     child.close()
+
+
+def test_libbcc_loaded_early_is_the_one_bcc_uses():
+    # In a fresh process: the preload's dlopen and `import bcc` share one mapping.
+    code = ("import os; from runner.kernel.bcc import preload_libbcc; t = preload_libbcc(); "
+            "t.join(); pre = open(f'/proc/{os.getpid()}/maps').read().count('libbcc'); "
+            "import bcc; post = open(f'/proc/{os.getpid()}/maps').read().count('libbcc'); "
+            "print(pre > 0, pre == post, bcc.lib.bcc_create_map is not None)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.stdout.split() == ["True", "True", "True"], done.stderr
+
+
+def render_entry(cache_home):
+    found = [p for p in (cache_home / "ebpf-run").iterdir()
+             if b"CompiledObject" not in p.read_bytes()]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_a_render_entry_that_does_not_read_back_forks_safely(tmp_path):
+    # The entry is found (libbcc starts loading in a thread), then refused: the compiler
+    # child is forked only after that thread is done, or it could inherit the dynamic
+    # loader's lock held and hang in its own dlopen.
+    spec = copy_spec(tmp_path)
+    cache_home = tmp_path / "cache"
+    env = {"XDG_CACHE_HOME": str(cache_home), "EBPF_RUN_NO_CACHE": "0"}
+    for damage in (False, True):
+        if damage:
+            for entry in (cache_home / "ebpf-run").iterdir():  # both: a real cold start
+                data = bytearray(entry.read_bytes())
+                data[len(data) // 2] ^= 0x01
+                entry.write_bytes(bytes(data))
+        with Run(spec, env=env) as run:
+            run.wait_ready()
+            assert run.stop() == 0
+        assert processes_running(spec) == []
+    assert any("checksum does not match" in ln for ln in run.err), run.err
+    render_entry(cache_home)  # stored again
