@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Dict, Iterator, List, Optional
-
-import jsonschema
-from jsonschema.exceptions import ValidationError, best_match
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
 
 from runner.errors import Diagnostic, SpecError
+from runner.spec import fast_schema
 from runner.spec.loader import Document
 from runner.support.hints import did_you_mean
 from runner.support.resources import schema
+
+if TYPE_CHECKING:  # imported when a spec is not certainly valid (fast_schema.py says why)
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
 
 _validator: Optional[jsonschema.protocols.Validator] = None
 
@@ -25,6 +27,8 @@ _validator: Optional[jsonschema.protocols.Validator] = None
 def validator() -> jsonschema.protocols.Validator:
     global _validator
     if _validator is None:
+        import jsonschema
+
         base = jsonschema.validators.validator_for(schema())
         cls = jsonschema.validators.extend(
             base,
@@ -43,6 +47,8 @@ def _is_int(_checker: Any, value: Any) -> bool:
 def _pattern(_validator: Any, pattern: str, instance: Any, _schema: Any) -> Iterator[Any]:
     """JSON Schema's `$` is the end of the text; Python's also matches before a final
     newline, which would let "name\n" through. Anchor with \\Z instead."""
+    from jsonschema.exceptions import ValidationError
+
     if isinstance(instance, str) and not re.search(_anchored(pattern), instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
@@ -54,6 +60,8 @@ def _anchored(pattern: str) -> str:
 
 def check(doc: Document) -> None:
     """Raise SpecError with every schema problem of `doc`, in document order."""
+    if fast_schema.is_valid(schema(), doc.data):
+        return
     diags = [d for e in validator().iter_errors(doc.data) for d in _explain(doc, e)]
     if diags:
         uniq = {(d.location.line, d.location.col, d.message): d for d in diags}
@@ -112,6 +120,8 @@ def _explain_choice(doc: Document, err: ValidationError) -> Iterator[Diagnostic]
         yield doc.diagnostic(path, f"expected {_type_words(kinds)}, got {_describe(inst)}"
                              + _where(path))
         return
+    from jsonschema.exceptions import best_match
+
     yield from _explain(doc, best_match(here))
 
 

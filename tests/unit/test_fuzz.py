@@ -50,7 +50,7 @@ from runner.model.types import SCALARS
 from runner.runtime import decode
 from runner.spec import loader
 
-from .util import ROOT
+from .util import ROOT, tree_get, tree_paths
 
 ARCH = "x86_64"
 SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml"))
@@ -346,31 +346,15 @@ TAGGED = (
 )
 
 
-def _paths(node: Tree, path: Tuple[Any, ...] = ()) -> Iterator[Tuple[Any, ...]]:
-    yield path
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _paths(v, (*path, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _paths(v, (*path, i))
-
-
-def _get(tree: Tree, path: Tuple[Any, ...]) -> Any:
-    for p in path:
-        tree = tree[p]
-    return tree
-
-
 def _set(tree: Tree, path: Tuple[Any, ...], value: Any) -> Tree:
     if not path:
         return value
-    _get(tree, path[:-1])[path[-1]] = value
+    tree_get(tree, path[:-1])[path[-1]] = value
     return tree
 
 
 def _pick(draw: Draw, tree: Tree, want: Callable[[Tuple[Any, ...]], bool]) -> Optional[tuple]:
-    paths = [p for p in _paths(tree) if want(p)]
+    paths = [p for p in tree_paths(tree) if want(p)]
     return draw(st.sampled_from(paths)) if paths else None
 
 
@@ -381,13 +365,13 @@ def _placeholder(raw: Dict[str, str], text: str) -> str:
 
 
 def _in_dict(tree: Tree) -> Callable[[Tuple[Any, ...]], bool]:
-    return lambda p: bool(p) and isinstance(_get(tree, p[:-1]), dict)
+    return lambda p: bool(p) and isinstance(tree_get(tree, p[:-1]), dict)
 
 
 def op_drop(draw: Draw, tree: Tree, raw: Dict[str, str]) -> Tree:
     path = _pick(draw, tree, lambda p: bool(p))
     if path:
-        del _get(tree, path[:-1])[path[-1]]
+        del tree_get(tree, path[:-1])[path[-1]]
     return tree
 
 
@@ -397,7 +381,7 @@ def op_retype(draw: Draw, tree: Tree, raw: Dict[str, str]) -> Tree:
 
 
 def _rename(tree: Tree, path: Tuple[Any, ...], new: str) -> None:
-    parent = _get(tree, path[:-1])
+    parent = tree_get(tree, path[:-1])
     items = [(new if k == path[-1] else k, v) for k, v in parent.items()]
     parent.clear()
     parent.update(items)
@@ -412,23 +396,23 @@ def op_rename_key(draw: Draw, tree: Tree, raw: Dict[str, str]) -> Tree:
 
 def op_swap_names(draw: Draw, tree: Tree, raw: Dict[str, str]) -> Tree:
     """Swap two strings of the spec (values), or give a key the name of another key."""
-    strings = [p for p in _paths(tree) if isinstance(_get(tree, p), str)]
-    keys = [p for p in _paths(tree) if _in_dict(tree)(p)]
+    strings = [p for p in tree_paths(tree) if isinstance(tree_get(tree, p), str)]
+    keys = [p for p in tree_paths(tree) if _in_dict(tree)(p)]
     if draw(st.booleans()) and len(strings) >= 2:
         a, b = draw(st.sampled_from(strings)), draw(st.sampled_from(strings))
-        va, vb = _get(tree, a), _get(tree, b)
+        va, vb = tree_get(tree, a), tree_get(tree, b)
         _set(tree, a, vb)
         _set(tree, b, va)
     elif len(keys) >= 2:
         a, b = draw(st.sampled_from(keys)), draw(st.sampled_from(keys))
-        if str(b[-1]) not in _get(tree, a[:-1]):
+        if str(b[-1]) not in tree_get(tree, a[:-1]):
             _rename(tree, a, str(b[-1]))
     return tree
 
 
 def op_number(draw: Draw, tree: Tree, raw: Dict[str, str]) -> Tree:
     path = _pick(draw, tree, lambda p: True)
-    value = _get(tree, path or ())
+    value = tree_get(tree, path or ())
     n = draw(st.sampled_from(NUMBERS))
     if isinstance(value, str) and re.search(r"\d+", value) and isinstance(n, int):
         return _set(tree, path or (), re.sub(r"\d+", str(n), value, count=1))
@@ -439,7 +423,7 @@ def op_huge(draw: Draw, tree: Tree, raw: Dict[str, str]) -> Tree:
     size = draw(st.sampled_from((65, 257, 513, 1025, 4097, 70_000)))
     unit = draw(st.sampled_from(("A", "é", "{pid}", "*/", '"', "\\", "x_")))
     text = (unit * size)[:size]
-    path = _pick(draw, tree, lambda p: isinstance(_get(tree, p), str) or _in_dict(tree)(p))
+    path = _pick(draw, tree, lambda p: isinstance(tree_get(tree, p), str) or _in_dict(tree)(p))
     if path and _in_dict(tree)(path) and draw(st.booleans()):
         _rename(tree, path, text)
         return tree
@@ -447,10 +431,10 @@ def op_huge(draw: Draw, tree: Tree, raw: Dict[str, str]) -> Tree:
 
 
 def op_hostile(draw: Draw, tree: Tree, raw: Dict[str, str]) -> Tree:
-    path = _pick(draw, tree, lambda p: isinstance(_get(tree, p), str))
+    path = _pick(draw, tree, lambda p: isinstance(tree_get(tree, p), str))
     if path is None:
         return tree
-    value, bad = _get(tree, path), draw(st.sampled_from(HOSTILE))
+    value, bad = tree_get(tree, path), draw(st.sampled_from(HOSTILE))
     where = draw(st.sampled_from(("replace", "prefix", "suffix")))
     new = bad if where == "replace" else bad + value if where == "prefix" else value + bad
     return _set(tree, path, new)
@@ -471,11 +455,11 @@ def op_deep(draw: Draw, tree: Tree, raw: Dict[str, str]) -> Tree:
 
 def op_alias(draw: Draw, tree: Tree, raw: Dict[str, str]) -> Tree:
     """Make one place share another's mapping or list: the dumper writes &anchor / *alias."""
-    src = _pick(draw, tree, lambda p: bool(p) and isinstance(_get(tree, p), (dict, list)))
+    src = _pick(draw, tree, lambda p: bool(p) and isinstance(tree_get(tree, p), (dict, list)))
     dst = _pick(draw, tree, lambda p: bool(p))
     if src and dst and src[:len(dst)] != dst and dst[:len(src)] != src:
-        before = _get(tree, dst)
-        _set(tree, dst, _get(tree, src))
+        before = tree_get(tree, dst)
+        _set(tree, dst, tree_get(tree, src))
         if not _acyclic(tree):  # sharing through an earlier alias made a loop: undo
             _set(tree, dst, before)
     return tree
@@ -515,7 +499,7 @@ def op_merge(draw: Draw, tree: Tree, raw: Dict[str, str]) -> Tree:
 
 def op_rename_everywhere(draw: Draw, tree: Tree, raw: Dict[str, str]) -> Tree:
     """Rename a declared name (struct, field, map, probe, program) and every use of it."""
-    declared = [str(p[-1]) for p in _paths(tree) if len(p) >= 2 and _in_dict(tree)(p)
+    declared = [str(p[-1]) for p in tree_paths(tree) if len(p) >= 2 and _in_dict(tree)(p)
                 and p[0] in ("structs", "maps", "probes", "programs")
                 and (len(p) == 2 or p[0] == "structs")]
     if not declared or not isinstance(tree, dict):
@@ -580,22 +564,22 @@ ACTIONS: Tuple[Any, ...] = (
 
 def op_add_key(draw: Draw, tree: Tree, raw: Dict[str, str]) -> Tree:
     """Add an optional key where it belongs, with a plausible or a hostile value."""
-    dicts = [p for p in _paths(tree) if isinstance(_get(tree, p), dict)]
+    dicts = [p for p in tree_paths(tree) if isinstance(tree_get(tree, p), dict)]
     options = [(p, key, values) for p in dicts for test, key, values in ADDITIONS
-               if test(_get(tree, p))]
+               if test(tree_get(tree, p))]
     if options:
         path, key, values = draw(st.sampled_from(options))
-        _get(tree, path)[key] = copy.deepcopy(draw(st.sampled_from(values)))
+        tree_get(tree, path)[key] = copy.deepcopy(draw(st.sampled_from(values)))
     return tree
 
 
 def op_add_action(draw: Draw, tree: Tree, raw: Dict[str, str]) -> Tree:
     """Append an action, of any kind, to some list of actions."""
-    lists = [p for p in _paths(tree) if p and p[-1] in ("do", "then", "else", "default")
-             and isinstance(_get(tree, p), list)]
+    lists = [p for p in tree_paths(tree) if p and p[-1] in ("do", "then", "else", "default")
+             and isinstance(tree_get(tree, p), list)]
     if lists:
         path = draw(st.sampled_from(lists))
-        _get(tree, path).append(copy.deepcopy(draw(st.sampled_from(ACTIONS))))
+        tree_get(tree, path).append(copy.deepcopy(draw(st.sampled_from(ACTIONS))))
     return tree
 
 

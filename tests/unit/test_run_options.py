@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from runner.errors import UsageError
 from runner.runtime.run import Options, run_spec
 
-from .util import ROOT
+from .util import ROOT, python_says
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
@@ -24,6 +21,4 @@ def test_no_compiler_child_with_one_cpu():
     # A child compiling beside the parent helps only with a second CPU (kernel/compiler.py).
     code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
             "from runner.kernel import compiler; print(compiler.fork())")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, check=True)
-    assert done.stdout.strip() == "None"
+    assert python_says(code) == "None"
