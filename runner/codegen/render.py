@@ -9,6 +9,7 @@ type's declaration, a context's signature and prologue) and runner/codegen/c_exp
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 from runner.codegen.c_expr import array_into, c_type, spell, string_into
@@ -132,7 +133,8 @@ _FRAGMENTS = _fragments()
 EEXIST = 17
 
 
-def _environment() -> jinja2.Environment:
+def template_environment(code: jinja2.BytecodeCache) -> jinja2.Environment:
+    """Jinja with the filters the templates use, taking compiled templates from `code`."""
     import jinja2
 
     env = jinja2.Environment(
@@ -140,6 +142,7 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        bytecode_cache=code,
     )
     env.filters.update(
         map_decl=_map_decl, map_c=_map_c, c_member=_c_member, ctypes_type=_ctypes_type,
@@ -158,12 +161,20 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def template_names() -> List[str]:
+    return sorted(p.name for p in resources.files("runner").joinpath("templates").iterdir()
+                  if p.name.endswith(".j2"))
+
+
 _env: List[jinja2.Environment] = []
 
 
 def environment() -> jinja2.Environment:
     if not _env:
-        _env.append(_environment())
+        # Templates compiled at install time (template_cache.py), else from source.
+        from runner.codegen.template_cache import InstalledBytecode
+
+        _env.append(template_environment(InstalledBytecode()))
     return _env[0]
 
 

@@ -1,0 +1,110 @@
+"""The templates' compiled code, made at install time like Python's own .pyc files.
+
+On a first run Jinja compiles every template it renders from source: about 15 ms of a
+first run's start-up. `python -m runner.codegen.template_cache` (run by scripts/setup)
+compiles them all once into compiled-templates/ beside this module; a render then loads
+each template's code from there instead of compiling it.
+
+What is trusted: only files in the package's own directory, the same trust as its .pyc
+files (the code is executed as any module's is), and only a regular file (no link
+followed) owned by root or by this user and writable by nobody else. An entry names the
+Python bytecode version, the Jinja version and the checksum of the template source it
+was compiled from (Jinja's own: a SHA-1 of the text); anything else (a template edited
+after setup, another Python, a damaged file) is ignored and the template is compiled from
+source, as without this cache. Nothing is ever written at run time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import marshal
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import jinja2
+from jinja2.bccache import Bucket
+
+DIRECTORY = Path(__file__).resolve().parent / "compiled-templates"
+_MAGIC = b"ebpf-run template code 1\n"
+
+
+class InstalledBytecode(jinja2.BytecodeCache):
+    """Reads what `build` wrote; writes nothing."""
+
+    def __init__(self, directory: Path = DIRECTORY):
+        self.directory = directory
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        data = _read_trusted(self.directory / f"{bucket.key}.code")
+        if data is None:
+            return
+        header = _header(bucket.checksum)
+        if data.startswith(header):
+            try:
+                bucket.code = marshal.loads(data[len(header):])
+            except (EOFError, ValueError, TypeError):  # damaged: compile from source
+                bucket.code = None
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        return None
+
+
+class _Writer(InstalledBytecode):
+    """The build step's cache: every template compiled is written."""
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        return None
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        if bucket.code is None:
+            return
+        data = _header(bucket.checksum) + marshal.dumps(bucket.code)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.directory / f"{bucket.key}.code")
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def _header(checksum: str) -> bytes:
+    return (_MAGIC + importlib.util.MAGIC_NUMBER + b"\n"
+            + jinja2.__version__.encode() + b"\n" + checksum.encode() + b"\n")
+
+
+def _read_trusted(path: Path) -> Optional[bytes]:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # none (not built, or a new template), or a link
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if (not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, os.geteuid())
+                or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+            return None
+        return f.read()
+
+
+def build(directory: Path = DIRECTORY) -> int:
+    """Compile every template into `directory`; how many were written."""
+    from runner.codegen.render import template_environment, template_names
+
+    directory.mkdir(mode=0o755, exist_ok=True)
+    writer = _Writer(directory)
+    env = template_environment(writer)
+    names = template_names()
+    for name in names:
+        env.get_template(name)
+    return len(names)
+
+
+if __name__ == "__main__":
+    count = build()
+    print(f"compiled {count} templates into {DIRECTORY}")

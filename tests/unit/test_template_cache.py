@@ -1,0 +1,133 @@
+"""Templates compiled at install time (runner/codegen/template_cache.py): the same text as
+templates compiled from source, nothing compiled on a full hit, and whatever is stale,
+damaged or not trustworthy compiled from source instead, without a word or a traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+
+import jinja2
+import pytest
+
+from runner.codegen import render as R
+from runner.codegen import template_cache
+from runner.pipeline import check
+from runner.support.resources import read_text
+
+from .util import ROOT
+
+SPECS = [*sorted(ROOT.glob("specs/**/*.yaml")), ROOT / "bench" / "getppid.yaml"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("compiled")
+    assert template_cache.build(directory) == len(R.template_names()) > 20
+    return directory
+
+
+@pytest.fixture
+def compiles(monkeypatch):
+    """How many templates Jinja compiled from source from here on."""
+    count = [0]
+    real = jinja2.Environment.compile
+
+    def counting(self, *args, **kwargs):
+        count[0] += 1
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    return count
+
+
+def rendered_with(directory, monkeypatch) -> dict:
+    monkeypatch.setattr(R, "_env", [R.template_environment(
+        template_cache.InstalledBytecode(directory))])
+    out = {}
+    for path in SPECS:
+        r = R.render(check(str(path), "x86_64"))
+        out[path.name] = (r.c, r.python)
+    return out
+
+
+def test_the_same_text_as_from_source_and_nothing_compiled(built, tmp_path, monkeypatch,
+                                                           compiles):
+    from_cache = rendered_with(built, monkeypatch)
+    assert compiles[0] == 0  # every template came from the built directory
+    from_source = rendered_with(tmp_path / "nothing-built", monkeypatch)
+    assert compiles[0] > 20
+    assert from_cache == from_source
+
+
+def test_an_edited_template_is_compiled_from_source(built, monkeypatch, compiles):
+    env = R.template_environment(template_cache.InstalledBytecode(built))
+    edited = read_text("templates", "program.c.j2") + "/* edited after setup */\n"
+    env.loader = jinja2.FunctionLoader(
+        lambda name: edited if name == "program.c.j2" else read_text("templates", name))
+    text = env.get_template("program.c.j2").render(spec=check(str(SPECS[0]), "x86_64"))
+    assert text.endswith("/* edited after setup */\n")
+    assert compiles[0] == 1
+
+
+def one_entry(built, tmp_path):
+    """A copy of the built directory and the entry of program.c.j2 in it."""
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    key = template_cache.InstalledBytecode(copy).get_cache_key("program.c.j2")
+    return copy, copy / f"{key}.code"
+
+
+def compiled_from_source(directory, compiles) -> bool:
+    before = compiles[0]
+    env = R.template_environment(template_cache.InstalledBytecode(directory))
+    env.get_template("program.c.j2")
+    return compiles[0] == before + 1
+
+
+def test_a_trusted_entry_is_used(built, tmp_path, compiles):
+    copy, _entry = one_entry(built, tmp_path)
+    assert not compiled_from_source(copy, compiles)
+
+
+def test_a_link_is_not_followed(built, tmp_path, compiles):
+    copy, entry = one_entry(built, tmp_path)
+    target = tmp_path / "elsewhere.code"
+    entry.rename(target)
+    entry.symlink_to(target)
+    assert compiled_from_source(copy, compiles)
+
+
+def test_an_entry_others_may_write_is_ignored(built, tmp_path, compiles):
+    copy, entry = one_entry(built, tmp_path)
+    os.chmod(entry, 0o664)
+    assert compiled_from_source(copy, compiles)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away needs root")
+def test_an_entry_someone_else_owns_is_ignored(built, tmp_path, compiles):
+    copy, entry = one_entry(built, tmp_path)
+    os.chown(entry, 65534, 65534)
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o644
+    assert compiled_from_source(copy, compiles)
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated", "another python"])
+def test_a_damaged_entry_is_compiled_from_source(built, tmp_path, compiles, damage):
+    copy, entry = one_entry(built, tmp_path)
+    data = entry.read_bytes()
+    if damage == "random":
+        entry.write_bytes(os.urandom(len(data)))
+    elif damage == "truncated":
+        entry.write_bytes(data[: len(data) // 2])
+    else:
+        entry.write_bytes(data.replace(b"\n", b"\nX", 1))  # the header no longer matches
+    assert compiled_from_source(copy, compiles)
+
+
+def test_the_build_writes_readable_files_and_nothing_else(built):
+    names = sorted(p.name for p in built.iterdir())
+    assert len(names) == len(R.template_names())
+    assert all(n.endswith(".code") for n in names)
+    assert all(stat.S_IMODE((built / n).stat().st_mode) == 0o644 for n in names)
