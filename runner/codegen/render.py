@@ -9,7 +9,6 @@ type's declaration, a context's signature and prologue) and runner/codegen/c_exp
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 from runner.codegen.c_expr import array_into, c_type, spell, string_into
@@ -21,7 +20,7 @@ from runner.kinds.maps import MAP_KINDS
 from runner.kinds.registry import UnknownKind
 from runner.model.spec import Assign, Function, Map, Rendered, Spec
 from runner.model.types import SCALARS, Member, TypeRef
-from runner.support.resources import read_text
+from runner.support.resources import names, read_text
 
 if TYPE_CHECKING:  # imported when first rendering: a cache hit unpickles Rendered without it
     import jinja2
@@ -162,8 +161,7 @@ def template_environment(code: jinja2.BytecodeCache) -> jinja2.Environment:
 
 
 def template_names() -> List[str]:
-    return sorted(p.name for p in resources.files("runner").joinpath("templates").iterdir()
-                  if p.name.endswith(".j2"))
+    return [n for n in names("templates") if n.endswith(".j2")]
 
 
 _env: List[jinja2.Environment] = []

@@ -53,9 +53,7 @@ def syscalls(arch: str) -> Dict[str, Syscall]:
     """name -> Syscall from the shipped table; KeyError for an architecture without one."""
     if arch not in ARCHES.values():
         raise KeyError(arch)
-    from runner.support.resources import (
-        read_text,  # importlib.resources costs 7 ms: only when needed
-    )
+    from runner.support.resources import read_text
 
     out = {}
     for line in read_text("data", f"syscalls-{arch}.txt").splitlines():
