@@ -4,30 +4,29 @@ Every BCC compile reads all of /proc/kallsyms (122,000 lines on the development 
 about 100 ms, two thirds of the compile) for one answer: whether the kernel has the
 helpers bpf_probe_read_kernel and bpf_probe_read_user, else it writes bpf_probe_read
 (check_bpf_probe_read_kernel and _user in bcc's b_frontend_action.cc). Every kernel from
-5.5 on has both. There the compile runs in a thread of its own that first moves to a
-private copy of the mount namespace, a slave of the host's so nothing mounted in it is
-seen outside, and bind-mounts a file naming just those two helpers over /proc/kallsyms.
-The rest of this process and every other process see the real file, and the namespace
-ends with the thread. BCC 0.26 reads the file again on every compile, so every compile
-runs this way.
+5.5 on has both. There the compile runs in a thread of its own (or in the compiler child,
+compiler.py) that first moves to a private copy of the mount namespace, a slave of the
+host's so nothing mounted in it is seen outside, and bind-mounts a file naming just those
+two helpers over /proc/kallsyms. The rest of this process and every other process see the
+real file, and the namespace ends with the thread. BCC 0.26 reads the file again on every
+compile, so every compile runs this way.
 
-Whatever fails on the way (no CAP_SYS_ADMIN, a seccomp filter, no usable /run) leaves the
-compile reading the real file, as BCC alone would: slower, never different.
+Whatever fails on the way (no CAP_SYS_ADMIN, a seccomp filter) leaves the compile reading
+the real file, as BCC alone would: slower, never different.
 """
 
 from __future__ import annotations
 
 import ctypes as ct
 import os
-import stat
-import tempfile
 import threading
-from typing import Callable, Generic, List, Optional, Tuple, TypeVar
+from typing import Callable, Generic, List, Tuple, TypeVar
 
 T = TypeVar("T")
 
 _CLONE_NEWNS = 0x00020000
 _MS_BIND, _MS_REC, _MS_SLAVE = 4096, 16384, 1 << 19
+_MNT_DETACH = 2
 # The addresses only have to look like a kernel's: BCC asks whether the names exist.
 _LINES = (b"ffffffff81000000 T bpf_probe_read_kernel\n"
           b"ffffffff81000010 T bpf_probe_read_user\n")
@@ -78,46 +77,33 @@ def enter_view() -> None:
 def _enter_view() -> None:
     libc = ct.CDLL(None, use_errno=True)
     libc.mount.argtypes = [ct.c_char_p, ct.c_char_p, ct.c_char_p, ct.c_ulong, ct.c_void_p]
+    libc.umount2.argtypes = [ct.c_char_p, ct.c_int]
     if libc.unshare(_CLONE_NEWNS) != 0:
         return
     # Without this, a mount here would propagate to the host's namespace (systemd makes
     # / shared): never mount unless it succeeded.
     if libc.mount(None, b"/", None, _MS_REC | _MS_SLAVE, None) != 0:
         return
-    source = _short_file()
-    if source is None:
+    # The short file lives in a tmpfs mounted, in this namespace only, over a directory
+    # for the moment it takes to bind it: nothing is written where others could see it
+    # or where a kill could leave it.
+    for scratch in (b"/run", b"/tmp"):
+        if libc.mount(b"ebpf-run", scratch, b"tmpfs", 0, b"size=16k,mode=0700") == 0:
+            break
+    else:
         return
     try:
-        libc.mount(source.encode(), KALLSYMS.encode(), None, _MS_BIND, None)
-    finally:
-        # The mount holds the file; the name is not needed, here or outside.
-        os.unlink(source)
-        os.rmdir(os.path.dirname(source))
-
-
-def _short_file() -> Optional[str]:
-    """The two lines in a new file of a new 0700 directory under /run, if /run is root's
-    and writable by nobody else (no TMPDIR: nothing from the environment decides)."""
-    try:
-        st = os.stat("/run")
-        if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return None
-        directory = tempfile.mkdtemp(prefix="ebpf-run-", dir="/run")
-    except OSError:
-        return None
-    path = os.path.join(directory, "kallsyms")
-    try:
+        path = os.path.join(scratch, b"kallsyms")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
         try:
             os.write(fd, _LINES)
         finally:
             os.close(fd)
+        libc.mount(path, KALLSYMS.encode(), None, _MS_BIND, None)
     except OSError:
-        if os.path.exists(path):
-            os.unlink(path)
-        os.rmdir(directory)
-        return None
-    return path
+        pass  # the compile reads the real file
+    finally:
+        libc.umount2(scratch, _MNT_DETACH)  # the bind keeps the file
 
 
 def _release() -> Tuple[int, int]:
