@@ -22,6 +22,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from types import CodeType
 from typing import Optional
 
 import jinja2
@@ -42,11 +43,16 @@ class InstalledBytecode(jinja2.BytecodeCache):
         if data is None:
             return
         header = _header(bucket.checksum)
-        if data.startswith(header):
-            try:
-                bucket.code = marshal.loads(data[len(header):])
-            except (EOFError, ValueError, TypeError):  # damaged: compile from source
-                bucket.code = None
+        if not data.startswith(header):
+            return
+        try:
+            code = marshal.loads(data[len(header):])
+        except (EOFError, ValueError, TypeError):  # damaged: compile from source
+            return
+        # A damaged type byte can make marshal read a number or a string, which Jinja
+        # would hand to exec(): only code is taken.
+        if isinstance(code, CodeType):
+            bucket.code = code
 
     def dump_bytecode(self, bucket: Bucket) -> None:
         return None
@@ -80,8 +86,10 @@ def _header(checksum: str) -> bytes:
 
 
 def _read_trusted(path: Path) -> Optional[bytes]:
+    # O_NONBLOCK: opening a FIFO would otherwise wait for a writer; fstat then refuses it.
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except OSError:  # none (not built, or a new template), or a link
         return None
     with os.fdopen(fd, "rb") as f:
