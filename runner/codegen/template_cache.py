@@ -115,4 +115,4 @@ def build(directory: Path = DIRECTORY) -> int:
 
 if __name__ == "__main__":
     count = build()
-    print(f"compiled {count} templates into {DIRECTORY}")
+    print(f"setup: compiled {count} templates into {DIRECTORY}")
