@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 
@@ -45,10 +45,31 @@ class Type:
     signed: bool = False  # INT: signed encoding; ENUM: kind_flag says signed
 
 
-@dataclass(frozen=True)
 class Btf:
-    types: Tuple[Type, ...]  # index = type id; 0 is void
-    structs: Dict[str, int]  # struct name -> type id (the first complete one)
+    """A kernel's types, each parsed when first asked for: the kernel has about 130,000
+    and a spec reads a handful, so parsing them all (265 ms) would be most of a first
+    run's check. Only the walk that finds where each type starts, and the struct names,
+    is done up front."""
+
+    def __init__(self, data: bytes, strings: bytes, starts: List[int],
+                 structs: Dict[str, int]):
+        self._data, self._strings, self._starts = data, strings, starts
+        self.structs = structs  # struct name -> type id (the first complete one)
+        self._parsed: Dict[int, Type] = {0: Type(0, "void", 0)}
+
+    def type(self, type_id: int) -> Type:
+        if type_id not in self._parsed:
+            if not 0 < type_id < len(self._starts):
+                raise BtfError(f"type id {type_id} is out of range")
+            self._parsed[type_id] = _type_at(self._data, self._starts[type_id], self._name)
+        return self._parsed[type_id]
+
+    def _name(self, off: int) -> str:
+        end = self._strings.index(b"\0", off)
+        return self._strings[off:end].decode("utf-8", "replace")
+
+
+_HEADER = struct.Struct("<3I")
 
 
 def parse(data: bytes) -> Btf:
@@ -56,35 +77,37 @@ def parse(data: bytes) -> Btf:
         raise BtfError("not BTF data (bad magic)")
     hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from("<5I", data, 4)
     strings = data[hdr_len + str_off:hdr_len + str_off + str_len]
-
-    def name(off: int) -> str:
-        end = strings.index(b"\0", off)
-        return strings[off:end].decode("utf-8", "replace")
-
-    types: List[Type] = [Type(0, "void", 0)]
+    starts: List[int] = [0]  # index = type id; 0 is void
     structs: Dict[str, int] = {}
+    btf = Btf(data, strings, starts, structs)
     pos, end = hdr_len + type_off, hdr_len + type_off + type_len
     while pos < end:
-        name_off, info, size_or_type = struct.unpack_from("<3I", data, pos)
-        kind, vlen, kflag = (info >> 24) & 0x1F, info & 0xFFFF, info >> 31
-        pos += 12
-        members: Tuple[Member, ...] = ()
-        signed = False
-        if kind in (STRUCT, UNION):
-            members = tuple(_member(data, pos + 12 * i, kflag, name) for i in range(vlen))
-        elif kind == INT:
-            signed = bool((struct.unpack_from("<I", data, pos)[0] >> 24) & 1)
-        elif kind in (ENUM, ENUM64):
-            signed = bool(kflag)
-        types.append(Type(kind, name(name_off), size_or_type, members, signed))
-        if kind == STRUCT and types[-1].name and types[-1].name not in structs:
-            structs[types[-1].name] = len(types) - 1
-        pos += _EXTRA_FIXED.get(kind, 0) + _EXTRA_PER_ITEM.get(kind, 0) * vlen
-    return Btf(tuple(types), structs)
+        name_off, info, _size_or_type = _HEADER.unpack_from(data, pos)
+        kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+        starts.append(pos)
+        if kind == STRUCT and name_off:
+            structs.setdefault(btf._name(name_off), len(starts) - 1)
+        pos += 12 + _EXTRA_FIXED.get(kind, 0) + _EXTRA_PER_ITEM.get(kind, 0) * vlen
+    return btf
 
 
-def _member(data: bytes, pos: int, kflag: int, name) -> Member:
-    name_off, type_id, offset = struct.unpack_from("<3I", data, pos)
+def _type_at(data: bytes, pos: int, name: Callable[[int], str]) -> Type:
+    name_off, info, size_or_type = _HEADER.unpack_from(data, pos)
+    kind, vlen, kflag = (info >> 24) & 0x1F, info & 0xFFFF, info >> 31
+    pos += 12
+    members: Tuple[Member, ...] = ()
+    signed = False
+    if kind in (STRUCT, UNION):
+        members = tuple(_member(data, pos + 12 * i, kflag, name) for i in range(vlen))
+    elif kind == INT:
+        signed = bool((struct.unpack_from("<I", data, pos)[0] >> 24) & 1)
+    elif kind in (ENUM, ENUM64):
+        signed = bool(kflag)
+    return Type(kind, name(name_off), size_or_type, members, signed)
+
+
+def _member(data: bytes, pos: int, kflag: int, name: Callable[[int], str]) -> Member:
+    name_off, type_id, offset = _HEADER.unpack_from(data, pos)
     if kflag:
         return Member(name(name_off), type_id, offset & 0xFFFFFF, offset >> 24)
     return Member(name(name_off), type_id, offset, 0)
@@ -101,9 +124,9 @@ def load(path: str = VMLINUX) -> Btf:
 
 def strip(btf: Btf, type_id: int) -> Type:
     """The type behind typedefs and qualifiers."""
-    t = btf.types[type_id]
+    t = btf.type(type_id)
     while t.kind in _QUALIFIERS:
-        t = btf.types[t.size_or_type]
+        t = btf.type(t.size_or_type)
     return t
 
 
@@ -135,7 +158,7 @@ def resolve(btf: Btf, struct_name: str, members: List[str]) -> Path:
     """Follow `members` from `struct struct_name`, through pointers and embedded structs."""
     if struct_name not in btf.structs:
         raise BtfError(f"the kernel's BTF has no struct {struct_name}")
-    t = btf.types[btf.structs[struct_name]]
+    t = btf.type(btf.structs[struct_name])
     offsets: List[int] = [0]
     for i, m_name in enumerate(members):
         if t.kind == PTR:  # a pointer member before this one: follow it
