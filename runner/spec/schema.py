@@ -27,17 +27,23 @@ _validator: Optional[jsonschema.protocols.Validator] = None
 def validator() -> jsonschema.protocols.Validator:
     global _validator
     if _validator is None:
-        import jsonschema
-
-        base = jsonschema.validators.validator_for(schema())
-        cls = jsonschema.validators.extend(
-            base,
-            validators={"pattern": _pattern},
-            # 2.0 is an integer to JSON Schema; to a spec's page count it is a float.
-            type_checker=base.TYPE_CHECKER.redefine("integer", _is_int),
-        )
-        _validator = cls(schema())
+        _validator = validator_for(schema())
     return _validator
+
+
+def validator_for(doc: Dict[str, Any]) -> jsonschema.protocols.Validator:
+    """A jsonschema validator of `doc` with this project's two rules (tests hold
+    fast_schema.py to it on small schemas too)."""
+    import jsonschema
+
+    base = jsonschema.validators.validator_for(doc)
+    cls = jsonschema.validators.extend(
+        base,
+        validators={"pattern": _pattern},
+        # 2.0 is an integer to JSON Schema; to a spec's page count it is a float.
+        type_checker=base.TYPE_CHECKER.redefine("integer", _is_int),
+    )
+    return cls(doc)
 
 
 def _is_int(_checker: Any, value: Any) -> bool:
