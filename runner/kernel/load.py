@@ -2,9 +2,10 @@
 object_cache.py), and saying which spec element a compile error comes from: every
 generated statement carries a comment naming its origin.
 
-A compile runs in a thread of its own (kallsyms_view.py says why), begun as soon as the C
-exists: `begin` returns at once and the caller imports the rest of ebpf-run while clang
-works (libbcc runs without the GIL), then waits in Loading.result()."""
+A compile runs outside the caller's thread, begun as soon as the C exists: in the compiler
+child forked early (compiler.py) when the caller made one, else in a thread of its own
+(kallsyms_view.py). `begin` returns at once, the caller imports the rest of ebpf-run
+meanwhile, then waits in Loading.result()."""
 
 from __future__ import annotations
 

@@ -123,13 +123,13 @@ def _items(v: _Validator, arg: Any, value: Any) -> bool:
 
 
 def _pattern(v: _Validator, arg: str, value: Any) -> bool:
-    return not isinstance(value, str) or _regex(arg).search(value) is not None
+    return not isinstance(value, str) or anchored(arg).search(value) is not None
 
 
 @functools.cache
-def _regex(pattern: str) -> re.Pattern[str]:
-    # schema.py's rule: JSON Schema's `$` is the end of the text, Python's also matches
-    # before a final newline.
+def anchored(pattern: str) -> re.Pattern[str]:
+    # The project's rule, schema.py's too: JSON Schema's `$` is the end of the text;
+    # Python's also matches before a final newline.
     return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern)
 
 
