@@ -1,5 +1,5 @@
 """The aggregations section: per-key count/sum/min/max/avg/stats and histograms, each a
-per-CPU map whose layout runner/runtime/aggregates.py documents.
+per-CPU map whose layout runner/model/aggregates.py documents.
 
 Each aggregation becomes ordinary model parts, so rendering and reading need nothing new:
 an internal key struct `er_agg_<name>` (the key fields, then `bucket` for histograms), the
@@ -77,7 +77,7 @@ def _slot(ck: Checker) -> Struct:
     for s in ck.msg_structs:
         if s.name == SLOT:
             return s
-    fields = tuple((n, TypeRef(t), "struct agg_slot (runner/runtime/aggregates.py)")
+    fields = tuple((n, TypeRef(t), "struct agg_slot (runner/model/aggregates.py)")
                    for n, t in (("count", "u64"), ("sum", "s64"), ("min", "s64"),
                                 ("max", "s64")))
     slot = Struct(SLOT, lay_out(fields, {}), "aggregation slot", internal=True)
@@ -162,7 +162,7 @@ def _metric(ck: Checker, path: PathKey, name: str, kind: str, keys: Tuple[AggKey
     # The exporter's own rules (names Prometheus would refuse or lint), checked here so
     # the error points at the spec. Imported here: the check stage otherwise never needs
     # prometheus-client.
-    from runner.output.metric_names import MetricsError, validate_label_names, validate_metric_name
+    from runner.support.metric_names import MetricsError, validate_label_names, validate_metric_name
     try:
         validate_metric_name(decl.name, mkind)  # type: ignore[arg-type]
         validate_label_names(tuple(k.name for k in keys), mkind)  # type: ignore[arg-type]

@@ -22,17 +22,18 @@ from runner.check import (
     structs,
     tests,
 )
+from runner.check.action_lists import check_list
 from runner.check.checker import Checker
-from runner.codegen.strings import comment_text
 from runner.errors import SpecError
 from runner.model.spec import Spec
 from runner.spec.loader import Document
 from runner.support import syscalls
+from runner.support.comment_text import comment_text
 
 
 def build(doc: Document, arch: Optional[str] = None) -> Spec:
     """Check the meaning of `doc` and return its model; raise SpecError with every problem."""
-    ck = Checker(doc, arch or syscalls.host_arch())
+    ck = Checker(doc, arch or syscalls.host_arch(), check_list)
     spec = _run(ck)
     if ck.diags:
         uniq = {(d.location.line, d.location.col, d.message): d for d in ck.diags}

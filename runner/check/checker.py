@@ -6,13 +6,13 @@ runner/check/build.py runs them in order.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from runner.codegen.strings import comment_text
 from runner.errors import Diagnostic
 from runner.model.spec import Action, Aggregation, Drop, Map, MessageDef, Struct
 from runner.spec.loader import Document, PathKey
 from runner.support import syscalls, tracepoints
+from runner.support.comment_text import comment_text
 from runner.support.hints import did_you_mean, known
 
 
@@ -20,8 +20,15 @@ class Skip(Exception):
     """An element already reported; leave it out of the model and go on."""
 
 
+# Checks an action list: runner/check/action_lists.check_list, handed in by the builder.
+# The action kinds import this module and the walker imports the kinds, so the walker cannot
+# be imported here.
+ActionWalker = Callable[["Checker", PathKey, List[Dict[str, Any]], Any], Tuple[Action, ...]]
+
+
 class Checker:
-    def __init__(self, doc: Document, arch: str):
+    def __init__(self, doc: Document, arch: str, walk_actions: ActionWalker):
+        self.walk_actions = walk_actions
         self.doc = doc
         self.data: Dict[str, Any] = doc.data
         self.arch = arch
@@ -104,7 +111,4 @@ class Checker:
     def actions(self, path: PathKey, raw: List[Dict[str, Any]],
                 scope: Any) -> Tuple[Action, ...]:
         """Check a nested action list (choose's cases, if's branches) in `scope`."""
-        # Imported here: the action kinds import this module, and the walker imports them.
-        from runner.check import actions
-
-        return actions.check_list(self, path, raw, scope.nested())
+        return self.walk_actions(self, path, raw, scope.nested())

@@ -7,15 +7,15 @@ from dataclasses import replace
 from typing import Any, List, Optional, Set, Tuple
 
 from runner.check import exits
-from runner.check.actions import check_list, tail_maps
+from runner.check.action_lists import check_list, tail_maps
 from runner.check.checker import Checker
 from runner.check.fields import probe_args
 from runner.check.scope import ActionScope
-from runner.codegen.strings import comment_text
 from runner.kinds import builtins as bi
 from runner.kinds.attach import CANDIDATE_KINDS, CONTEXTS, OPTIONS, AttachOption, Planned
 from runner.model.spec import Action, Candidate, Function, Probe
 from runner.spec.loader import PathKey
+from runner.support.comment_text import comment_text
 from runner.support.hints import did_you_mean
 
 SYSCALL_ENTER = "syscalls:sys_enter_"

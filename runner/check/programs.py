@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Set, Tuple
 
-from runner.check.actions import check_list, tail_maps
+from runner.check.action_lists import check_list, tail_maps
 from runner.check.checker import Checker
 from runner.check.names import name_ok
 from runner.check.probes import function, options

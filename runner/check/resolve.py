@@ -8,12 +8,12 @@ the latter), then the built-ins (`pid`, `ktime`, `comm`...).
 
 from __future__ import annotations
 
-from runner.check import btf, values
+from runner.check import btf
 from runner.check.arith import Resolve, Typed
-from runner.check.checker import Checker
+from runner.check.checker import Checker, Skip
 from runner.check.expr import ExprError
 from runner.check.scope import ActionScope
-from runner.kinds.builtins import BUILTINS
+from runner.kinds.builtins import BUILTINS, available
 from runner.model import expr as e
 from runner.model.types import SCALAR_BY_SIZE
 from runner.spec.loader import PathKey
@@ -22,6 +22,24 @@ from runner.support.hints import did_you_mean
 
 # Names that read the current task through BTF, and what they stand for.
 TASK_ALIASES = {"ppid": "task.real_parent.tgid"}
+
+
+def use_builtin(ck: Checker, path: PathKey, name: str, scope: ActionScope) -> None:
+    """Record that the actions read built-in `name`; report it if a context lacks it."""
+    missing = sorted({c for c in scope.contexts if not available(name, c)})
+    if missing:
+        ck.err(path, f"'{name}' is not available in a {missing[0].replace('_', ' ')} "
+               "program", f"{name} works in: "
+               + ", ".join(sorted(BUILTINS[name].contexts)).replace("_", " "))
+        raise Skip
+    if scope.args is not None and name[:3] == "arg" and name[3:].isdigit():
+        syscall, names = scope.args
+        if int(name[3:]) >= len(names):
+            ck.err(path, f"'{name}' is past the arguments of {syscall}, which "
+                   + (f"takes {len(names)}: {', '.join(names)}" if names else "takes none"),
+                   f"arg0..arg{len(names) - 1} are its arguments" if names else None)
+            raise Skip
+    scope.needs.add(name)  # contextual ones shape the prologue; some share a helper call
 
 
 def resolver(ck: Checker, path: PathKey, scope: ActionScope) -> Resolve:
@@ -42,7 +60,7 @@ def resolver(ck: Checker, path: PathKey, scope: ActionScope) -> Resolve:
         if b is None:
             hint = did_you_mean(name, [*BUILTINS, *scope.locals, *TASK_ALIASES])
             raise ExprError(f"unknown name '{name}'" + (f" ({hint})" if hint else ""), col)
-        values.use_builtin(ck, path, name, scope)
+        use_builtin(ck, path, name, scope)
         if b.name == "comm":
             return Typed(e.CommStr(), None, e.CommStr())
         return Typed(e.BuiltinRef(b.name), b.type)
@@ -57,7 +75,7 @@ def _arg(ck: Checker, path: PathKey, scope: ActionScope, name: str, col: int) ->
         raise ExprError(f"this probe has no argument '{name}'"
                         + (f" ({hint})" if hint else f"; it has: {have}"), col)
     for b in arg.builtins:
-        values.use_builtin(ck, path, b, scope)
+        use_builtin(ck, path, b, scope)
     return arg.value
 
 

@@ -11,7 +11,7 @@ from runner.check import arith, resolve
 from runner.check.checker import Checker, Skip
 from runner.check.expr import ExprError
 from runner.check.scope import ActionScope
-from runner.kinds.builtins import BUILTINS, available
+from runner.kinds.builtins import BUILTINS
 from runner.model.expr import BuiltinRef, Cast, Const, PtrStr, StrSource, Value
 from runner.model.spec import Assign, Struct
 from runner.model.types import SCALARS, Scalar, TypeRef
@@ -19,24 +19,6 @@ from runner.spec.loader import PathKey
 from runner.support.hints import did_you_mean, known
 
 COMM_LEN = 16
-
-
-def use_builtin(ck: Checker, path: PathKey, name: str, scope: ActionScope) -> None:
-    """Record that the actions read built-in `name`; report it if a context lacks it."""
-    missing = sorted({c for c in scope.contexts if not available(name, c)})
-    if missing:
-        ck.err(path, f"'{name}' is not available in a {missing[0].replace('_', ' ')} "
-               "program", f"{name} works in: "
-               + ", ".join(sorted(BUILTINS[name].contexts)).replace("_", " "))
-        raise Skip
-    if scope.args is not None and name[:3] == "arg" and name[3:].isdigit():
-        syscall, names = scope.args
-        if int(name[3:]) >= len(names):
-            ck.err(path, f"'{name}' is past the arguments of {syscall}, which "
-                   + (f"takes {len(names)}: {', '.join(names)}" if names else "takes none"),
-                   f"arg0..arg{len(names) - 1} are its arguments" if names else None)
-            raise Skip
-    scope.needs.add(name)  # contextual ones shape the prologue; some share a helper call
 
 
 def scalar_value(ck: Checker, path: PathKey, raw: Any, target: Scalar,
@@ -62,7 +44,7 @@ def scalar_value(ck: Checker, path: PathKey, raw: Any, target: Scalar,
         ck.err(path, f"expected a number or an integer built-in for a {target.name}, "
                f"got {what}", hint or known("built-ins", (k for k in BUILTINS if k != "comm")))
         raise Skip
-    use_builtin(ck, path, b.name, scope)
+    resolve.use_builtin(ck, path, b.name, scope)
     src = SCALARS[b.type]
     if src.bits > target.bits:
         ck.err(path, f"'{b.name}' is a {src.name} and does not fit in a {target.name}",

@@ -3,22 +3,23 @@
 Pure and deterministic: the output depends only on the model (no time, no
 absolute paths, no set or dict order that Python's hash seed could change).
 Templates loop and branch; the few spellings they need come from the filters
-below, which read the type table, the kinds registries (an action node's fragment, a map
+below, which read the type table, the kinds registries (a map
 type's declaration, a context's signature and prologue) and runner/codegen/c_expr.py.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+import re
+import typing
+from typing import TYPE_CHECKING, Any, List, Tuple
 
 from runner.codegen.c_expr import array_into, c_type, spell, string_into
 from runner.codegen.strings import c_bytes, c_string, py_literal
-from runner.kinds.actions import ACTIONS
 from runner.kinds.attach import CONTEXTS
 from runner.kinds.builtins import SYSCALL_REGS
 from runner.kinds.maps import MAP_KINDS
 from runner.kinds.registry import UnknownKind
-from runner.model.spec import Assign, Function, Map, Rendered, Spec
+from runner.model.spec import Action, Assign, Function, Map, Rendered, Spec
 from runner.model.types import SCALARS, Member, TypeRef
 from runner.support.resources import names, read_text
 
@@ -111,22 +112,23 @@ def _string_pieces(a: Assign) -> List[Tuple[int, str, int]]:
     return [(off, c_bytes(data[off:off + n]), n) for off, n in _pieces(len(data))]
 
 
-def _fragments() -> Dict[type, str]:
-    """Model node class -> the template that spells it (count and add share one)."""
-    out: Dict[type, str] = {}
-    for kind in ACTIONS.values():
-        out.setdefault(kind.node, kind.fragment)
-    return out
+def action_fragment(node: type) -> str:
+    """The template that spells an action's model node: templates/action_<node>.c.j2, the
+    class name in snake case (TailCall -> action_tail_call.c.j2; count and add share Update's).
+    tests/unit/test_registry.py checks that every node has its template and every template
+    its node."""
+    if node.__name__ not in _ACTION_NODES:
+        raise UnknownKind(f"internal error: {node.__name__} is not a model action")
+    return "action_" + re.sub(r"(?<!^)(?=[A-Z])", "_", node.__name__).lower() + ".c.j2"
 
 
 def _action_fragment(a: Any) -> str:
-    fragment = _FRAGMENTS.get(type(a))
-    if fragment is None:
-        raise UnknownKind(f"internal error: no action kind renders {type(a).__name__}")
-    return fragment
+    return action_fragment(type(a))
 
 
-_FRAGMENTS = _fragments()
+# The names of runner.model.spec.Action's members (some are forward references).
+_ACTION_NODES = frozenset(getattr(a, "__forward_arg__", getattr(a, "__name__", ""))
+                          for a in typing.get_args(Action))
 
 # The kernel's EEXIST, which a map insert returns negated; Linux's number on every arch.
 EEXIST = 17

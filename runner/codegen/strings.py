@@ -4,7 +4,8 @@ A C string literal is built byte by byte from the UTF-8 encoding: printable
 ASCII passes, except the characters that mean something inside a literal
 (`"` and `\\`) and `?` (trigraphs); everything else becomes a three-digit octal
 escape, which can never run into the next character. Python literals use repr().
-Comments in generated code only ever contain identifiers and numbers.
+Comments in generated code only ever contain identifiers and numbers: the checker makes
+them so with runner/support/comment_text.py.
 """
 
 from __future__ import annotations
@@ -20,19 +21,6 @@ def c_string(text: str) -> str:
 def c_bytes(data: bytes) -> str:
     """A C string literal whose bytes are exactly `data` (and C's own NUL after them)."""
     return '"' + "".join(chr(b) if b in _PLAIN else f"\\{b:03o}" for b in data) + '"'
-
-
-_COMMENT_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                    " ._-+,:;=@()[]/<>#%&!~^|{}$'")
-
-
-def comment_text(text: str) -> str:
-    """Text fit for a C comment and a Python docstring: anything else becomes '?'.
-
-    No '*' (no "*/"), no quote or backslash (no closing or escaping a docstring), no newline.
-    File names and attach targets pass through here on their way into generated code.
-    """
-    return "".join(c if c in _COMMENT_SAFE else "?" for c in text)
 
 
 def py_literal(value: object) -> str:

@@ -1,7 +1,7 @@
 """The templates' compiled code, made at install time like Python's own .pyc files.
 
 On a first run Jinja compiles every template it renders from source: about 15 ms of a
-first run's start-up. `python -m runner.codegen.template_cache` (run by scripts/setup)
+first run's start-up. `python -m runner.codegen.template_build` (run by scripts/setup)
 compiles them all once into compiled-templates/ beside this module; a render then loads
 each template's code from there instead of compiling it.
 
@@ -33,7 +33,7 @@ _MAGIC = b"ebpf-run template code 1\n"
 
 
 class InstalledBytecode(jinja2.BytecodeCache):
-    """Reads what `build` wrote; writes nothing."""
+    """Reads what runner/codegen/template_build.py wrote; writes nothing."""
 
     def __init__(self, directory: Path = DIRECTORY):
         self.directory = directory
@@ -58,7 +58,7 @@ class InstalledBytecode(jinja2.BytecodeCache):
         return None
 
 
-class _Writer(InstalledBytecode):
+class Writer(InstalledBytecode):
     """The build step's cache: every template compiled is written."""
 
     def load_bytecode(self, bucket: Bucket) -> None:
@@ -98,21 +98,3 @@ def _read_trusted(path: Path) -> Optional[bytes]:
                 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
             return None
         return f.read()
-
-
-def build(directory: Path = DIRECTORY) -> int:
-    """Compile every template into `directory`; how many were written."""
-    from runner.codegen.render import template_environment, template_names
-
-    directory.mkdir(mode=0o755, exist_ok=True)
-    writer = _Writer(directory)
-    env = template_environment(writer)
-    names = template_names()
-    for name in names:
-        env.get_template(name)
-    return len(names)
-
-
-if __name__ == "__main__":
-    count = build()
-    print(f"setup: compiled {count} templates into {DIRECTORY}")

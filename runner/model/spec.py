@@ -128,7 +128,7 @@ class MetricDecl:
 @dataclass(frozen=True)
 class Aggregation:
     """An `aggregations:` entry: a per-CPU map the kernel updates and ebpf-run combines
-    (runner/runtime/aggregates.py). Scalar kinds keep a struct er_agg_slot per key; hist
+    (runner/model/aggregates.py). Scalar kinds keep a struct er_agg_slot per key; hist
     and lhist a u64 count per (key, bucket)."""
 
     name: str

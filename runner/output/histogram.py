@@ -13,7 +13,7 @@ import struct
 from typing import Mapping
 
 from runner.kinds.decoders.text import safe_text
-from runner.runtime.aggregates import Histogram, Key, LinearLayout
+from runner.model.aggregates import Histogram, Key, LinearLayout
 
 BAR_WIDTH = 52
 

@@ -48,13 +48,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from runner.output.metric_names import (  # the names check, re-exported for callers
+from runner.model.aggregates import Histogram, Key, Layout, Log2Layout
+from runner.support.metric_names import (  # the names check, re-exported for callers
     MetricKind,
     MetricsError,
     validate_label_names,
     validate_metric_name,
 )
-from runner.runtime.aggregates import Histogram, Key, Layout, Log2Layout
 
 
 @dataclass(frozen=True)

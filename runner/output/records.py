@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Literal, Mapping, Optional, TypedDict, Union
 
-from runner.runtime.aggregates import Histogram, Stats, scalar_value
+from runner.model.aggregates import Histogram, Stats, scalar_value
 
 Json = Union[None, bool, int, float, str, List["Json"], Dict[str, "Json"]]
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
 from runner.kinds.decoders.text import display_width, safe_text
+from runner.model.aggregates import Entry, Key, ScalarKind, Stats, scalar_value
 from runner.output.histogram import key_text
-from runner.runtime.aggregates import Entry, Key, ScalarKind, Stats, scalar_value
 
 # The units a header may name; values are shown in the unit they were recorded in.
 UNITS: Tuple[str, ...] = ("ns", "us", "ms", "s", "bytes")

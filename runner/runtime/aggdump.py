@@ -1,6 +1,6 @@
 """Aggregations read from the kernel, dumped for people (text) and programs (JSON records).
 
-The kernel keeps running totals per CPU; runner/runtime/aggregates.py folds them. A dump
+The kernel keeps running totals per CPU; runner/model/aggregates.py folds them. A dump
 with `clear` shows what was added since the previous dump (clearing.since): the kernel
 entries are never deleted, so /metrics keeps its cumulative values and no update is lost
 between a read and a delete.
@@ -15,12 +15,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from runner.kinds.decoders import Decoders, Json
 from runner.kinds.units import SUM_BUCKET
-from runner.model.spec import Aggregation, Spec
-from runner.output.histogram import draw_histogram_map
-from runner.output.records import histogram_record, stats_record
-from runner.output.tables import entries_table
-from runner.runtime import decode
-from runner.runtime.aggregates import (
+from runner.model.aggregates import (
     AggSlotC,
     Entry,
     Histogram,
@@ -37,6 +32,11 @@ from runner.runtime.aggregates import (
     sort_entries,
     top,
 )
+from runner.model.spec import Aggregation, Spec
+from runner.output.histogram import draw_histogram_map
+from runner.output.records import histogram_record, stats_record
+from runner.output.tables import entries_table
+from runner.runtime import decode
 from runner.runtime.clearing import since
 
 Items = Iterable[Tuple[bytes, List[bytes]]]  # what Kernel.map_items yields

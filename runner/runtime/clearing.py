@@ -1,11 +1,11 @@
 """Clearing an aggregation after each dump, done by subtraction (see below); split from
-runner/runtime/aggregates.py, whose types it works on."""
+runner/model/aggregates.py, whose types it works on."""
 
 from __future__ import annotations
 
 from typing import Dict, Literal, Union
 
-from runner.runtime.aggregates import AggregateError, Histogram, Key, ScalarKind, Stats, Value
+from runner.model.aggregates import AggregateError, Histogram, Key, ScalarKind, Stats, Value
 
 # ---- clearing after a dump ----------------------------------------------------------
 #

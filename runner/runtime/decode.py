@@ -9,13 +9,13 @@ Every record's size is checked on arrival.
 from __future__ import annotations
 
 import ctypes
-import string
 import struct as _struct
 import sys
 import types
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
+from runner.codegen.batch import Field, batch_source
 from runner.errors import KernelError
 from runner.model.spec import Spec, Struct
 from runner.model.types import TypeRef
@@ -101,60 +101,20 @@ def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any
 # -- text lines for a whole batch of ring buffer records -----------------------------------
 
 BatchFormatter = Callable[[bytes], List[str]]
-_INT_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
-_SAFE_SPEC = set(string.ascii_letters + string.digits + " <>=^+-#,_.%")
 
 
 def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str,
                     header: int = 8) -> Optional[BatchFormatter]:
     """A function from a run of records (each behind `header` bytes: 8 for a ring record,
-    12 for a perf sample, and padded to 8) to their text lines.
-
-    Generated once per channel: struct.iter_unpack reads every record and one f-string per
-    record formats it, in a list comprehension; no ctypes object, dict or format_map per
-    event. It gives exactly the text of `fmt.format_map(er_fields_X(record))`. None when the
-    struct or the format needs more than this handles (integers and char arrays, plain
-    field names); the caller then decodes record by record.
-    """
+    12 for a perf sample, and padded to 8) to their text lines, generated once per channel
+    by runner/codegen/batch.py; None when the struct or the format needs more than it
+    handles (the caller then decodes record by record)."""
     cls = getattr(module, struct.name)
-    codes, names, pos = [f"={header}x"], {}, 0
-    texts = set()
-    for i, (name, ctype) in enumerate(cls._fields_):
-        field, var = getattr(cls, name), f"_{i}"
-        if field.offset > pos:
-            codes.append(f"{field.offset - pos}x")
-        if issubclass(ctype, ctypes.Array) and ctype._type_ is ctypes.c_char:
-            codes.append(f"{ctype._length_}s")
-            names[name] = f"(_c.get({var}) or _text({var}))"
-            texts.add(name)
-        elif issubclass(ctype, ctypes._SimpleCData) and ctype._type_ in "bBhHiIlLqQ":
-            code = _INT_CODES[field.size]
-            codes.append(code if ctype._type_.islower() else code.upper())
-            names[name] = var
-        else:
-            codes.append(f"{field.size}x")
-        pos = field.offset + field.size
-    size = ctypes.sizeof(cls)
-    stride = (size + header + 7) & ~7
-    codes.append(f"{stride - header - pos}x")
-    parts = []
-    for literal, name, spec, conv in string.Formatter().parse(fmt):
-        if literal:
-            parts.append("f" + repr(literal.replace("{", "{{").replace("}", "}}")))
-        if name is None:
-            continue
-        if name not in names or not set(spec or "") <= _SAFE_SPEC:
-            return None
-        if conv and name in texts:  # !r of a Text shows the raw value: leave it to format_map
-            return None
-        parts.append("f'{" + names[name] + (f"!{conv}" if conv else "")
-                     + (f":{spec}" if spec else "") + "}'")
-    unpacked = ", ".join(f"_{i}" for i, (name, ctype) in enumerate(cls._fields_)
-                         if name in names)
-    layout = _struct.Struct("".join(codes))
-    assert layout.size == stride
-    source = (f"def er_batch(buf, _rows=_layout.iter_unpack, _c=_cache, _text=_text):\n"
-              f"    return [{' '.join(parts) or repr('')} for ({unpacked},) in _rows(buf)]\n")
+    built = batch_source(_batch_fields(cls), ctypes.sizeof(cls), fmt, header)
+    if built is None:
+        return None
+    layout = _struct.Struct(built.layout)
+    assert layout.size == built.stride
     cache: Dict[bytes, str] = {}
 
     def text_of(raw: bytes) -> str:
@@ -167,5 +127,20 @@ def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str,
         return value
 
     scope: Dict[str, Any] = {"_layout": layout, "_cache": cache, "_text": text_of}
-    exec(compile(source, f"<ebpf-run text of {struct.name}>", "exec"), scope)
+    exec(compile(built.source, f"<ebpf-run text of {struct.name}>", "exec"), scope)
     return scope["er_batch"]  # type: ignore[no-any-return]
+
+
+def _batch_fields(cls: Any) -> List[Field]:
+    """The generated class's members as the batch source reads them."""
+    out = []
+    for name, ctype in cls._fields_:
+        field = getattr(cls, name)
+        if issubclass(ctype, ctypes.Array) and ctype._type_ is ctypes.c_char:
+            kind = "text"
+        elif issubclass(ctype, ctypes._SimpleCData) and ctype._type_ in "bBhHiIlLqQ":
+            kind = "signed" if ctype._type_.islower() else "unsigned"
+        else:
+            kind = "skip"
+        out.append(Field(name, field.offset, field.size, kind))
+    return out

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from runner.kinds.decoders import Decoders
 from runner.kinds.units import MAX_LE_SECONDS, NS_PER, UNIT_SCALE
+from runner.model.aggregates import Histogram, Key, Layout, Log2Layout, Stats, scalar_value
 from runner.model.spec import Spec
 from runner.output.prometheus import (
     FamilySnapshot,
@@ -26,7 +27,6 @@ from runner.output.prometheus import (
 )
 from runner.output.prometheus_server import MetricsServer, parse_listen
 from runner.runtime.aggdump import AggReader, layout_of
-from runner.runtime.aggregates import Histogram, Key, Layout, Log2Layout, Stats, scalar_value
 
 MapItems = Callable[[Any], Any]  # Kernel.map_items
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner.runtime.aggregates import (
+from runner.model.aggregates import (
     AggregateError,
     AggSlotC,
     Entry,

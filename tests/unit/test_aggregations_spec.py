@@ -10,9 +10,9 @@ import types
 import pytest
 
 from runner.errors import SpecError
+from runner.model.aggregates import AggSlotC, Histogram, Log2Layout
 from runner.output.prometheus import cumulative_buckets
 from runner.runtime.aggdump import AggReader, Aggregations
-from runner.runtime.aggregates import AggSlotC, Histogram, Log2Layout
 from runner.runtime.metrics import SpecMetrics, metric_specs
 
 from .util import spec_from_text

@@ -10,6 +10,12 @@ from typing import List, Tuple
 
 import pytest
 
+from runner.model.aggregates import (
+    Histogram,
+    LinearLayout,
+    Log2Layout,
+    histogram_of,
+)
 from runner.output.histogram import (
     bar_length,
     draw_histogram,
@@ -18,12 +24,6 @@ from runner.output.histogram import (
     power_label,
 )
 from runner.output.records import histogram_record
-from runner.runtime.aggregates import (
-    Histogram,
-    LinearLayout,
-    Log2Layout,
-    histogram_of,
-)
 
 DATA = Path(__file__).parent.parent / "data" / "bpftrace"
 LINE = re.compile(r"^(\S.*?)\s+(\d+) \|[@ ]{52}\|$")

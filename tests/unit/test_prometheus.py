@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from runner.errors import EnvironmentProblem, UsageError
+from runner.model.aggregates import Histogram, LinearLayout, Log2Layout, histogram_of
 from runner.output.prometheus import (
     FamilySnapshot,
     HistogramSample,
@@ -28,7 +29,6 @@ from runner.output.prometheus import (
     snapshot,
 )
 from runner.output.prometheus_server import MetricsServer, parse_listen
-from runner.runtime.aggregates import Histogram, LinearLayout, Log2Layout, histogram_of
 
 SYSCALLS = MetricSpec("syscalls_total", "System calls by name.", "counter", ("syscall",))
 LATENCY = MetricSpec(

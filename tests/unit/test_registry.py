@@ -11,9 +11,9 @@ from typing import Dict, List, Set
 
 import pytest
 
-from runner.check.actions import kind_of
+from runner.check.action_lists import kind_of
+from runner.check.actions import ACTIONS
 from runner.codegen import render
-from runner.kinds.actions import ACTIONS
 from runner.kinds.attach import CANDIDATE_KINDS, CONTEXTS, OPTIONS
 from runner.kinds.builtins import BUILTINS
 from runner.kinds.maps import MAP_KINDS
@@ -66,7 +66,7 @@ def test_a_registry_refuses_a_name_twice():
 
 
 def test_codegen_refuses_a_node_no_kind_renders():
-    with pytest.raises(UnknownKind, match="no action kind renders object"):
+    with pytest.raises(UnknownKind, match="object is not a model action"):
         render._action_fragment(object())
 
 
@@ -77,9 +77,8 @@ def test_every_action_kind_has_a_node_and_a_fragment(name):
     assert kind.node in typing.get_args(model.Action) or kind.node.__name__ in {
         a.__forward_arg__ for a in typing.get_args(model.Action)
         if isinstance(a, typing.ForwardRef)}, f"{kind.node} is not a model Action"
-    fragment = ROOT / "templates" / kind.fragment
-    assert fragment.exists(), f"action '{name}' names a missing fragment {fragment}"
-    assert render._action_fragment(object.__new__(kind.node)) == kind.fragment
+    fragment = ROOT / "templates" / render.action_fragment(kind.node)
+    assert fragment.exists(), f"action '{name}' has no fragment {fragment}"
 
 
 def test_every_model_action_node_is_rendered_by_some_kind():
@@ -90,7 +89,7 @@ def test_every_model_action_node_is_rendered_by_some_kind():
 
 def test_every_fragment_file_belongs_to_a_kind():
     files = {p.name for p in (ROOT / "templates").glob("action_*.c.j2")}
-    assert files == {k.fragment for k in ACTIONS.values()}
+    assert files == {render.action_fragment(k.node) for k in ACTIONS.values()}
 
 
 @pytest.mark.parametrize("name", MAP_KINDS.names())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.model.aggregates import Entry, Slot, Stats, build_scalars, combine_slots, top
 from runner.output.records import scalar_record, stats_record
 from runner.output.tables import (
     Column,
@@ -17,7 +18,6 @@ from runner.output.tables import (
     stats_cells,
     stats_columns,
 )
-from runner.runtime.aggregates import Entry, Slot, Stats, build_scalars, combine_slots, top
 
 CONSTANTS = (Path(__file__).parent.parent / "data" / "bpftrace" / "constants.txt").read_text()
 

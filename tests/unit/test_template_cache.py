@@ -14,7 +14,7 @@ import jinja2
 import pytest
 
 from runner.codegen import render as R
-from runner.codegen import template_cache
+from runner.codegen import template_build, template_cache
 from runner.pipeline import check
 from runner.support.resources import read_text
 
@@ -29,7 +29,7 @@ SPECS = [ROOT / p for p in subprocess.run(
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     directory = tmp_path_factory.mktemp("compiled")
-    assert template_cache.build(directory) == len(R.template_names()) > 20
+    assert template_build.build(directory) == len(R.template_names()) > 20
     return directory
 
 

@@ -7,11 +7,12 @@ import string
 from typing import Any, Dict, List, Tuple
 
 from runner.check import formats
+from runner.check.actions.base import ActionKind
+from runner.check.actions.emit import record
 from runner.check.checker import Checker, Skip
+from runner.check.resolve import use_builtin
 from runner.check.scope import ActionScope
-from runner.check.values import assign, use_builtin
-from runner.kinds.actions.base import ActionKind
-from runner.kinds.actions.emit import record
+from runner.check.values import assign
 from runner.kinds.builtins import BUILTINS
 from runner.model.expr import BuiltinRef, Cast, Const
 from runner.model.spec import Assign, MessageDef, Print, Struct
@@ -22,7 +23,6 @@ from runner.spec.loader import PathKey
 class PrintKind(ActionKind):
     name = "print"
     node = Print
-    fragment = "action_print.c.j2"
 
     def check(self, ck: Checker, path: PathKey, a: Dict[str, Any], scope: ActionScope,
               origin: str) -> Print:

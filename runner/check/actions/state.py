@@ -16,12 +16,12 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from runner.check import resolve
+from runner.check.actions.base import ActionKind
+from runner.check.actions.update import _key
 from runner.check.arith import Typed
 from runner.check.checker import Checker, Skip
 from runner.check.scope import ActionScope
 from runner.check.values import assign, assigns, parse_value, scalar_value
-from runner.kinds.actions.base import ActionKind
-from runner.kinds.actions.update import _key
 from runner.kinds.builtins import BUILTINS
 from runner.kinds.maps import MAP_KINDS
 from runner.model import expr as e
@@ -52,7 +52,6 @@ def map_key(ck: Checker, path: PathKey, m: Map, raw: Any, scope: ActionScope) ->
 class LetKind(ActionKind):
     name = "let"
     node = Let
-    fragment = "action_let.c.j2"
 
     def check(self, ck: Checker, path: PathKey, a: Dict[str, Any], scope: ActionScope,
               origin: str) -> Action:
@@ -130,7 +129,6 @@ def _declare(ck: Checker, scope: ActionScope, let: Let) -> None:
 class StoreKind(ActionKind):
     name = "store"
     node = Store
-    fragment = "action_store.c.j2"
 
     def check(self, ck: Checker, path: PathKey, a: Dict[str, Any], scope: ActionScope,
               origin: str) -> Action:
@@ -160,7 +158,6 @@ class StoreKind(ActionKind):
 class DeleteKind(ActionKind):
     name = "delete"
     node = Delete
-    fragment = "action_delete.c.j2"
 
     def check(self, ck: Checker, path: PathKey, a: Dict[str, Any], scope: ActionScope,
               origin: str) -> Action:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Optional
 
+from runner.check.actions.base import ActionKind
 from runner.check.checker import Checker
 from runner.check.scope import ActionScope
 from runner.check.values import scalar_value
-from runner.kinds.actions.base import ActionKind
 from runner.model.spec import Case, Choose
 from runner.model.types import SCALARS
 from runner.spec.loader import PathKey
@@ -17,7 +17,6 @@ from runner.spec.loader import PathKey
 class ChooseKind(ActionKind):
     name = "choose"
     node = Choose
-    fragment = "action_choose.c.j2"
 
     def check(self, ck: Checker, path: PathKey, a: Dict[str, Any], scope: ActionScope,
               origin: str) -> Choose:

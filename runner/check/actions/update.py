@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
+from runner.check.actions.base import ActionKind
 from runner.check.checker import Checker, Skip
 from runner.check.scope import ActionScope
 from runner.check.values import assign, assigns, scalar_value
-from runner.kinds.actions.base import ActionKind
 from runner.kinds.maps import MAP_KINDS
 from runner.model.expr import Cast, Const, Value
 from runner.model.spec import Assign, Map, Update
@@ -16,7 +16,6 @@ from runner.spec.loader import PathKey
 
 class UpdateKind(ActionKind):
     node = Update
-    fragment = "action_update.c.j2"
 
     def __init__(self, name: str):
         self.name = name  # "count" adds one, "add" adds its value

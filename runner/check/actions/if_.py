@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List
 
 from runner.check import arith, expr, resolve
+from runner.check.actions.base import ActionKind
 from runner.check.checker import Checker, Skip
 from runner.check.scope import ActionScope
-from runner.kinds.actions.base import ActionKind
 from runner.model.expr import Condition
 from runner.model.spec import If
 from runner.spec.loader import PathKey
@@ -18,7 +18,6 @@ from runner.spec.loader import PathKey
 class IfKind(ActionKind):
     name = "if"
     node = If
-    fragment = "action_if.c.j2"
 
     def check(self, ck: Checker, path: PathKey, a: Dict[str, Any], scope: ActionScope,
               origin: str) -> If:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
+from runner.check.actions.base import ActionKind
 from runner.check.checker import Checker, Skip
 from runner.check.scope import ActionScope
 from runner.check.values import assigns, scalar_value
-from runner.kinds.actions.base import ActionKind
 from runner.kinds.maps import MAP_KINDS
 from runner.kinds.units import NS_PER
 from runner.model.expr import Value
@@ -27,7 +27,6 @@ from runner.spec.loader import PathKey
 class AggregateKind(ActionKind):
     name = "aggregate"
     node = Aggregate
-    fragment = "action_aggregate.c.j2"
 
     def check(self, ck: Checker, path: PathKey, a: Dict[str, Any], scope: ActionScope,
               origin: str) -> Aggregate:

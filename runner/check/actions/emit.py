@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Tuple
 
+from runner.check.actions.base import ActionKind
 from runner.check.checker import Checker, Skip
 from runner.check.scope import ActionScope
 from runner.check.values import assigns, fills_every_byte
-from runner.kinds.actions.base import ActionKind
 from runner.kinds.maps import MAP_KINDS, buffer_names
 from runner.model.spec import Assign, Emit, Map, Struct
 from runner.spec.loader import PathKey
@@ -16,7 +16,6 @@ from runner.spec.loader import PathKey
 class EmitKind(ActionKind):
     name = "emit"
     node = Emit
-    fragment = "action_emit.c.j2"
 
     def check(self, ck: Checker, path: PathKey, a: Dict[str, Any], scope: ActionScope,
               origin: str) -> Emit:

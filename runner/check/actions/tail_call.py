@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable
 
+from runner.check.actions.base import ActionKind
 from runner.check.checker import Checker, Skip
 from runner.check.scope import ActionScope
 from runner.check.values import scalar_value
-from runner.kinds.actions.base import ActionKind
 from runner.kinds.maps import MAP_KINDS, PROG_ARRAY
 from runner.model.spec import TailCall
 from runner.model.types import SCALARS
@@ -18,7 +18,6 @@ from runner.spec.loader import PathKey
 class TailCallKind(ActionKind):
     name = "tail_call"
     node = TailCall
-    fragment = "action_tail_call.c.j2"
 
     def check(self, ck: Checker, path: PathKey, a: Dict[str, Any], scope: ActionScope,
               origin: str) -> TailCall:

@@ -4,8 +4,8 @@ templates/action_<node>.c.j2."""
 
 from __future__ import annotations
 
-from runner.kinds.actions import aggregate, choose, emit, if_, print_, state, tail_call, update
-from runner.kinds.actions.base import ActionKind
+from runner.check.actions import aggregate, choose, emit, if_, print_, state, tail_call, update
+from runner.check.actions.base import ActionKind
 from runner.kinds.registry import Registry
 
 ACTIONS: Registry[ActionKind] = Registry("action")

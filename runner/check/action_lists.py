@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Dict, List, Set, Tuple
 
+from runner.check.actions import ACTIONS, ActionKind
 from runner.check.checker import Checker, Skip
 from runner.check.scope import ActionScope
-from runner.kinds.actions import ACTIONS, ActionKind
 from runner.kinds.registry import UnknownKind
 from runner.model.spec import Action
 from runner.spec.loader import PathKey

@@ -13,15 +13,15 @@ if TYPE_CHECKING:
 
 
 class ActionKind:
-    """One spec action kind: its meaning check, its model node and its C fragment.
+    """One spec action kind: its meaning check and its model node.
 
     `check` turns the action's mapping into a model node (or reports and raises Skip);
-    codegen renders every node of type `node` with templates/<fragment>.
+    codegen renders every node of type `node` with the template named after the node's class
+    (runner/codegen/render.py action_fragment: TailCall -> templates/action_tail_call.c.j2).
     """
 
     name: str  # the action's key in the spec
     node: type  # the model class `check` returns
-    fragment: str  # template file that spells `node` in C
 
     def check(self, ck: Checker, path: PathKey, a: Dict[str, Any], scope: ActionScope,
               origin: str) -> Action:
