@@ -26,18 +26,10 @@ from typing import List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import (  # a script beside bench.py
-    BENCH,
-    BUILD,
-    ROOT,
-    Tool,
-    Variant,
-    build_loadgen,
-    loadgen,
-    parse_ebpf_run,
-    parse_rate,
-    stop_all,
-)
+from harness import BENCH, BUILD, ROOT, Tool, Variant, build_loadgen, loadgen, stop_all
+from variants import parse_ebpf_run
+
+from bench import parse_rate  # scripts beside this one
 
 
 def spec_variant(pages: int) -> Variant:
