@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 
 from runner.errors import EnvironmentProblem
 from runner.kernel import bcc as kernel
+from runner.kinds.attach import CANDIDATE_KINDS, CandidateKind
 
 SETUP = "run ./scripts/setup (as root)"
 
@@ -29,7 +30,9 @@ class Check:
 def doctor() -> int:
     checks = run_checks()
     print(table(checks))
-    needed = {"privileges", "bcc", "kernel headers", "tracefs", "raw_tracepoint"}
+    needed = {"privileges", "bcc", "kernel headers", "tracefs"} | {
+        k.name for k in _doctored() if k.doctor and k.doctor.required and k.name != "tracepoint"}
+    # A syscall probe attaches by kprobe or, failing that, by its tracepoint.
     syscall_ok = any(c.name in ("kprobe", "tracepoint") and c.status == "ok" for c in checks)
     ready = syscall_ok and not any(c.name in needed and c.status == "FAIL" for c in checks)
     print("\nthe shipped specs can run here" if ready else
@@ -46,8 +49,9 @@ def run_checks() -> List[Check]:
     if bcc_check.status == "ok" and checks[0].status == "ok" and kernel.tracefs_mounted():
         checks += attach_kinds(config)
     else:
-        for kind in ("kprobe", "tracepoint", "raw_tracepoint", "fentry"):
-            checks.append(Check(kind, "FAIL", "not tried: needs root, BCC and tracefs", SETUP))
+        for kind in _doctored():
+            checks.append(Check(kind.name, "FAIL", "not tried: needs root, BCC and tracefs",
+                                SETUP))
     return checks
 
 
@@ -129,21 +133,22 @@ def attach_kinds(config: Optional[Dict[str, str]]) -> List[Check]:
     except Exception as e:  # a compile failure here means BCC itself is unusable
         return [Check("attach kinds", "FAIL", f"BCC could not compile a probe: {e}",
                       "check the kernel headers row")]
-    fixes = {
-        "kprobe": "a kernel with CONFIG_KPROBES=y; syscall probes fall back to tracepoints",
-        "tracepoint": "a kernel with CONFIG_FTRACE_SYSCALLS=y and tracefs mounted",
-        "raw_tracepoint": "a kernel with BPF raw tracepoints (4.17+)",
-        "fentry": "a kernel allowing BPF trampolines (BTF, 5.5+); use kprobe or tracepoint",
-    }
     out = []
-    for kind, (ok, detail) in results.items():
-        if not ok and kind == "kprobe" and config and config.get("CONFIG_KPROBES") != "y":
+    for kind in _doctored():
+        assert kind.doctor is not None
+        ok, detail = results[kind.name]
+        if not ok and kind.name == "kprobe" and config and config.get("CONFIG_KPROBES") != "y":
             detail = "CONFIG_KPROBES is not set (attach: " + detail + ")"
         if not ok:
             detail = "unavailable: " + detail
-        status = "ok" if ok else ("no" if kind in ("kprobe", "fentry") else "FAIL")
-        out.append(Check(kind, status, detail, "" if ok else fixes[kind]))
+        status = "ok" if ok else ("FAIL" if kind.doctor.required else "no")
+        out.append(Check(kind.name, status, detail, "" if ok else kind.doctor.fix))
     return out
+
+
+def _doctored() -> List[CandidateKind]:
+    """The attach kinds the doctor tries, from the registry."""
+    return [k for k in CANDIDATE_KINDS.values() if k.doctor is not None]
 
 
 def table(checks: List[Check]) -> str:

@@ -4,9 +4,11 @@ each method and detached at once."""
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from runner.kernel.bcc import CapturedStderr, import_bcc, reason
+from runner.kinds.attach import CANDIDATE_KINDS
+from runner.kinds.registry import Registry
 
 _PROBE_C = """
 int er_probe_kprobe(struct pt_regs *ctx) { return 0; }
@@ -17,33 +19,55 @@ _FENTRY_C = "KFUNC_PROBE(%s) { return 0; }\n"
 
 
 def try_attach_kinds() -> Dict[str, Tuple[bool, str]]:
-    """Attach a do-nothing program by each method, detach at once; report what happened."""
+    """Attach a do-nothing program by each method the doctor tries (the attach kinds with
+    a `doctor` row in runner/kinds/attach.py), detach at once; report what happened."""
     bcc = import_bcc()
     results: Dict[str, Tuple[bool, str]] = {}
     with CapturedStderr():
         b = bcc.BPF(text=_PROBE_C.encode())
     try:
         fn = b.get_syscall_fnname(b"getpid").decode()
-        attempts = {
-            "kprobe": lambda: b.attach_kprobe(event=fn, fn_name=b"er_probe_kprobe"),
-            "tracepoint": lambda: b.attach_tracepoint(tp=b"syscalls:sys_enter_getpid",
-                                                      fn_name=b"er_probe_tracepoint"),
-            "raw_tracepoint": lambda: b.attach_raw_tracepoint(tp=b"sys_enter",
-                                                              fn_name=b"er_probe_raw"),
-        }
-        details = {"kprobe": fn, "tracepoint": "syscalls:sys_enter_getpid",
-                   "raw_tracepoint": "sys_enter"}
-        for kind, attempt in attempts.items():
-            try:
-                with CapturedStderr():  # libbcc prints its own complaint; we report it
-                    attempt()
-                results[kind] = (True, f"attached to {details[kind]}")
-            except Exception as e:  # BCC's bare Exception
-                results[kind] = (False, reason(e))
+        for kind in CANDIDATE_KINDS.values():
+            if kind.doctor is not None and kind.name != "fentry":
+                results[kind.name] = _attempt(TRIES.lookup(kind.name), b, fn)
     finally:
         b.cleanup()
     results["fentry"] = _try_fentry(bcc)
     return results
+
+
+# kind -> (attach a do-nothing program with BPF object b, syscall function fn; what it is)
+Try = Callable[[Any, str], str]
+
+
+def _kprobe(b: Any, fn: str) -> str:
+    b.attach_kprobe(event=fn, fn_name=b"er_probe_kprobe")
+    return fn
+
+
+def _tracepoint(b: Any, fn: str) -> str:
+    b.attach_tracepoint(tp=b"syscalls:sys_enter_getpid", fn_name=b"er_probe_tracepoint")
+    return "syscalls:sys_enter_getpid"
+
+
+def _raw_tracepoint(b: Any, fn: str) -> str:
+    b.attach_raw_tracepoint(tp=b"sys_enter", fn_name=b"er_probe_raw")
+    return "sys_enter"
+
+
+TRIES: Registry[Try] = Registry("doctor attach try")
+TRIES.register("kprobe", _kprobe)
+TRIES.register("tracepoint", _tracepoint)
+TRIES.register("raw_tracepoint", _raw_tracepoint)
+# fentry: its own BPF object (_try_fentry), since BCC attaches it while compiling.
+
+
+def _attempt(attempt: Try, b: Any, fn: str) -> Tuple[bool, str]:
+    try:
+        with CapturedStderr():  # libbcc prints its own complaint; we report it
+            return True, f"attached to {attempt(b, fn)}"
+    except Exception as e:  # BCC's bare Exception
+        return False, reason(e)
 
 
 def _try_fentry(bcc: Any) -> Tuple[bool, str]:

@@ -52,22 +52,36 @@ for _c in (
 
 
 @dataclass(frozen=True)
+class Doctor:
+    """How `ebpf-run doctor` reports a kind it tries (runner/kernel/probe_support.py holds
+    the do-nothing attach of each)."""
+
+    fix: str  # what a machine without the kind needs
+    required: bool  # missing is FAIL (the shipped specs need it), else "no"
+
+
+@dataclass(frozen=True)
 class CandidateKind:
     name: str  # Candidate.kind
     # BCC names the program after its target (kfunc__<function>), not after us: one probe
     # per target, and the generated function takes that name.
     named_by_bcc: bool = False
+    doctor: Optional[Doctor] = None  # tried by `ebpf-run doctor`, in this table's order
 
 
 CANDIDATE_KINDS: Registry[CandidateKind] = Registry("candidate kind")
 for _k in (
-    CandidateKind("kprobe"),
+    CandidateKind("kprobe", doctor=Doctor(
+        "a kernel with CONFIG_KPROBES=y; syscall probes fall back to tracepoints", False)),
     CandidateKind("kretprobe"),
-    CandidateKind("tracepoint"),
-    CandidateKind("raw_tracepoint"),
+    CandidateKind("tracepoint", doctor=Doctor(
+        "a kernel with CONFIG_FTRACE_SYSCALLS=y and tracefs mounted", True)),
+    CandidateKind("raw_tracepoint", doctor=Doctor(
+        "a kernel with BPF raw tracepoints (4.17+)", True)),
     CandidateKind("uprobe"),
     CandidateKind("uretprobe"),
-    CandidateKind("fentry", named_by_bcc=True),
+    CandidateKind("fentry", named_by_bcc=True, doctor=Doctor(
+        "a kernel allowing BPF trampolines (BTF, 5.5+); use kprobe or tracepoint", False)),
 ):
     CANDIDATE_KINDS.register(_k.name, _k)
 

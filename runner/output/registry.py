@@ -1,14 +1,17 @@
-"""Output formats by name: each format is one module, found here."""
+"""Output formats by name (`--format`, `--json`): each format is one module, found here."""
 
 from __future__ import annotations
 
-from typing import Dict, Optional, TextIO, Type
+from typing import Optional, TextIO, Type
 
 from runner.errors import UsageError
+from runner.kinds.registry import Registry
 from runner.output.json import JsonSink
 from runner.output.text import TextSink
 
-FORMATS: Dict[str, Type[TextSink]] = {"text": TextSink, "json": JsonSink}
+FORMATS: Registry[Type[TextSink]] = Registry("output format")
+FORMATS.register("text", TextSink)
+FORMATS.register("json", JsonSink)
 
 
 def sink_for(name: str, out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> TextSink:

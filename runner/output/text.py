@@ -124,3 +124,7 @@ def _channel_summary(name: str, c: Dict[str, int]) -> str:
     after = c.get("after_count")
     return f"{name}: {c['received']} received" + \
         (f", {after} more read after --count (not printed)" if after else "")
+
+
+# The interface every format implements (runner/output/registry.py finds them by name).
+Sink = TextSink

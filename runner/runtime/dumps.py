@@ -11,7 +11,7 @@ from typing import Any, Callable, List, Tuple
 
 from runner.kernel.session import Kernel
 from runner.model.spec import MapOutput
-from runner.output.sinks import Sink
+from runner.output.text import Sink
 from runner.runtime import decode
 
 

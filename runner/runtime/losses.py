@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Tuple
 
 from runner.kernel.session import Kernel
 from runner.model.spec import Drop, Spec
-from runner.output.sinks import Sink
+from runner.output.text import Sink
 
 
 class Losses:

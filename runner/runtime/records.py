@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from runner.errors import KernelError, OutputError
 from runner.model.spec import Spec
-from runner.output.sinks import Sink
+from runner.output.text import Sink
 from runner.runtime import decode
 from runner.runtime.signals import Stop
 

@@ -41,7 +41,7 @@ def run_spec(path: str, options: Options) -> int:
                                     on_hit=early.preload)
             loading = early.begin(compiled.rendered.c, stop)
             # Imported while the program compiles (in the child, or in a thread).
-            from runner.output.sinks import JsonSink, Sink
+            from runner.output.registry import sink_for
             from runner.runtime.runner import Runner
 
             for stream in (sys.stdout, sys.stderr):
@@ -49,7 +49,7 @@ def run_spec(path: str, options: Options) -> int:
                 if isinstance(stream, io.TextIOWrapper):
                     stream.reconfigure(errors="backslashreplace")
             out, err = _writer(sys.stdout, stop), _writer(sys.stderr, stop)
-            sink = JsonSink(out, err) if options.json else Sink(out, err)  # type: ignore[arg-type]
+            sink = sink_for("json" if options.json else "text", out, err)  # type: ignore[arg-type]
             runner = Runner(compiled.spec, compiled.rendered.c, compiled.rendered.python,
                             options, sink, stop, loading)
             for w in (out, err):

@@ -25,7 +25,7 @@ from runner.kernel.session import Kernel
 from runner.kernel.tail_calls import StopRequested
 from runner.kinds.maps import MAP_KINDS
 from runner.model.spec import MapOutput, Spec
-from runner.output.sinks import Sink
+from runner.output.text import Sink
 from runner.runtime import decode, dumps
 from runner.runtime.aggdump import Aggregations
 from runner.runtime.losses import Losses, lost_on, trace_pipe_loss

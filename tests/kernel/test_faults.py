@@ -363,7 +363,7 @@ def test_a_format_failing_in_a_callback_ends_the_run_with_a_clean_error(tmp_path
     import dataclasses
 
     from runner.errors import OutputError
-    from runner.output.sinks import Sink
+    from runner.output.text import Sink
     from runner.pipeline import compile_spec
     from runner.runtime.run import Options, Runner
 
@@ -399,7 +399,7 @@ class _FailingSink:
     """Wraps output.Sink: records the run's programs when ready, then fails on data."""
 
     def __init__(self) -> None:
-        from runner.output.sinks import Sink
+        from runner.output.text import Sink
 
         class Failing(Sink):
             def note(inner, text: str) -> None:

@@ -102,7 +102,7 @@ def test_bccs_perf_reader_returns_from_its_poll_while_a_flood_goes_on(tmp_path, 
     millions of calls) it returns: the run ends at its duration while the flood goes on,
     and every call is either received or counted lost."""
     from runner.kernel import session
-    from runner.output.sinks import JsonSink
+    from runner.output.json import JsonSink
     from runner.pipeline import compile_spec
     from runner.runtime.run import Options, Runner
 

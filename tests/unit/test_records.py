@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from typing import List
 
-from runner.output.sinks import Sink
+from runner.output.text import Sink
 from runner.runtime.records import Records
 from runner.runtime.signals import Stop
 

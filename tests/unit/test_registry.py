@@ -211,3 +211,11 @@ def test_every_context_has_a_prologue_and_says_whether_it_reads_pt_regs(name):
 def test_every_prologue_file_belongs_to_a_context():
     files = {p.name for p in (ROOT / "templates").glob("prologue_*.c.j2")}
     assert files == {c.prologue for c in CONTEXTS.values()}
+
+
+def test_the_doctor_tries_exactly_the_attach_kinds_with_a_doctor_row():
+    from runner.kernel import probe_support
+
+    doctored = {k.name for k in CANDIDATE_KINDS.values() if k.doctor is not None}
+    assert doctored == set(probe_support.TRIES) | {"fentry"}
+    assert {"kprobe", "tracepoint", "raw_tracepoint", "fentry"} <= doctored
