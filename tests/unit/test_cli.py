@@ -226,3 +226,31 @@ def test_set_takes_name_equals_value_of_a_declared_parameter():
         res = ebpf_run("render", spec, "--set", bad)
         assert res.returncode == 2, (bad, res.stderr)
         assert says in res.stderr and "Traceback" not in res.stderr, (bad, res.stderr)
+
+
+def test_render_out_replaces_planted_links_and_writes_through_none(tmp_path):
+    """`render --out DIR` as root into a directory someone else can write: a link planted
+    at an output name is replaced by the new file, its target left as it was."""
+    target = tmp_path / "passwd"
+    target.write_text("root:x:0:0\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "hello-buffer.c").symlink_to(target)
+    os.link(target, out / "hello_buffer.py")  # a hard link: O_NOFOLLOW alone would not do
+    res = ebpf_run("render", "specs/hello-buffer.yaml", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert target.read_text() == "root:x:0:0\n"
+    assert not (out / "hello-buffer.c").is_symlink()
+    assert "struct data_t {" in (out / "hello-buffer.c").read_text()
+    assert "class data_t(" in (out / "hello_buffer.py").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["hello-buffer.c", "hello_buffer.py"]
+
+
+def test_render_out_that_cannot_be_written_exits_3(tmp_path):
+    out = tmp_path / "out"
+    (out / "hello-buffer.c").mkdir(parents=True)  # a directory where the file goes
+    res = ebpf_run("render", "specs/hello-buffer.yaml", "--out", str(out))
+    assert res.returncode == 3 and "Traceback" not in res.stderr
+    assert res.stderr.startswith(f"ebpf-run: error: cannot write {out / 'hello-buffer.c'}: "), \
+        res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["hello-buffer.c"]  # no temp file left
