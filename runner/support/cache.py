@@ -101,9 +101,12 @@ def _tool_fingerprint() -> str:
 
 def key(spec_name: str, spec_bytes: bytes, arch: str,
         params: Tuple[Tuple[str, str], ...] = ()) -> str:
+    """`params` are `--set` pairs in order; keyed are the values applied, the last of each
+    name (sorting the pairs gave `pid=1 pid=2` the key of `pid=2 pid=1`)."""
+    applied = sorted(dict(params).items())
     h = sha256()
     for part in (_tool_fingerprint().encode(), spec_name.encode(), arch.encode(), spec_bytes,
-                 repr(sorted(params)).encode(), _kernel_identity().encode()):
+                 repr(applied).encode(), _kernel_identity().encode()):
         h.update(len(part).to_bytes(8, "little") + part)
     return h.hexdigest()
 

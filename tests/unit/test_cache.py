@@ -4,6 +4,7 @@ entry (issue 16) is refused, ignored with one warning line, and rebuilt."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -285,6 +286,22 @@ def test_a_fifo_or_directory_entry_is_ignored_without_blocking(xdg, spec, capsys
     one_warning(capsys, "a directory", "cannot remove it")
     assert pipeline.compile_spec(str(spec)) == good
     assert capsys.readouterr().err == ""  # said once per process, not on every compile
+
+
+
+def test_repeated_set_keys_on_the_value_applied_the_last(xdg, tmp_path, monkeypatch):
+    """`--set pid=2 --set pid=1` traces pid 1; it used to hit the entry of
+    `--set pid=1 --set pid=2` (the pairs were sorted into one key) and trace pid 2."""
+    spec = tmp_path / "execsnoop.yaml"
+    shutil.copy(ROOT / "specs" / "tools" / "execsnoop.yaml", spec)
+    for params, pid in (((("pid", "1"), ("pid", "2")), 2), ((("pid", "2"), ("pid", "1")), 1),
+                        ((("pid", "7"), ("pid", "1")), 1)):
+        got = pipeline.compile_spec(str(spec), params=params)
+        assert f"#define er_param_pid ((u32){pid}ULL)" in got.rendered.c, params
+    assert len(entries(xdg / "ebpf-run")) == 2  # the third was the second's entry
+    k = functools.partial(cache.key, "x.yaml", b"", "x86_64")
+    assert k((("pid", "1"), ("pid", "2"))) == k((("pid", "2"),))
+    assert k((("pid", "1"), ("pid", "2"))) != k((("pid", "2"), ("pid", "1")))
 
 
 # -- the directory and its ancestors

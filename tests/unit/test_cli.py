@@ -226,6 +226,27 @@ def test_set_takes_name_equals_value_of_a_declared_parameter():
         res = ebpf_run("render", spec, "--set", bad)
         assert res.returncode == 2, (bad, res.stderr)
         assert says in res.stderr and "Traceback" not in res.stderr, (bad, res.stderr)
+    res = ebpf_run("render", spec, "--set", "pid=1", "--set", "pid=0x10")
+    assert res.returncode == 0 and "((u32)16ULL)" in res.stdout  # the last one wins
+
+
+def test_set_takes_only_the_documented_integer_forms():
+    """Decimal with an optional sign, or 0x hex; Python's int(text, 0) took all of these
+    (`١٢٣` was 123)."""
+    spec = "specs/tools/execsnoop.yaml"
+    for bad in ("0b11", "0o17", "1_000", " 12", "12 ", "\u0661\u0662\u0663", "017", "0x",
+                "+0x10", "1e3", "", "1" * 5000):
+        res = ebpf_run("render", spec, "--set", f"pid={bad}")
+        assert res.returncode == 2, (bad, res.stderr)
+        line = res.stderr.splitlines()
+        assert len(line) == 1 and "not an integer (decimal, e.g. 1234 or -1, or hex, e.g. " \
+            "0x4d2)" in line[0] and len(line[0]) < 200, (bad, res.stderr)
+    assert "pid='\\u0661\\u0662\\u0663'" in ebpf_run(
+        "render", spec, "--set", "pid=\u0661\u0662\u0663").stderr  # shown as ASCII
+    for good, value in (("0", 0), ("+12", 12), ("4294967295", 4294967295),
+                        ("0XfF", 255), ("0x0", 0)):
+        res = ebpf_run("render", spec, "--set", f"pid={good}")
+        assert res.returncode == 0 and f"((u32){value}ULL)" in res.stdout, (good, res.stderr)
 
 
 def test_render_out_replaces_planted_links_and_writes_through_none(tmp_path):
