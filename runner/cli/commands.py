@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -71,14 +73,35 @@ def render(path: str, out: Optional[str], arch: Optional[str],
 
 
 def _write(directory: Path, file: Path, text: str) -> None:
+    """Write `file` in `directory` as a new file renamed over the name: whatever the name
+    held (a link someone planted to /etc/passwd, a hard link, a FIFO) is replaced, never
+    written through, and a reader sees the old file or the whole new one."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        file.write_text(text)
+        _replace(directory, file.name, text.encode())
     except OSError as e:
         # The errno text alone ("Not a directory") does not say which path: name it.
         raise OutputUnwritable(f"cannot write {file}: {e.strerror or e}"
                                + (f" ({e.filename})" if e.filename and
                                   str(e.filename) != str(file) else "")) from None
+
+
+def _replace(directory: Path, name: str, data: bytes) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    tmp = f".{name}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644, dir_fd=dir_fd)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+    finally:
+        os.close(dir_fd)
 
 
 def tail_call_tables(spec: Spec) -> str:

@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("specs", nargs="+", metavar="SPEC")
     d = sub.add_parser("render", help="print the generated C, Python and layout table")
     d.add_argument("spec")
-    d.add_argument("--out", metavar="DIR", help="write SPEC.c and SPEC.py into DIR instead")
+    d.add_argument("--out", metavar="DIR", help="write SPEC.c and SPEC.py into DIR instead "
+                   "(as new files renamed into place: a link there is replaced, not followed)")
     d.add_argument("--arch", choices=("x86_64", "aarch64"),
                    help="render for this architecture (default: this machine's)")
     _add_set(d)

@@ -9,9 +9,13 @@ What is trusted: only files in the package's own directory, the same trust as it
 files (the code is executed as any module's is), and only a regular file (no link
 followed) owned by root or by this user and writable by nobody else. An entry names the
 Python bytecode version, the Jinja version and the checksum of the template source it
-was compiled from (Jinja's own: a SHA-1 of the text); anything else (a template edited
-after setup, another Python, a damaged file) is ignored and the template is compiled from
-source, as without this cache. Nothing is ever written at run time.
+was compiled from (Jinja's own: a SHA-1 of the text), then the sha256 of that header and
+the code, checked before marshal reads a byte of the code: marshal trusts its input (a
+flipped byte gave a SIGSEGV, a traceback, or other C with exit 0). Anything else (a
+template edited after setup, another Python, a damaged or truncated file) is ignored and
+the template is compiled from source, as without this cache. The digest catches damage,
+not someone able to write the package's directory (who could edit its .py files anyway).
+Nothing is ever written at run time.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from typing import Optional
 import jinja2
 from jinja2.bccache import Bucket
 
+from runner.support.cache import sha256
+
 DIRECTORY = Path(__file__).resolve().parent / "compiled-templates"
-_MAGIC = b"ebpf-run template code 1\n"
+_MAGIC = b"ebpf-run template code 2\n"
 
 
 class InstalledBytecode(jinja2.BytecodeCache):
@@ -42,11 +48,11 @@ class InstalledBytecode(jinja2.BytecodeCache):
         data = _read_trusted(self.directory / f"{bucket.key}.code")
         if data is None:
             return
-        header = _header(bucket.checksum)
-        if not data.startswith(header):
+        code_bytes = _unseal(bucket.checksum, data)
+        if code_bytes is None:  # stale or damaged: compile from source
             return
         try:
-            code = marshal.loads(data[len(header):])
+            code = marshal.loads(code_bytes)
         except (EOFError, ValueError, TypeError):  # damaged: compile from source
             return
         # A damaged type byte can make marshal read a number or a string, which Jinja
@@ -67,7 +73,7 @@ class Writer(InstalledBytecode):
     def dump_bytecode(self, bucket: Bucket) -> None:
         if bucket.code is None:
             return
-        data = _header(bucket.checksum) + marshal.dumps(bucket.code)
+        data = _seal(bucket.checksum, marshal.dumps(bucket.code))
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -83,6 +89,24 @@ class Writer(InstalledBytecode):
 def _header(checksum: str) -> bytes:
     return (_MAGIC + importlib.util.MAGIC_NUMBER + b"\n"
             + jinja2.__version__.encode() + b"\n" + checksum.encode() + b"\n")
+
+
+def _seal(checksum: str, code: bytes) -> bytes:
+    header = _header(checksum)
+    return header + sha256(header + code).hexdigest().encode() + b"\n" + code
+
+
+def _unseal(checksum: str, data: bytes) -> Optional[bytes]:
+    """The marshalled code of an entry for this template source, Python and Jinja, if the
+    digest over its header and code matches."""
+    header = _header(checksum)
+    start = len(header) + 64 + 1
+    if not data.startswith(header) or data[start - 1:start] != b"\n":
+        return None
+    code = data[start:]
+    if data[len(header):start - 1] != sha256(header + code).hexdigest().encode():
+        return None
+    return code
 
 
 def _read_trusted(path: Path) -> Optional[bytes]:

@@ -26,8 +26,9 @@ Hence these rules; each one closes an attack that worked against the pickle cach
   warning, then rebuilt.
 - Writes go to a new file made with O_EXCL|O_NOFOLLOW and mode 0600, renamed into place
   relative to the directory fd: readers see a whole entry or none. No fsync: an entry lost
-  in a crash only makes one run slower. Pruning keeps the newest KEEP entries and only
-  ever unlinks names, so it follows no link.
+  in a crash only makes one run slower. Pruning keeps the newest KEEP entries, touches only
+  regular files of the effective user by names the cache writes (<sha256>.json, the old
+  <sha256>.pickle, .tmp-<pid>-<16 hex>) and only ever unlinks names, so it follows no link.
 
 Warnings go to stderr once per process each; a cache that cannot be used or written only
 makes runs slower, so nothing here raises into the command.
@@ -100,9 +101,12 @@ def _tool_fingerprint() -> str:
 
 def key(spec_name: str, spec_bytes: bytes, arch: str,
         params: Tuple[Tuple[str, str], ...] = ()) -> str:
+    """`params` are `--set` pairs in order; keyed are the values applied, the last of each
+    name (sorting the pairs gave `pid=1 pid=2` the key of `pid=2 pid=1`)."""
+    applied = sorted(dict(params).items())
     h = sha256()
     for part in (_tool_fingerprint().encode(), spec_name.encode(), arch.encode(), spec_bytes,
-                 repr(sorted(params)).encode(), _kernel_identity().encode()):
+                 repr(applied).encode(), _kernel_identity().encode()):
         h.update(len(part).to_bytes(8, "little") + part)
     return h.hexdigest()
 
@@ -219,7 +223,7 @@ def store(k: str, value: Any) -> None:
     if d is None:
         return
     with d:
-        tmp = f".tmp-{os.getpid()}-{os.urandom(8).hex()}"
+        tmp = _temp_name()
         try:
             fd = os.open(tmp, _CREATE, 0o600, dir_fd=d.fd)
             with os.fdopen(fd, "wb") as f:
@@ -313,8 +317,11 @@ def _discard(d: cache_dir.Dir, name: str, why: str) -> None:
 
 
 def _prune(d: cache_dir.Dir) -> None:
-    """Keep the newest KEEP entries; drop pickles of the old format and temp files of runs
-    that died while writing. Names are unlinked, so no link is ever followed."""
+    """Keep the newest KEEP entries; drop entries of the old pickle format and temp files
+    of runs that died while writing. Only files the cache makes are touched: regular files
+    of the effective user by the names it writes (anything else in the directory is not
+    ours to delete, even where a link once led root). Names are unlinked, so no link is
+    ever followed."""
     import time
 
     entries, stale = [], []
@@ -324,12 +331,12 @@ def _prune(d: cache_dir.Dir) -> None:
                 st = e.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if stat.S_ISDIR(st.st_mode):
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
                 continue
-            if _is_entry_name(e.name) and stat.S_ISREG(st.st_mode):
+            if _is_entry_name(e.name):
                 entries.append((st.st_mtime, e.name))
-            elif e.name.endswith(".pickle") or (e.name.startswith(".tmp-")
-                                                and time.time() - st.st_mtime > 3600):
+            elif _is_entry_name(e.name, ".pickle") or (
+                    _is_temp_name(e.name) and time.time() - st.st_mtime > 3600):
                 stale.append(e.name)
     entries.sort(reverse=True)
     for name in [n for _, n in entries[KEEP:]] + stale:
@@ -337,7 +344,19 @@ def _prune(d: cache_dir.Dir) -> None:
             os.unlink(name, dir_fd=d.fd)
 
 
-def _is_entry_name(name: str) -> bool:
-    stem = name[:-len(SUFFIX)]
-    return (name.endswith(SUFFIX) and len(stem) == 64
-            and all(c in "0123456789abcdef" for c in stem))
+def _temp_name() -> str:
+    return f".tmp-{os.getpid()}-{os.urandom(8).hex()}"
+
+
+def _is_temp_name(name: str) -> bool:
+    parts = name.split("-")
+    return (len(parts) == 3 and parts[0] == ".tmp" and parts[1].isascii()
+            and parts[1].isdigit() and _is_hex(parts[2], 16))
+
+
+def _is_hex(text: str, length: int) -> bool:
+    return len(text) == length and all(c in "0123456789abcdef" for c in text)
+
+
+def _is_entry_name(name: str, suffix: str = SUFFIX) -> bool:
+    return name.endswith(suffix) and _is_hex(name[:-len(suffix)], 64)

@@ -12,22 +12,28 @@ user's file after a few runs. So trust is decided on open files, never on names:
   database: under `sudo -E`, root caches in /root/.cache instead, without a word. When
   neither can be used there is no cache, and cache.py names in a warning each location
   refused as unsafe.
-- Trust: the location is resolved (realpath), then opened from "/" one component at a
-  time, relative to the previous directory's fd, with O_NOFOLLOW, each opened directory
-  checked with fstat. Every ancestor must belong to root or the effective user and be
-  writable by no one else, unless it is sticky (like /tmp, where others cannot rename
-  what is not theirs): whoever could rename an entry of an ancestor could swap in a
-  directory of theirs between any check and any use, so such a location is refused
-  outright, for every user, not only root. A symbolic link in the configured path is
-  honoured only if it sits in a directory that passes these checks; a link swapped in
-  after resolution makes the walk fail (ELOOP, or ENOTDIR under O_DIRECTORY), and is
-  refused too. The cache directory itself must belong to the effective user and be
-  writable by no one else; one of root's, left in a user's home by `sudo -E`, is
-  skipped without a warning (unusable, but nobody could abuse it).
-- Creation: at most the cache base (XDG_CACHE_HOME or ~/.cache) and ebpf-run in it, mode
-  0700, each only inside an existing directory the effective user owns: HOME=/nonexistent
-  creates nothing, nor does a user in someone else's /tmp. A directory that cannot be
-  made (a read-only home) means no cache, silently: nothing is unsafe about it.
+- Trust: the configured path is walked from "/" one component at a time, each opened
+  relative to the previous directory's fd with O_NOFOLLOW and checked with fstat; it is
+  never resolved by name first (realpath would have followed a user's link to /etc and
+  made root create and prune there). Every directory walked must belong to root or the
+  effective user and be writable by no one else, unless it is sticky (like /tmp, where
+  others cannot rename what is not theirs): whoever could rename an entry of an ancestor
+  could swap in a directory of theirs between any check and any use, so such a location
+  is refused outright, for every user, not only root. A symbolic link met on the way is
+  read (lstat, readlink relative to the fd) and its target walked the same way; it is
+  honoured only because the directory holding it passed these checks, and in a sticky
+  directory only if the link itself belongs to root or the effective user (anyone else
+  could point it anywhere). A link swapped in between the lstat and the open makes the
+  open fail (ELOOP, or ENOTDIR under O_DIRECTORY): refused too. `..` goes back to the
+  directory walked before, never to a name. The cache directory itself must belong to the
+  effective user and be writable by no one else; one of root's, left in a user's home by
+  `sudo -E`, is skipped without a warning (unusable, but nobody could abuse it).
+- Creation: at most the cache base (XDG_CACHE_HOME or ~/.cache) and ebpf-run in it, by
+  the names the configured path gives them, mode 0700, each only inside an existing
+  directory the effective user owns: HOME=/nonexistent creates nothing, nor does a user
+  in someone else's /tmp. A link's target is never created (a dangling ~/.cache -> /etc/x
+  makes nothing). A directory that cannot be made (a read-only home) means no cache,
+  silently: nothing is unsafe about it.
 """
 
 from __future__ import annotations
@@ -106,44 +112,77 @@ def _account_home() -> Optional[str]:
         return None
 
 
+_MAX_LINKS = 40  # the kernel's own limit on links followed in one lookup
+
+
 def _open_location(path: str) -> int:
     """Open the cache directory `path` as the module docstring says; return its fd.
 
-    The walk goes from "/" one component at a time, each opened relative to the previous
-    one without following links and checked on its fd. The last two components (the
-    cache base, e.g. ~/.cache, and ebpf-run) are made if missing."""
-    names = [n for n in _resolve(path).split("/") if n]
-    fd = os.open("/", _SEARCH)
-    here = "/"
+    `todo` holds the names still to walk, last first, each with whether it may be made:
+    only the configured path's last two (the cache base, e.g. ~/.cache, and ebpf-run),
+    never a name read from a link. `walked` holds the open fd of every directory walked
+    so far, each already checked, so `..` and an absolute link need no name."""
+    given = [n for n in path.split("/") if n not in ("", ".")]
+    todo = [(n, i >= len(given) - 2) for i, n in enumerate(given)][::-1]
+    walked = [(os.open("/", _SEARCH), "/")]
     try:
-        _check_ancestor(fd, here)
-        for i, name in enumerate(names):
-            last = i == len(names) - 1
-            here = os.path.join(here, name)
-            flags = _LIST if last else _SEARCH
-            if i >= len(names) - 2:
-                child = _open_or_make(fd, name, flags, here)
-            else:
-                child = _openat(fd, name, flags, here)
+        _check_ancestor(*walked[0])
+        links = 0
+        while todo:
+            name, may_make = todo.pop()
+            fd, here = walked[-1]
+            if name == "..":
+                if len(walked) > 1:
+                    os.close(walked.pop()[0])
+                continue
+            target = _link_target(fd, name, os.path.join(here, name))
+            if target is not None:
+                links += 1
+                if links > _MAX_LINKS:
+                    raise _Refused(f"{path} goes through more than {_MAX_LINKS} links")
+                todo += [(n, False) for n in target.split("/")[::-1] if n not in ("", ".")]
+                while target.startswith("/") and len(walked) > 1:
+                    os.close(walked.pop()[0])
+                continue
+            walked.append(_step(fd, name, os.path.join(here, name), may_make, last=not todo))
+        return walked.pop()[0]
+    finally:
+        for fd, _ in walked:
             os.close(fd)
-            fd = child
-            if last:
-                _check_own(fd, here)
-            else:
-                _check_ancestor(fd, here)
-        return fd
+
+
+def _step(dir_fd: int, name: str, path: str, may_make: bool, last: bool) -> Tuple[int, str]:
+    """Open (or make) one directory of the walk and check it on its fd."""
+    flags = _LIST if last else _SEARCH
+    fd = _open_or_make(dir_fd, name, flags, path) if may_make else \
+        _openat(dir_fd, name, flags, path)
+    try:
+        (_check_own if last else _check_ancestor)(fd, path)
     except BaseException:
         os.close(fd)
         raise
+    return fd, path
 
 
-def _resolve(path: str) -> str:
-    """The path without links, to be walked strictly: a link is honoured only as far as
-    the walk then trusts the directories it leads through."""
+def _link_target(dir_fd: int, name: str, path: str) -> Optional[str]:
+    """What `name` in the (checked) directory `dir_fd` links to, or None if it is no link.
+    In a sticky directory others can write, a link is theirs to point anywhere unless it
+    belongs to root or the effective user."""
     try:
-        return os.path.realpath(path)
-    except OSError as e:  # e.g. a symlink loop
-        raise _Refused(f"{path} cannot be resolved ({e.strerror})") from None
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None  # the open says it is missing, or makes it
+    except OSError as e:
+        raise _Refused(f"{path}: {e.strerror}") from None
+    if not stat.S_ISLNK(st.st_mode):
+        return None
+    if os.fstat(dir_fd).st_mode & _OTHERS_WRITE and st.st_uid not in (0, os.geteuid()):
+        raise _Refused(f"{path} is a symbolic link of uid {st.st_uid} in a directory "
+                       "others can write, who could point it anywhere")
+    try:
+        return os.readlink(name, dir_fd=dir_fd)
+    except OSError as e:
+        raise _Refused(f"{path}: {e.strerror}") from None
 
 
 def _openat(dir_fd: int, name: str, flags: int, path: str) -> int:
@@ -155,7 +194,7 @@ def _openat(dir_fd: int, name: str, flags: int, path: str) -> int:
         # O_NOFOLLOW on a link gives ELOOP, or ENOTDIR along with O_DIRECTORY: refused
         # either way; lstat only words the message.
         if e.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(dir_fd, name):
-            raise _Refused(f"{path} is a symbolic link (swapped in after it was resolved?)")\
+            raise _Refused(f"{path} is a symbolic link (swapped in during the walk?)")\
                 from None
         raise _Refused(f"{path}: {e.strerror}") from None
 

@@ -4,6 +4,7 @@ entry (issue 16) is refused, ignored with one warning line, and rebuilt."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -287,6 +288,22 @@ def test_a_fifo_or_directory_entry_is_ignored_without_blocking(xdg, spec, capsys
     assert capsys.readouterr().err == ""  # said once per process, not on every compile
 
 
+
+def test_repeated_set_keys_on_the_value_applied_the_last(xdg, tmp_path, monkeypatch):
+    """`--set pid=2 --set pid=1` traces pid 1; it used to hit the entry of
+    `--set pid=1 --set pid=2` (the pairs were sorted into one key) and trace pid 2."""
+    spec = tmp_path / "execsnoop.yaml"
+    shutil.copy(ROOT / "specs" / "tools" / "execsnoop.yaml", spec)
+    for params, pid in (((("pid", "1"), ("pid", "2")), 2), ((("pid", "2"), ("pid", "1")), 1),
+                        ((("pid", "7"), ("pid", "1")), 1)):
+        got = pipeline.compile_spec(str(spec), params=params)
+        assert f"#define er_param_pid ((u32){pid}ULL)" in got.rendered.c, params
+    assert len(entries(xdg / "ebpf-run")) == 2  # the third was the second's entry
+    k = functools.partial(cache.key, "x.yaml", b"", "x86_64")
+    assert k((("pid", "1"), ("pid", "2"))) == k((("pid", "2"),))
+    assert k((("pid", "1"), ("pid", "2"))) != k((("pid", "2"), ("pid", "1")))
+
+
 # -- the directory and its ancestors
 
 
@@ -332,22 +349,22 @@ def test_root_refuses_a_cache_inside_another_users_tree_and_falls_back(
 
 def test_a_cache_directory_swapped_for_a_link_at_open_time_is_refused(
         xdg, spec, tmp_path, capsys, monkeypatch):
-    """The race that made root unpickle a user's file: the directory checks out, then is
-    replaced by a link to the attacker's directory before it is opened."""
+    """The race that made root unpickle a user's file: the directory is looked at (no
+    link), then replaced by a link to the attacker's directory before it is opened."""
     pipeline.compile_spec(str(spec))
     attacker = tmp_path / "attacker"
     attacker.mkdir(mode=0o700)
     (attacker / entry_of(spec)).write_bytes(evil_entry(spec, monkeypatch))
-    resolve = cache_dir._resolve
+    look = cache_dir._link_target
 
-    def resolve_then_swap(path):
-        resolved = resolve(path)
-        if not (xdg / "ebpf-run").is_symlink():
+    def look_then_swap(dir_fd, name, path):
+        target = look(dir_fd, name, path)
+        if path == str(xdg / "ebpf-run") and not (xdg / "ebpf-run").is_symlink():
             os.rename(xdg / "ebpf-run", tmp_path / "moved-away")
             os.symlink(attacker, xdg / "ebpf-run")
-        return resolved
+        return target
 
-    monkeypatch.setattr(cache_dir, "_resolve", resolve_then_swap)
+    monkeypatch.setattr(cache_dir, "_link_target", look_then_swap)
     got = pipeline.compile_spec(str(spec))
     assert "Hello Evil!" not in got.rendered.c
     one_warning(capsys, f"{xdg / 'ebpf-run'} is a symbolic link")
@@ -360,16 +377,16 @@ def test_an_ancestor_swapped_for_a_link_at_open_time_is_refused(
     attacker = tmp_path / "attacker"
     (attacker / "ebpf-run").mkdir(parents=True, mode=0o700)
     (attacker / "ebpf-run" / entry_of(spec)).write_bytes(evil_entry(spec, monkeypatch))
-    resolve = cache_dir._resolve
+    look = cache_dir._link_target
 
-    def resolve_then_swap(path):
-        resolved = resolve(path)
-        if not xdg.is_symlink():
+    def look_then_swap(dir_fd, name, path):
+        target = look(dir_fd, name, path)
+        if path == str(xdg) and not (xdg).is_symlink():
             os.rename(xdg, tmp_path / "moved-away")
             os.symlink(attacker, xdg)
-        return resolved
+        return target
 
-    monkeypatch.setattr(cache_dir, "_resolve", resolve_then_swap)
+    monkeypatch.setattr(cache_dir, "_link_target", look_then_swap)
     assert "Hello Evil!" not in pipeline.compile_spec(str(spec)).rendered.c
     one_warning(capsys, f"{xdg} is a symbolic link")
 
@@ -380,6 +397,95 @@ def test_a_link_in_the_configured_path_is_followed_when_trusted(xdg, tmp_path, m
     monkeypatch.setenv("XDG_CACHE_HOME", str(link))
     assert cache.directory() == str(link / "ebpf-run")
     assert (xdg / "ebpf-run").is_dir()
+
+
+
+def test_a_links_target_is_never_created(xdg, spec, tmp_path, monkeypatch, capsys):
+    """Only the configured names are made: a dangling link at the cache base makes nothing
+    where it points (realpath used to turn /link -> /etc/nologin into a mkdir there)."""
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "nologin")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(link))
+    assert pipeline.compile_spec(str(spec)) == fresh(spec, monkeypatch)
+    assert not (tmp_path / "nologin").exists() and link.is_symlink()
+    assert capsys.readouterr().err == ""  # no cache, nothing unsafe
+
+
+def planted(tmp_path, monkeypatch):
+    """A simulated `sudo -E`: HOME is an unprivileged user's, who made ~/.cache a link to
+    a root-owned directory (like /etc) holding what root must neither make nor delete.
+    Root's own home is a scratch directory."""
+    user_home, etc = tmp_path / "user-home", tmp_path / "etc"
+    user_home.mkdir(mode=0o755)
+    (etc / "ebpf-run").mkdir(parents=True, mode=0o700)  # root's, closed: passes every check
+    for name in ("a" * 64 + ".pickle", "shadow.pickle"):
+        (etc / "ebpf-run" / name).write_bytes(b"root's")
+    os.chown(user_home, NOBODY, NOBODY)
+    root_home = tmp_path / "root-home"
+    root_home.mkdir(mode=0o700)
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(user_home))
+    monkeypatch.setattr(cache_dir, "_account_home", lambda: str(root_home))
+    return user_home, etc, root_home
+
+
+def untouched(etc):
+    return sorted(str(p.relative_to(etc)) for p in etc.rglob("*")) == [
+        "ebpf-run", "ebpf-run/" + "a" * 64 + ".pickle", "ebpf-run/shadow.pickle"]
+
+
+@needs_root
+@pytest.mark.parametrize("target", ["etc", "etc/nologin"])
+def test_root_follows_no_link_planted_by_a_user_under_sudo_e(target, xdg, spec, tmp_path,
+                                                             monkeypatch, capsys):
+    """`etc`: root used to write entries into etc/ebpf-run and prune every *.pickle there;
+    `etc/nologin`: root used to create that directory. Now the link is never read (its
+    directory is the user's), root caches in its own home, and the run is the same."""
+    user_home, etc, root_home = planted(tmp_path, monkeypatch)
+    (user_home / ".cache").symlink_to(tmp_path / target)
+    os.lchown(user_home / ".cache", NOBODY, NOBODY)
+    assert pipeline.compile_spec(str(spec)) == fresh(spec, monkeypatch)
+    assert untouched(etc)
+    assert entries(root_home / ".cache" / "ebpf-run") == [entry_of(spec)]
+    assert capsys.readouterr().err == ""  # the fall-back every `sudo -E` run takes
+    # No home of root's own: no cache, one line saying why, and the run still works.
+    monkeypatch.setattr(cache_dir, "_account_home", lambda: None)
+    assert pipeline.compile_spec(str(spec)) == fresh(spec, monkeypatch)
+    one_warning(capsys, f"not using the cache in {user_home}/.cache/ebpf-run: "
+                        f"{user_home} belongs to uid 65534")
+    assert untouched(etc)
+
+
+@needs_root
+def test_root_follows_no_link_of_another_user_in_a_sticky_home(xdg, spec, tmp_path,
+                                                                monkeypatch, capsys):
+    """HOME=/tmp (some services): /tmp is root's and sticky, so it passes, but a link
+    another user planted there is theirs to point anywhere."""
+    _, etc, _ = planted(tmp_path, monkeypatch)
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    (shared / ".cache").symlink_to(etc)
+    os.lchown(shared / ".cache", NOBODY, NOBODY)
+    monkeypatch.setenv("HOME", str(shared))
+    monkeypatch.setattr(cache_dir, "_account_home", lambda: None)
+    assert pipeline.compile_spec(str(spec)) == fresh(spec, monkeypatch)
+    one_warning(capsys, f"{shared}/.cache is a symbolic link of uid 65534")
+    assert untouched(etc)
+    os.lchown(shared / ".cache", 0, 0)  # root's own link there: followed
+    assert cache.directory() == str(shared / ".cache" / "ebpf-run")
+
+
+def test_links_dot_dot_and_loops_in_the_configured_path(xdg, tmp_path, monkeypatch, capsys):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "up").symlink_to("b/..")  # relative target, walked from a/
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a" / "up" / ".." / "xdg"))
+    assert cache.directory() == str(tmp_path / "a" / "up" / ".." / "xdg" / "ebpf-run")
+    assert (tmp_path / "xdg" / "ebpf-run").is_dir()  # a/up is a, so a/up/.. is tmp_path
+    (tmp_path / "loop").symlink_to("loop")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "loop"))
+    assert cache.directory() is None
+    one_warning(capsys, "goes through more than 40 links")
 
 
 # -- what is created, and where
@@ -445,16 +551,35 @@ def test_pruning_keeps_the_newest_and_follows_no_link(xdg, tmp_path, monkeypatch
     d = xdg / "ebpf-run"
     d.mkdir(mode=0o700)
     (d / ("f" * 64 + ".json")).symlink_to(outside)
-    (d / "old.pickle").write_bytes(b"\x80\x05.")
+    (d / ("e" * 64 + ".pickle")).write_bytes(b"\x80\x05.")  # the old format: dropped
+    (d / "notes.pickle").write_bytes(b"not the cache's")  # kept: no name the cache writes
+    (d / ".tmp-1-0123456789abcdef").write_bytes(b"")  # a dead run's, an hour old: dropped
+    os.utime(d / ".tmp-1-0123456789abcdef", (1000, 1000))
+    (d / ".tmp-mine").write_bytes(b"")
+    os.utime(d / ".tmp-mine", (1000, 1000))
     for i in range(4):
         spec = tmp_path / f"s{i}.yaml"
         shutil.copy(ROOT / "specs" / "hello.yaml", spec)
         pipeline.compile_spec(str(spec))
         os.utime(d / entry_of(spec), (1000 + i, 1000 + i))
     assert sorted(entries(d)) == sorted([entry_of(tmp_path / "s2.yaml"),
-                                         entry_of(tmp_path / "s3.yaml"), "f" * 64 + ".json"])
+                                         entry_of(tmp_path / "s3.yaml"), "f" * 64 + ".json",
+                                         "notes.pickle", ".tmp-mine"])
     assert outside.read_text() == "keep me"
-    assert not any(n.startswith(".tmp-") for n in entries(d))
+
+
+@needs_root
+def test_pruning_removes_only_files_of_the_effective_user(xdg, spec, tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "KEEP", 1)
+    d = xdg / "ebpf-run"
+    d.mkdir(mode=0o700)
+    theirs = ["0" * 64 + ".json", "1" * 64 + ".pickle", ".tmp-1-0123456789abcdef"]
+    for name in theirs:
+        (d / name).write_bytes(b"")
+        os.chown(d / name, NOBODY, NOBODY)
+        os.utime(d / name, (1000, 1000))
+    pipeline.compile_spec(str(spec))
+    assert entries(d) == sorted([*theirs, entry_of(spec)])
 
 
 @needs_root

@@ -226,3 +226,52 @@ def test_set_takes_name_equals_value_of_a_declared_parameter():
         res = ebpf_run("render", spec, "--set", bad)
         assert res.returncode == 2, (bad, res.stderr)
         assert says in res.stderr and "Traceback" not in res.stderr, (bad, res.stderr)
+    res = ebpf_run("render", spec, "--set", "pid=1", "--set", "pid=0x10")
+    assert res.returncode == 0 and "((u32)16ULL)" in res.stdout  # the last one wins
+
+
+def test_set_takes_only_the_documented_integer_forms():
+    """Decimal with an optional sign, or 0x hex; Python's int(text, 0) took all of these
+    (`١٢٣` was 123)."""
+    spec = "specs/tools/execsnoop.yaml"
+    for bad in ("0b11", "0o17", "1_000", " 12", "12 ", "\u0661\u0662\u0663", "017", "0x",
+                "+0x10", "1e3", "", "1" * 5000):
+        res = ebpf_run("render", spec, "--set", f"pid={bad}")
+        assert res.returncode == 2, (bad, res.stderr)
+        line = res.stderr.splitlines()
+        assert len(line) == 1 and "not an integer (decimal, e.g. 1234 or -1, or hex, e.g. " \
+            "0x4d2)" in line[0] and len(line[0]) < 200, (bad, res.stderr)
+    assert "pid='\\u0661\\u0662\\u0663'" in ebpf_run(
+        "render", spec, "--set", "pid=\u0661\u0662\u0663").stderr  # shown as ASCII
+    for good, value in (("0", 0), ("+12", 12), ("4294967295", 4294967295),
+                        ("0XfF", 255), ("0x0", 0)):
+        res = ebpf_run("render", spec, "--set", f"pid={good}")
+        assert res.returncode == 0 and f"((u32){value}ULL)" in res.stdout, (good, res.stderr)
+
+
+def test_render_out_replaces_planted_links_and_writes_through_none(tmp_path):
+    """`render --out DIR` as root into a directory someone else can write: a link planted
+    at an output name is replaced by the new file, its target left as it was."""
+    target = tmp_path / "passwd"
+    target.write_text("root:x:0:0\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "hello-buffer.c").symlink_to(target)
+    os.link(target, out / "hello_buffer.py")  # a hard link: O_NOFOLLOW alone would not do
+    res = ebpf_run("render", "specs/hello-buffer.yaml", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert target.read_text() == "root:x:0:0\n"
+    assert not (out / "hello-buffer.c").is_symlink()
+    assert "struct data_t {" in (out / "hello-buffer.c").read_text()
+    assert "class data_t(" in (out / "hello_buffer.py").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["hello-buffer.c", "hello_buffer.py"]
+
+
+def test_render_out_that_cannot_be_written_exits_3(tmp_path):
+    out = tmp_path / "out"
+    (out / "hello-buffer.c").mkdir(parents=True)  # a directory where the file goes
+    res = ebpf_run("render", "specs/hello-buffer.yaml", "--out", str(out))
+    assert res.returncode == 3 and "Traceback" not in res.stderr
+    assert res.stderr.startswith(f"ebpf-run: error: cannot write {out / 'hello-buffer.c'}: "), \
+        res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["hello-buffer.c"]  # no temp file left
