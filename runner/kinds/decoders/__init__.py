@@ -12,8 +12,9 @@ for a terminal: names from outside the kernel (users) are escaped (text.safe_tex
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Tuple
 
 from runner.kinds.decoders.base import DecodeError, Decoder, Json
 from runner.kinds.decoders.errnos import ERRNO, SYSCALL_RET
@@ -25,6 +26,7 @@ from runner.kinds.decoders.syscall import syscall_decoder
 from runner.kinds.decoders.tcp_state import TCP_STATE
 from runner.kinds.decoders.text import safe_text
 from runner.kinds.decoders.uid import UID
+from runner.kinds.registry import Registry
 
 __all__ = [
     "DecodeError",
@@ -48,35 +50,47 @@ class UnknownDecoder(LookupError):
 
 @dataclass(frozen=True)
 class Decoders:
+    """Every decoder for one architecture, in a Registry (as every other kind); built once
+    per architecture and kallsyms file, however many stages ask."""
+
     arch: str
-    by_name: Dict[str, Decoder]
+    registry: Registry[Decoder]
 
     @classmethod
     def for_arch(cls, arch: str, kallsyms: Path = KALLSYMS) -> Decoders:
         """Every decoder, those that depend on it for `arch` (KeyError: no table for it)."""
-        decoders = [
-            syscall_decoder(arch),
-            open_flags_decoder(arch),
-            ERRNO,
-            SYSCALL_RET,
-            SIGNAL,
-            IPV4,
-            IPV6,
-            INET,
-            IP,
-            PORT_BE,
-            ksym_decoder(KernelSymbols(kallsyms)),
-            UID,
-            TCP_STATE,
-        ]
-        return cls(arch, {d.name: d for d in decoders})
+        return _for_arch(arch, kallsyms)
 
     @property
     def names(self) -> Tuple[str, ...]:
-        return tuple(sorted(self.by_name))
+        return tuple(sorted(self.registry.names()))
 
     def get(self, name: str) -> Decoder:
-        try:
-            return self.by_name[name]
-        except KeyError:
-            raise UnknownDecoder(name, self.names) from None
+        """The decoder called `name`; UnknownDecoder (a user's error, which the checker
+        locates) when there is none."""
+        found = self.registry.get(name)
+        if found is None:
+            raise UnknownDecoder(name, self.names)
+        return found
+
+
+@cache
+def _for_arch(arch: str, kallsyms: Path) -> Decoders:
+    registry: Registry[Decoder] = Registry("decoder")
+    for d in (
+        syscall_decoder(arch),
+        open_flags_decoder(arch),
+        ERRNO,
+        SYSCALL_RET,
+        SIGNAL,
+        IPV4,
+        IPV6,
+        INET,
+        IP,
+        PORT_BE,
+        ksym_decoder(KernelSymbols(kallsyms)),
+        UID,
+        TCP_STATE,
+    ):
+        registry.register(d.name, d)
+    return Decoders(arch, registry)
