@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from runner.errors import KernelError
 from runner.kernel import environment as env
+from runner.kinds.registry import Registry, UnknownKind
 from runner.model.spec import Candidate
 
 Detach = Callable[[], None]
@@ -41,10 +42,9 @@ class AttachHook:
 
 def hook_for(cand: Candidate) -> AttachHook:
     try:
-        return HOOKS[cand.kind]
-    except KeyError:
-        raise KernelError(f"internal error: no attach hook for kind {cand.kind!r} "
-                          f"({cand.describe}); known: {', '.join(sorted(HOOKS))}") from None
+        return HOOKS.lookup(cand.kind)
+    except UnknownKind as e:
+        raise KernelError(f"{e} ({cand.describe})") from None
 
 
 def _no_precheck(_bcc: Any, _cand: Candidate) -> Optional[str]:
@@ -131,12 +131,11 @@ def _check(rc: int, cand: Candidate) -> None:
         raise KernelError(f"could not detach {cand.describe}")
 
 
-HOOKS: Dict[str, AttachHook] = {
-    "kprobe": AttachHook(_kprobe_precheck, _kprobe),
-    "kretprobe": AttachHook(_kprobe_precheck, _kretprobe),
-    "tracepoint": AttachHook(_tracepoint_precheck, _tracepoint),
-    "raw_tracepoint": AttachHook(_no_precheck, _raw_tracepoint),
-    "uprobe": AttachHook(_uprobe_precheck, _uprobe),
-    "uretprobe": AttachHook(_uprobe_precheck, _uretprobe),
-    "fentry": AttachHook(_fentry_precheck, _fentry, loads_itself=True),
-}
+HOOKS: Registry[AttachHook] = Registry("attach hook")  # keyed by CANDIDATE_KINDS' names
+HOOKS.register("kprobe", AttachHook(_kprobe_precheck, _kprobe))
+HOOKS.register("kretprobe", AttachHook(_kprobe_precheck, _kretprobe))
+HOOKS.register("tracepoint", AttachHook(_tracepoint_precheck, _tracepoint))
+HOOKS.register("raw_tracepoint", AttachHook(_no_precheck, _raw_tracepoint))
+HOOKS.register("uprobe", AttachHook(_uprobe_precheck, _uprobe))
+HOOKS.register("uretprobe", AttachHook(_uprobe_precheck, _uretprobe))
+HOOKS.register("fentry", AttachHook(_fentry_precheck, _fentry, loads_itself=True))
