@@ -1,56 +1,21 @@
 """Aggregations combined in user space: what the kernel counted per CPU, made into values.
 
-The kernel side (rendered C, written later) keeps two map shapes; this module reads
-nothing itself, it takes the rows the generated ctypes code decoded from them.
+This module reads nothing itself: it takes the rows the generated ctypes code decoded from
+the two map shapes templates/action_aggregate.c.j2 keeps.
 
-Scalar aggregations (count, sum, min, max, avg, stats) share ONE value layout, a
-BPF_PERCPU_HASH (BPF_PERCPU_ARRAY of one entry when the spec has no key) of
-
-    struct agg_slot { u64 count; s64 sum; s64 min; s64 max; };   // 32 bytes, no padding
-
-keyed by the spec's key struct (AggSlotC below is its ctypes twin). Each CPU updates its
-own slot without atomics; a fresh slot is all zeros, so 0 cannot mean "no minimum yet":
-
-    struct agg_slot *s = map.lookup_or_try_init(&key, &zero_slot);
-    if (s) {
-        if (s->count == 0 || v < s->min) s->min = v;
-        if (s->count == 0 || v > s->max) s->max = v;
-        s->count += 1;
-        s->sum += v;
-    }
-
-User space gets one Slot per CPU; combine_slots() folds them, skipping slots whose count
-is 0.
-
-Histograms (hist: power of two, lhist: linear) are a BPF_PERCPU_HASH keyed by
-
-    struct { <the spec's key fields>; u64 bucket; }               // bucket last
-    value: u64 count                                             // map.increment(k)
-
-the same shape as bpftrace's hist maps: only buckets that were hit exist. The index is
-computed in the kernel exactly as log2_bucket() and linear_bucket() below do:
-
-    static __always_inline u64 log2_bucket(s64 v) {      // bpftrace's log2, 64 bits
-        if (v < 0) return 0;
-        if (v == 0) return 1;
-        u64 n = v, r = 2, s;
-        s = (n >= (1ULL << 32)) << 5; n >>= s; r += s;
-        s = (n >= (1ULL << 16)) << 4; n >>= s; r += s;
-        s = (n >= (1ULL << 8)) << 3;  n >>= s; r += s;
-        s = (n >= (1ULL << 4)) << 2;  n >>= s; r += s;
-        s = (n >= (1ULL << 2)) << 1;  n >>= s; r += s;
-        s = (n >= (1ULL << 1));       r += s;
-        return r;
-    }
-    static __always_inline u64 linear_bucket(s64 v, s64 lo, s64 hi, s64 step) {
-        if (v < lo) return 0;
-        if (v > hi) return 1 + (hi - lo) / step;
-        return 1 + (v - lo) / step;
-    }
-
-User space gets rows (key, bucket, per-CPU counts); build_histograms() folds them into
-one Histogram per key. A histogram exported to Prometheus also wants its values' sum:
-the spec pairs it with a sum on the same key, given as Histogram.sum.
+- Scalar aggregations (count, sum, min, max, avg, stats): a per-CPU hash (a per-CPU array of
+  one entry when the spec has no key) from the spec's key struct to `struct er_agg_slot`
+  (AggSlotC below is its ctypes twin, 32 bytes). Each CPU updates its own slot without
+  atomics; a fresh slot is all zeros, so the kernel sets min and max on a slot's first value
+  rather than comparing with 0. combine_slots() folds one Slot per CPU, skipping slots whose
+  count is 0.
+- Histograms (hist: power of two, lhist: linear): a per-CPU hash keyed by the spec's key
+  fields plus a u64 bucket (last), whose value is a count; only buckets that were hit exist,
+  as in bpftrace's hist maps. The kernel computes the bucket index by the rule of
+  log2_bucket() and linear_bucket() below (the template spells the same rule in C;
+  tests/unit/test_aggregates.py holds the two to each other). The bucket ~0 holds the
+  values' sum when the spec exports the histogram to Prometheus (Histogram.sum).
+  build_histograms() folds the rows (key, bucket, per-CPU counts) into one Histogram per key.
 
 Keys reach this module as tuples of decoded values, `()` when the spec has none.
 """

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ctypes
+import subprocess
 
 import pytest
 from hypothesis import given
@@ -27,6 +28,8 @@ from runner.model.aggregates import (
     top,
 )
 from runner.runtime.clearing import needs_kernel_clear, since
+
+from .util import ROOT
 
 
 def test_log2_bucket_matches_bpftrace_scheme():
@@ -198,23 +201,34 @@ def test_stats_sort_by_average_like_bpftrace():
 S64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
 
 
-def c_log2_bucket(v: int) -> int:
-    """The C in the module docstring, step for step, with u64 arithmetic."""
-    if v < 0:
-        return 0
-    if v == 0:
-        return 1
-    n, r = v, 2
-    for bits in (32, 16, 8, 4, 2):
-        s = int(n >= (1 << bits)) << (bits.bit_length() - 1)
-        n >>= s
-        r += s
-    return r + int(n >= 2)
+def _template_log2_c() -> str:
+    """The hist branch of templates/action_aggregate.c.j2, as a C function of er_v."""
+    text = (ROOT / "templates" / "action_aggregate.c.j2").read_text()
+    block = text[text.index('{%- if g.kind == "hist" %}'):text.index('{%- elif g.kind == "lhist"')]
+    lines = [line.replace("{{ p }}", "    ") for line in block.splitlines()[1:]]
+    assert all("{{" not in line and "{%" not in line for line in lines), lines
+    body = "\n".join(lines).replace("er_key.bucket", "bucket")
+    return ("typedef unsigned long long u64; typedef long long s64;\n"
+            "#include <stdio.h>\n#include <stdlib.h>\n"
+            "static u64 er_log2(s64 er_v) {\n    u64 bucket;\n" + body
+            + "\n    return bucket;\n}\n"
+            "int main(int argc, char **argv) {\n"
+            "    for (int i = 1; i < argc; i++)\n"
+            "        printf(\"%llu\\n\", er_log2(strtoll(argv[i], 0, 10)));\n"
+            "    return 0;\n}\n")
 
 
-@given(S64)
-def test_log2_bucket_is_the_c_algorithm(v):
-    assert log2_bucket(v) == c_log2_bucket(v)
+def test_log2_bucket_is_the_templates_c(tmp_path):
+    """The kernel's rule is the template's C; compiled here and run over the edges of every
+    bucket, it must give log2_bucket's index (the rule is written once in each language)."""
+    src, exe = tmp_path / "log2.c", tmp_path / "log2"
+    src.write_text(_template_log2_c())
+    subprocess.run(["cc", "-O1", "-o", str(exe), str(src)], check=True)
+    values = [-(1 << 63), -1, 0, 1, (1 << 63) - 1]
+    values += [v for b in range(1, 63) for v in ((1 << b) - 1, 1 << b, (1 << b) + 1)]
+    out = subprocess.run([str(exe), *map(str, values)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert [int(x) for x in out] == [log2_bucket(v) for v in values]
 
 
 @given(S64)

@@ -51,6 +51,6 @@ def test_an_unknown_kind_is_an_internal_error(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(SPEC_WITH_EVERY_KIND)
     cand = dataclasses.replace(candidates(check(str(path)))[0], kind="kprobe_multi")
-    with pytest.raises(KernelError, match="internal error: unknown attach hook "
-                                          "'kprobe_multi' .*; known: kprobe, kretprobe"):
+    with pytest.raises(KernelError, match=r"internal error: unknown attach hook "
+                                          r"'kprobe_multi' .*; known: kprobe, kretprobe"):
         hook_for(cand)
