@@ -1,5 +1,5 @@
 """Action lists: each action is checked by its kind, found in the registry by name
-(runner/kinds/actions). This module knows no kind by name."""
+(runner/check/actions). This module knows no kind by name."""
 
 from __future__ import annotations
 
