@@ -12,6 +12,7 @@ from runner.check.checker import Checker
 from runner.check.fields import probe_args
 from runner.check.scope import ActionScope
 from runner.kinds import builtins as bi
+from runner.kinds import perf_events
 from runner.kinds.attach import CANDIDATE_KINDS, CONTEXTS, OPTIONS, AttachOption, Planned
 from runner.model.spec import Action, Candidate, Function, Probe
 from runner.spec.loader import PathKey
@@ -62,6 +63,12 @@ def options(ck: Checker, name: str) -> List[Option]:
             found = _syscall(ck, (*path, key), target, option, suffix)
             out += [(p, path) for p in found]
             continue
+        if option.perf_event:
+            try:
+                perf_events.parse(key, target)
+            except perf_events.PerfEventError as e:
+                ck.err((*path, key), str(e))
+                continue
         out += [(p, path) for p in option.expand(target, None, suffix)]
     # Two options of the same kind need distinct function names.
     variants = [p.variant for p, _ in out]

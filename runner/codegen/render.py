@@ -79,6 +79,13 @@ def _needs_ptrace(spec: Spec) -> bool:
     return any(_reads_pt_regs(f) for f in fns)
 
 
+def _headers(spec: Spec) -> List[str]:
+    """Kernel headers the functions' contexts need for their ctx struct (sorted)."""
+    fns = [c.function for p in spec.probes for c in p.candidates]
+    fns += [f for prog in spec.programs for f in prog.functions]
+    return sorted({h for f in fns if (h := CONTEXTS.lookup(f.context).header)})
+
+
 def _reads_pt_regs(f: Function) -> bool:
     how = CONTEXTS.lookup(f.context).pt_regs
     return how == "always" or (how == "if_used" and bool(f.needs_args or f.needs_nr))
@@ -149,7 +156,8 @@ def template_environment(code: jinja2.BytecodeCache) -> jinja2.Environment:
         map_decl=_map_decl, map_c=_map_c, c_member=_c_member, ctypes_type=_ctypes_type,
         py_decode=_py_decode, pyrepr=py_literal, action_fragment=_action_fragment,
         map_kind=lambda m: MAP_KINDS.lookup(m.kind), has_ring=_has_ring,
-        needs_ptrace=_needs_ptrace, c_expr=spell, string_into=string_into, c_type=c_type,
+        needs_ptrace=_needs_ptrace, headers=_headers, c_expr=spell, string_into=string_into,
+        c_type=c_type,
         array_into=array_into,
         c_string=c_string,
         signature=lambda fn: CONTEXTS.lookup(fn.context).signature,

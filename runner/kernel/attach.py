@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, Tuple
 
 from runner.errors import KernelError
 from runner.kernel import environment as env
+from runner.kinds import perf_events
 from runner.kinds.registry import Registry, UnknownKind
 from runner.model.spec import Candidate
 
@@ -126,6 +127,29 @@ def _fentry(_bcc: Any, bpf: Any, cand: Candidate, _name: bytes) -> Detach:
     return lambda: bpf.detach_kfunc(fn_name=target)
 
 
+def _perf_precheck(_bcc: Any, cand: Candidate) -> Optional[str]:
+    ev = perf_events.parse(*cand.target.split(":", 1))
+    if ev.type == perf_events.TYPE_HARDWARE and not env.hardware_counters():
+        return (f"hardware counter '{ev.event}' not on this machine (no CPU performance "
+                "monitoring unit in /sys/bus/event_source/devices)")
+    return None
+
+
+def _perf_event(bcc: Any, bpf: Any, cand: Candidate, name: bytes) -> Detach:
+    ev = perf_events.parse(*cand.target.split(":", 1))
+    bpf.attach_perf_event(ev_type=ev.type, ev_config=ev.config, fn_name=name,
+                          sample_period=ev.period, sample_freq=ev.freq, pid=ev.pid, cpu=ev.cpu)
+    # BCC keeps one perf event per CPU under (type, config): a second probe on the same
+    # event would overwrite the first one's. Take them here and close them ourselves.
+    fds = list(bpf.open_perf_events.pop((ev.type, ev.config)).values())
+
+    def detach() -> None:
+        failed = [fd for fd in fds if bcc.libbcc.lib.bpf_close_perf_event_fd(fd) < 0]
+        if failed:
+            raise KernelError(f"could not detach {cand.describe}")
+    return detach
+
+
 def _check(rc: int, cand: Candidate) -> None:
     if rc < 0:
         raise KernelError(f"could not detach {cand.describe}")
@@ -139,3 +163,4 @@ HOOKS.register("raw_tracepoint", AttachHook(_no_precheck, _raw_tracepoint))
 HOOKS.register("uprobe", AttachHook(_uprobe_precheck, _uprobe))
 HOOKS.register("uretprobe", AttachHook(_uprobe_precheck, _uretprobe))
 HOOKS.register("fentry", AttachHook(_fentry_precheck, _fentry, loads_itself=True))
+HOOKS.register("perf_event", AttachHook(_perf_precheck, _perf_event))

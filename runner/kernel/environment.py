@@ -33,6 +33,20 @@ def kprobes_available() -> bool:
     return os.path.exists(f"{TRACEFS}/kprobe_events")
 
 
+EVENT_SOURCES = "/sys/bus/event_source/devices"
+
+
+def hardware_counters() -> bool:
+    """Whether a CPU performance monitoring unit is registered (x86's `cpu`, hybrid
+    `cpu_core`/`cpu_atom`, arm64's `armv8_*`): without one, hardware perf events cannot
+    be opened (most virtual machines)."""
+    try:
+        names = os.listdir(EVENT_SOURCES)
+    except OSError:
+        return False
+    return any(n == "cpu" or n.startswith(("cpu_", "armv")) for n in names)
+
+
 def tracepoint_exists(target: str) -> bool:
     """`category:name` as listed under tracefs."""
     cat, _, name = target.partition(":")

@@ -11,9 +11,11 @@ from runner.kinds.attach import CANDIDATE_KINDS
 from runner.kinds.registry import Registry
 
 _PROBE_C = """
+#include <uapi/linux/bpf_perf_event.h>
 int er_probe_kprobe(struct pt_regs *ctx) { return 0; }
 int er_probe_tracepoint(void *ctx) { return 0; }
 int er_probe_raw(struct bpf_raw_tracepoint_args *ctx) { return 0; }
+int er_probe_perf(struct bpf_perf_event_data *ctx) { return 0; }
 """
 _FENTRY_C = "KFUNC_PROBE(%s) { return 0; }\n"
 
@@ -55,10 +57,18 @@ def _raw_tracepoint(b: Any, fn: str) -> str:
     return "sys_enter"
 
 
+def _perf_event(b: Any, fn: str) -> str:
+    # A 1 Hz CPU clock on CPU 0: the cheapest sampling event there is.
+    b.attach_perf_event(ev_type=1, ev_config=0, fn_name=b"er_probe_perf", sample_freq=1,
+                        cpu=0)
+    return "a 1 Hz CPU clock on CPU 0"
+
+
 TRIES: Registry[Try] = Registry("doctor attach try")
 TRIES.register("kprobe", _kprobe)
 TRIES.register("tracepoint", _tracepoint)
 TRIES.register("raw_tracepoint", _raw_tracepoint)
+TRIES.register("perf_event", _perf_event)
 # fentry: its own BPF object (_try_fentry), since BCC attaches it while compiling.
 
 

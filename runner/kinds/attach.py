@@ -25,6 +25,7 @@ class Context:
     # Whether the C reads struct pt_regs, whose header costs clang about 18 ms to parse:
     # "always", "if_used" (only to reach syscall_nr or the arguments), or "never".
     pt_regs: str = "never"
+    header: Optional[str] = None  # a kernel header the signature's struct needs
 
     @property
     def prologue(self) -> str:
@@ -47,6 +48,8 @@ for _c in (
     Context(bi.SYSCALL_EXIT_TP, "void *ctx", "TRACEPOINT"),
     Context(bi.SYSCALL_EXIT_RAW, "struct bpf_raw_tracepoint_args *ctx", "RAW_TRACEPOINT",
             "always"),
+    Context(bi.PERF_EVENT, "struct bpf_perf_event_data *ctx", "PERF_EVENT",
+            header="uapi/linux/bpf_perf_event.h"),
 ):
     CONTEXTS.register(_c.name, _c)
 
@@ -82,6 +85,9 @@ for _k in (
     CandidateKind("uretprobe"),
     CandidateKind("fentry", named_by_bcc=True, doctor=Doctor(
         "a kernel allowing BPF trampolines (BTF, 5.5+); use kprobe or tracepoint", False)),
+    # profile:, software:, hardware: (runner/kinds/perf_events.py parses the target).
+    CandidateKind("perf_event", doctor=Doctor(
+        "a kernel with CONFIG_PERF_EVENTS=y (sampling probes: profile, software)", False)),
 ):
     CANDIDATE_KINDS.register(_k.name, _k)
 
@@ -108,6 +114,7 @@ class AttachOption:
     name: str  # the key under `attach:`
     expand: Expand
     syscall_target: bool = False  # the target is a syscall name, resolved per architecture
+    perf_event: bool = False  # the target names a perf event (runner/kinds/perf_events.py)
 
 
 def _syscall(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
@@ -154,6 +161,15 @@ def _raw_tracepoint(target: str, nr: Optional[int], suffix: str) -> Tuple[Planne
     return (Planned("raw_tracepoint", target, None, ctx, None, "raw_tracepoint" + suffix),)
 
 
+def _perf(option: str) -> Expand:
+    # The target stays the spec's text, prefixed by the option, which the kernel stage
+    # parses again to attach (runner/kinds/perf_events.py).
+    def expand(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
+        return (Planned("perf_event", f"{option}:{target}", None, bi.PERF_EVENT, None,
+                        option + suffix),)
+    return expand
+
+
 def _fentry(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
     return (Planned("fentry", target, None, bi.FENTRY, None, f"kfunc__{target}"),)
 
@@ -170,5 +186,8 @@ for _o in (
     AttachOption("syscall_exit", _syscall_exit, syscall_target=True),
     # A uretprobe's pt_regs hold the function's return value, as a kretprobe's do.
     AttachOption("uretprobe", _simple("uretprobe", bi.KRETPROBE)),
+    AttachOption("profile", _perf("profile"), perf_event=True),
+    AttachOption("software", _perf("software"), perf_event=True),
+    AttachOption("hardware", _perf("hardware"), perf_event=True),
 ):
     OPTIONS.register(_o.name, _o)

@@ -24,6 +24,7 @@ KRETPROBE = "kretprobe"
 TRACEPOINT = "tracepoint"
 RAW_TRACEPOINT = "raw_tracepoint"
 FENTRY = "fentry"  # BPF trampoline: ctx is the function's arguments as u64s
+PERF_EVENT = "perf_event"  # a perf event's sample: ctx is struct bpf_perf_event_data
 # A syscall's exit: kretprobe on its function (ctx: its pt_regs), syscalls:sys_exit_NAME
 # or raw_syscalls:sys_exit (a record), raw sys_exit (args[0]: user pt_regs, args[1]: ret).
 SYSCALL_EXIT_KRETPROBE = "syscall_exit_kretprobe"

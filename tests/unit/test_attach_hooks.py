@@ -26,6 +26,9 @@ probes:
       - uprobe: "/bin/true:main"
       - uretprobe: "/bin/true:main"
       - syscall: getppid
+      - profile: "hz:99"
+      - software: "page-faults:10 pid=1"
+      - hardware: cycles
     do: [{print: "hi"}]
 """
 

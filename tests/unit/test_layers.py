@@ -11,9 +11,9 @@ from typing import Dict, List, Set
 from .util import ROOT
 
 # Lowest first: a module may import from its own layer and the layers before it.
-# model is the data between the stages; support and kinds serve every stage; then the
+# model is the data between the stages; support, symbols and kinds serve every stage; then the
 # stages in the order data moves through them; the command line last.
-LAYERS = ("errors", "model", "support", "kinds", "spec", "check", "codegen", "pipeline",
+LAYERS = ("errors", "model", "support", "symbols", "kinds", "spec", "check", "codegen", "pipeline",
           "kernel", "output", "runtime", "testing", "cli", "__main__")
 
 

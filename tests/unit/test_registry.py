@@ -245,7 +245,7 @@ def test_every_context_has_a_prologue_and_says_whether_it_reads_pt_regs(name):
     context = CONTEXTS.lookup(name)
     assert (ROOT / "templates" / context.prologue).exists(), f"{name}: no {context.prologue}"
     assert context.pt_regs in ("always", "if_used", "never")
-    assert context.prog_type in ("KPROBE", "TRACEPOINT", "RAW_TRACEPOINT", "TRACING")
+    assert context.prog_type in ("KPROBE", "TRACEPOINT", "RAW_TRACEPOINT", "TRACING", "PERF_EVENT")
 
 
 def test_every_prologue_file_belongs_to_a_context():

@@ -1,0 +1,28 @@
+"""A resolved stack frame, and how it reads: `name+offset` as bpftrace prints it, or the
+address in hex when nothing names it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Frame:
+    address: int
+    name: Optional[str] = None  # None: unresolved, shown as the address
+    offset: int = 0  # from the symbol's start
+    module: Optional[str] = None  # the file (user) or kernel module, when known
+    kernel: bool = False
+
+    @property
+    def text(self) -> str:
+        """bpftrace's form: `func+off` (decimal offset, none at 0), else `0x...`."""
+        if self.name is None:
+            return f"{self.address:#x}"
+        return self.name if self.offset == 0 else f"{self.name}+{self.offset}"
+
+    @property
+    def symbol(self) -> str:
+        """The name alone, for folded stacks and flame graphs (`[unknown]` when none)."""
+        return self.name if self.name is not None else "[unknown]"
