@@ -239,26 +239,24 @@ def walk_attach_option(t: Tree) -> None:
     t.docs_row("option", "| `kfunc: FUNCTION` | an fentry, by bpftrace's name |")
 
 
-PROFILE = '''def _profile(target: Any, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
-    return (Planned("perf_event", str(target), None, bi.PERF_EVENT, None,
-                    "perf_event" + suffix),)
+XDP_OPTION = '''def _xdp(target: Any, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
+    return (Planned("xdp", str(target), None, bi.XDP, None, "xdp" + suffix),)
 
 
 '''
 
-PERF_HOOK = '''def _perf_event(bcc: Any, bpf: Any, cand: Candidate, name: bytes) -> Detach:
-    key = (bcc.PerfType.SOFTWARE, bcc.PerfSWConfig.CPU_CLOCK)
-    bpf.attach_perf_event(ev_type=key[0], ev_config=key[1], fn_name=name,
-                          sample_freq=int(cand.target))
-    fds = bpf.open_perf_events.pop(key)  # BCC's: one set per type and config
-    return lambda: [bcc.libbcc.lib.bpf_close_perf_event_fd(fd) for fd in fds.values()]
+XDP_HOOK = '''def _xdp(bcc: Any, bpf: Any, cand: Candidate, name: bytes) -> Detach:
+    fn = bpf.load_func(name, bcc.BPF.XDP)
+    bpf.attach_xdp(cand.target, fn, 0)
+    return lambda: bpf.remove_xdp(cand.target, 0)
 
 
 '''
 
-PERF_TRY = '''def _perf_event(b: Any, fn: str) -> str:
-    b.attach_perf_event(ev_type=1, ev_config=0, fn_name=b"er_probe_perf", sample_freq=1)
-    return "cpu-clock at 1 Hz"
+XDP_TRY = '''def _xdp(b: Any, fn: str) -> str:
+    b.attach_xdp("lo", b.load_func(b"er_probe_xdp", b.XDP), 0)
+    b.remove_xdp("lo", 0)
+    return "lo"
 
 
 '''
@@ -266,29 +264,28 @@ PERF_TRY = '''def _perf_event(b: Any, fn: str) -> str:
 
 def walk_attach_kind(t: Tree) -> None:
     t.insert_after("runner/kinds/builtins.py", "FENTRY = ",
-                   'PERF_EVENT = "perf_event"  # a sample: ctx is its bpf_perf_event_data\n')
+                   'XDP = "xdp"  # a packet at a device\'s driver: ctx is its xdp_md\n')
     attach = "runner/kinds/attach.py"
-    t.add_row(attach, "CONTEXTS",
-              'Context(bi.PERF_EVENT, "struct bpf_perf_event_data *ctx", "PERF_EVENT")')
-    t.add_row(attach, "CANDIDATE_KINDS", 'CandidateKind("perf_event", doctor=Doctor('
-              '"a kernel with CONFIG_PERF_EVENTS=y", False))')
-    t.insert_before(attach, "OPTIONS: Registry", PROFILE)
+    t.add_row(attach, "CONTEXTS", 'Context(bi.XDP, "struct xdp_md *ctx", "XDP")')
+    t.add_row(attach, "CANDIDATE_KINDS", 'CandidateKind("xdp", doctor=Doctor('
+              '"a kernel with XDP (4.8+)", False))')
+    t.insert_before(attach, "OPTIONS: Registry", XDP_OPTION)
     t.write(attach, t.read(attach).replace("from typing import ", "from typing import Any, "))
-    t.add_row(attach, "OPTIONS", 'AttachOption("profile", _profile)')
-    t.write("templates/prologue_perf_event.c.j2",
-            "{#- perf_event: no context-dependent built-in works here. -#}\n")
-    t.insert_before("runner/kernel/attach.py", "HOOKS: Registry", PERF_HOOK)
+    t.add_row(attach, "OPTIONS", 'AttachOption("xdp", _xdp)')
+    t.write("templates/prologue_xdp.c.j2",
+            "{#- xdp: no context-dependent built-in works here. -#}\n")
+    t.insert_before("runner/kernel/attach.py", "HOOKS: Registry", XDP_HOOK)
     t.insert_after("runner/kernel/attach.py", "HOOKS.register(",
-                   'HOOKS.register("perf_event", AttachHook(_no_precheck, _perf_event))\n')
+                   'HOOKS.register("xdp", AttachHook(_no_precheck, _xdp))\n')
     support = "runner/kernel/probe_support.py"
     t.insert_after(support, "int er_probe_raw(",
-                   "int er_probe_perf(struct bpf_perf_event_data *ctx) { return 0; }\n")
-    t.insert_before(support, "TRIES: Registry", PERF_TRY)
-    t.insert_after(support, "TRIES.register(", 'TRIES.register("perf_event", _perf_event)\n')
+                   "int er_probe_xdp(struct xdp_md *ctx) { return XDP_PASS; }\n")
+    t.insert_before(support, "TRIES: Registry", XDP_TRY)
+    t.insert_after(support, "TRIES.register(", 'TRIES.register("xdp", _xdp)\n')
     t.schema(lambda d: d["$defs"]["attach_target"]["properties"].__setitem__(
-        "profile", {"description": "Sample every CPU this many times a second.",
-                    "type": "integer", "minimum": 1, "maximum": 10000}))
-    t.docs_row("option", "| `profile: HZ` | a sample on every CPU, HZ times a second |")
+        "xdp", {"description": "Packets at a network device's driver.", "type": "string",
+                "pattern": "^[A-Za-z0-9_.-]+$"}))
+    t.docs_row("option", "| `xdp: DEVICE` | every packet a device receives, at its driver |")
 
 
 # The hook and the doctor's try cannot run without root: they are found, as a run finds them.
@@ -298,9 +295,9 @@ from runner.kernel.attach import HOOKS, hook_for
 from runner.kernel.probe_support import TRIES
 
 cand = check(SPEC, "x86_64").probes[0].candidates[0]
-assert (cand.kind, cand.target) == ("perf_event", "99"), cand
-assert hook_for(cand) is HOOKS["perf_event"]
-assert "perf_event" in [k.name for k in _doctored()] and "perf_event" in TRIES
+assert (cand.kind, cand.target) == ("xdp", "lo"), cand
+assert hook_for(cand) is HOOKS["xdp"]
+assert "xdp" in [k.name for k in _doctored()] and "xdp" in TRIES
 result = render(SPEC)
 """
 
@@ -422,9 +419,9 @@ WALKS: Dict[str, Walk] = {
         RENDER, ("KFUNC_PROBE(do_nanosleep)", "u64 er_arg0 = ctx[0];")),
     "An attach kind": Walk(
         walk_attach_kind,
-        "name: prof\nprobes:\n  p:\n    attach: {profile: 99}\n"
-        "    do: [{print: 'on cpu {cpu}'}]\n",
-        CHECK_HOOK, ("int er_p__perf_event(struct bpf_perf_event_data *ctx)",)),
+        "name: packets\nprobes:\n  p:\n    attach: {xdp: lo}\n"
+        "    do: [{print: 'packet on cpu {cpu}'}]\n",
+        CHECK_HOOK, ("int er_p__xdp(struct xdp_md *ctx)",)),
     "A built-in": Walk(
         walk_builtin,
         "name: cg\nmaps:\n  by_cg: {type: hash}\nprobes:\n  p:\n"
