@@ -32,6 +32,10 @@ HOSTILE = "a\nEVENT pid=1 c"
     ("ls\u2028ps\u2029", "ls\\u2028ps\\u2029"),
     ("lone \ud800 surrogate", "lone \\ud800 surrogate"),
     ("bad \ufffd utf-8", "bad \ufffd utf-8"),
+    # Bidirectional controls: an override shows the rest of the line backwards.
+    ("evil\u202egpj.exe", "evil\\u202egpj.exe"),
+    ("\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069\u200e\u200f\u061c",
+     "\\u202a\\u202b\\u202c\\u202d\\u2066\\u2067\\u2068\\u2069\\u200e\\u200f\\u061c"),
 ])
 def test_escape_makes_every_control_character_visible(raw, shown):
     assert escape(raw) == shown
@@ -46,6 +50,19 @@ def test_a_text_value_formats_escaped_and_stays_exact_in_json():
     assert "\n" not in f"{t!r}"
     assert json.loads(json.dumps({"comm": t}, ensure_ascii=False)) == {"comm": HOSTILE}
     assert t == HOSTILE
+
+
+def test_json_escapes_the_characters_line_readers_take_for_line_ends():
+    out = io.StringIO()
+    sink = JsonSink(out, io.StringIO())
+    value = "a\u2028b\u2029c\x85d"
+    sink.event("ring", "", {"name": Text(value), "plain": "x\u2028"})
+    sink.flush()
+    text = out.getvalue()
+    assert "\u2028" not in text and "\u2029" not in text and "\x85" not in text
+    assert '"a\\u2028b\\u2029c\\u0085d"' in text
+    assert len(text.splitlines()) == 1
+    assert json.loads(text)["data"] == {"name": value, "plain": "x\u2028"}
 
 
 def test_with_texts_reaches_nested_values():
