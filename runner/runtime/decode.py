@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 from runner.errors import KernelError
 from runner.model.spec import Spec, Struct
 from runner.model.types import TypeRef
-from runner.output.escape import as_text, escape, with_texts
+from runner.output.escape import as_text, escape, read_failure, with_texts
 
 
 def load_types(source: str, spec: Spec) -> types.ModuleType:
@@ -65,17 +65,43 @@ def _texts_of(fields: Callable[[Any], Dict[str, Any]],
     output shows them escaped, JSON exactly as they are."""
     if any(m.type.is_struct for m in struct.layout.fields):
         return lambda r: with_texts(fields(r))  # type: ignore[no-any-return]
-    names = tuple(m.name for m in struct.layout.fields if m.type.is_string)
-    if not names:
+    strings = tuple((m.name, m.offset, min(m.type.count or 1, 3))
+                    for m in struct.layout.fields if m.type.is_string)
+    if not strings:
         return fields
 
     def with_text(r: Any) -> Dict[str, Any]:
         d = fields(r)
-        for name in names:
-            d[name] = as_text(d[name])
+        for name, offset, marked in strings:
+            value = d[name]
+            if not value:
+                _empty_or_failed(d, name, ctypes.string_at(ctypes.addressof(r) + offset, marked))
+            elif "\ufffd" in value:
+                _with_bytes(d, name, getattr(r, name))
+            else:
+                d[name] = as_text(value)
         return d
 
     return with_text
+
+
+def _empty_or_failed(d: Dict[str, Any], name: str, raw: bytes) -> None:
+    """An empty string field, or the failed read marked in its bytes (`raw`: the first
+    three): then the field is a ReadFailed and FIELD_error names the errno."""
+    failed = read_failure(raw)
+    if failed is not None:
+        d[name] = failed
+        d.setdefault(f"{name}_error", failed.name)
+
+
+def _with_bytes(d: Dict[str, Any], name: str, raw: bytes) -> None:
+    """A string field holding U+FFFD: where its bytes (up to the NUL) are not UTF-8,
+    FIELD_hex keeps them, as JSON cannot."""
+    d[name] = as_text(d[name])
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        d.setdefault(f"{name}_hex", raw.hex())
 
 
 def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any]:
@@ -163,7 +189,10 @@ def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str,
         path."""
         if len(cache) > 4096:
             cache.clear()
-        value = cache[raw] = escape(raw.split(b"\0", 1)[0].decode("utf-8", "replace"))
+        failed = read_failure(raw) if raw[:1] == b"\0" else None
+        text = raw.split(b"\0", 1)[0].decode("utf-8", "replace") if failed is None else \
+            str(failed)
+        value = cache[raw] = escape(text)
         return value
 
     scope: Dict[str, Any] = {"_layout": layout, "_cache": cache, "_text": text_of}

@@ -121,6 +121,44 @@ def test_the_batch_path_prints_what_the_record_path_prints(fmt):
         assert by_record == ["7 a\\nEVENT pid=1 c", "8 \\x1b[31m\ufffd\\\\"]
 
 
+# Raw char[16] fields as the C leaves them (codegen/c_strings.py): a failed read is an empty
+# string, then 0xff and the errno; a read of "" may leave anything after its NUL but 0xff.
+FAILED_READ = b"\0\xff\x0e"  # EFAULT
+NOT_UTF8 = b"/x\xff\xfe"
+
+
+@pytest.mark.parametrize("fmt", ["{pid} [{command}]", "{pid} [{command:>24}]"])
+def test_a_failed_read_is_not_an_empty_string_in_either_path(fmt):
+    spec = spec_from_text(RING_SPEC)
+    module = decode.load_types(render(spec).python, spec)
+    ev = next(s for s in spec.structs if s.name == "ev_t")
+    data = _records((7, FAILED_READ), (8, b"\0\0\x0e"), (9, b"\0x"))
+    record = decode.record_decoder(module, ev, padded=False)
+    by_record = [fmt.format_map(record.at(data, off)) for off in (8, 40, 72)]
+    assert decode.batch_formatter(module, ev, fmt)(data) == by_record
+    assert by_record[1:] == [fmt.format_map({"pid": n, "command": ""}) for n in (8, 9)]
+    assert by_record[0] == fmt.format_map({"pid": 7, "command": "<read failed: EFAULT>"})
+
+
+def test_json_has_null_for_a_failed_read_and_the_bytes_of_text_that_is_not_utf8():
+    spec = spec_from_text(RING_SPEC)
+    module = decode.load_types(render(spec).python, spec)
+    ev = next(s for s in spec.structs if s.name == "ev_t")
+    data = _records((7, FAILED_READ), (8, NOT_UTF8), (9, b""), (10, "é\ufffd".encode()))
+    record = decode.record_decoder(module, ev, padded=False)
+    out = io.StringIO()
+    sink = JsonSink(out, io.StringIO())
+    for off in (8, 40, 72, 104):
+        sink.event("ring", "", record.at(data, off))
+    sink.flush()
+    assert [json.loads(ln)["data"] for ln in out.getvalue().splitlines()] == [
+        {"pid": 7, "command": None, "command_error": "EFAULT"},
+        {"pid": 8, "command": "/x\ufffd\ufffd", "command_hex": "2f78fffe"},
+        {"pid": 9, "command": ""},
+        {"pid": 10, "command": "é\ufffd"},  # a real U+FFFD is valid UTF-8: no bytes needed
+    ]
+
+
 def test_a_string_map_key_is_text():
     spec = spec_from_text(RING_SPEC)
     module = decode.load_types(render(spec).python, spec)
