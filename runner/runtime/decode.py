@@ -113,7 +113,7 @@ def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any
                     cls.from_buffer_copy(b)))
         unit = ctypes.sizeof(cls)
     elif t.is_string:
-        return lambda b: as_text(b.split(b"\0", 1)[0].decode("utf-8", "replace"))
+        return _string_value
     else:
         assert t.scalar is not None
         sc = t.scalar
@@ -122,6 +122,13 @@ def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any
     if t.count is None:
         return one
     return lambda b: [one(b[i * unit:(i + 1) * unit]) for i in range(t.count or 0)]
+
+
+def _string_value(b: bytes) -> Any:
+    """A char[N] map key or value: its text, or the failed read the C marked in it."""
+    text = b.split(b"\0", 1)[0]
+    failed = None if text else read_failure(b[:3])
+    return failed if failed is not None else as_text(text.decode("utf-8", "replace"))
 
 
 # -- text lines for a whole batch of ring buffer records -----------------------------------

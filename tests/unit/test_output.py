@@ -169,6 +169,21 @@ def test_a_string_map_key_is_text():
     assert "{key}: {value}".format_map({"key": key, "value": 1}) == "a\\nEVENT pid=1 c: 1"
 
 
+def test_a_string_map_key_read_in_vain_is_a_failed_read_not_an_empty_string():
+    spec = spec_from_text(RING_SPEC)
+    module = decode.load_types(render(spec).python, spec)
+    key_of = decode.value_decoder(module, next(m for m in spec.maps if m.name == "by_name").key)
+    failed, empty = key_of(FAILED_READ + b"\0" * 13), key_of(b"\0" * 16)
+    assert empty == ""
+    assert "{key}: {value}".format_map({"key": failed, "value": 2}) == \
+        "<read failed: EFAULT>: 2"
+    out = io.StringIO()
+    sink = JsonSink(out, io.StringIO())
+    sink.map_dump("by_name", "", [(failed, 2), (empty, 1)])
+    sink.flush()
+    assert [e["key"] for e in json.loads(out.getvalue())["entries"]] == [None, ""]
+
+
 class _Full(io.StringIO):
     def flush(self) -> None:
         raise OSError(28, "No space left on device")
