@@ -132,8 +132,9 @@ def test_exitsnoop_shows_the_signal_that_killed_a_process():
     assert [(e["comm"], e["code"], e["signal"]) for e in mine] == [("sleep", 0, 15)]
 
 
-# The leader thread ends alone (the raw exit syscall, 60 on x86-64, ends only the calling
-# thread); the other thread waits until the leader is a zombie, then ends the process: exit(5).
+# The leader thread ends alone (the raw exit syscall, 60 on x86-64 and 93 on aarch64, ends
+# only the calling thread); the other thread waits until the leader is a zombie, then ends the
+# process: exit(5).
 LEADER_FIRST = """
 import ctypes, os, threading
 def last():
@@ -141,7 +142,7 @@ def last():
         os.sched_yield()
     os._exit(5)
 threading.Thread(target=last).start()
-ctypes.CDLL(None).syscall(60, 0)
+ctypes.CDLL(None).syscall({"x86_64": 60, "aarch64": 93}[os.uname().machine], 0)
 """
 
 # A thread that is not the leader execs: the kernel ends the leader, and the process goes on
