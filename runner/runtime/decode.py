@@ -8,6 +8,7 @@ Every record's size is checked on arrival.
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import string
 import struct as _struct
@@ -65,19 +66,20 @@ def _texts_of(fields: Callable[[Any], Dict[str, Any]],
     output shows them escaped, JSON exactly as they are."""
     if any(m.type.is_struct for m in struct.layout.fields):
         return lambda r: with_texts(fields(r))  # type: ignore[no-any-return]
-    strings = tuple((m.name, m.offset, min(m.type.count or 1, 3))
+    strings = tuple((m.name, m.offset, m.type.count or 1)
                     for m in struct.layout.fields if m.type.is_string)
     if not strings:
         return fields
 
     def with_text(r: Any) -> Dict[str, Any]:
         d = fields(r)
-        for name, offset, marked in strings:
+        for name, offset, size in strings:
             value = d[name]
             if not value:
-                _empty_or_failed(d, name, ctypes.string_at(ctypes.addressof(r) + offset, marked))
+                _empty_or_failed(d, name,
+                                 ctypes.string_at(ctypes.addressof(r) + offset, min(size, 3)))
             elif "\ufffd" in value:
-                _with_bytes(d, name, getattr(r, name))
+                _with_bytes(d, name, getattr(r, name), size)
             else:
                 d[name] = as_text(value)
         return d
@@ -94,12 +96,12 @@ def _empty_or_failed(d: Dict[str, Any], name: str, raw: bytes) -> None:
         d.setdefault(f"{name}_error", failed.name)
 
 
-def _with_bytes(d: Dict[str, Any], name: str, raw: bytes) -> None:
+def _with_bytes(d: Dict[str, Any], name: str, raw: bytes, size: int) -> None:
     """A string field holding U+FFFD: where its bytes (up to the NUL) are not UTF-8,
     FIELD_hex keeps them, as JSON cannot."""
-    d[name] = as_text(d[name])
-    try:
-        raw.decode("utf-8")
+    d[name] = as_text(decoded(raw, size))
+    try:  # a character cut at the end of a full field is not bad data (see decoded)
+        codecs.utf_8_decode(raw, "strict", len(raw) < size - 1)
     except UnicodeDecodeError:
         d.setdefault(f"{name}_hex", raw.hex())
 
@@ -128,7 +130,18 @@ def _string_value(b: bytes) -> Any:
     """A char[N] map key or value: its text, or the failed read the C marked in it."""
     text = b.split(b"\0", 1)[0]
     failed = None if text else read_failure(b[:3])
-    return failed if failed is not None else as_text(text.decode("utf-8", "replace"))
+    return failed if failed is not None else as_text(decoded(text, len(b)))
+
+
+def decoded(text: bytes, size: int) -> str:
+    """The text of a char[size] field's bytes up to its NUL, invalid UTF-8 replaced. A
+    string that fills its field and ends inside a character was cut there (the kernel cuts
+    a task's name at 15 bytes, a copy into a smaller field cuts too): the partial character
+    is left out rather than shown as U+FFFD (a read ebpf-run cut ends in "..." at a
+    character's start already: codegen/c_strings.py)."""
+    if len(text) < size - 1:
+        return text.decode("utf-8", "replace")
+    return codecs.utf_8_decode(text, "replace", False)[0]  # not final: a cut tail waits
 
 
 # -- text lines for a whole batch of ring buffer records -----------------------------------
@@ -197,8 +210,7 @@ def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str,
         if len(cache) > 4096:
             cache.clear()
         failed = read_failure(raw) if raw[:1] == b"\0" else None
-        text = raw.split(b"\0", 1)[0].decode("utf-8", "replace") if failed is None else \
-            str(failed)
+        text = decoded(raw.split(b"\0", 1)[0], len(raw)) if failed is None else str(failed)
         value = cache[raw] = escape(text)
         return value
 

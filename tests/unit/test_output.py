@@ -159,6 +159,28 @@ def test_json_has_null_for_a_failed_read_and_the_bytes_of_text_that_is_not_utf8(
     ]
 
 
+# 15 bytes of a 16-byte field: the last character cut in two (as the kernel cuts a name).
+CUT = "abcdefghijklmné".encode()[:15]
+
+
+def test_a_full_field_ending_inside_a_character_loses_that_character_on_every_path():
+    spec = spec_from_text(RING_SPEC)
+    module = decode.load_types(render(spec).python, spec)
+    ev = next(s for s in spec.structs if s.name == "ev_t")
+    data = _records((7, CUT), (8, b"ab\xc3"), (9, CUT[:11] + b"\xff" + CUT[12:]))
+    record = decode.record_decoder(module, ev, padded=False)
+    fields = [record.at(data, off) for off in (8, 40, 72)]
+    assert fields[:2] == [{"pid": 7, "command": "abcdefghijklmn"},
+                          # not a full field: bad data, not a cut
+                          {"pid": 8, "command": "ab\ufffd", "command_hex": "6162c3"}]
+    assert fields[2] == {"pid": 9, "command": "abcdefghijk\ufffdmn",
+                         "command_hex": (CUT[:11] + b"\xff" + CUT[12:]).hex()}
+    fmt = "{pid} {command}"
+    assert decode.batch_formatter(module, ev, fmt)(data) == [fmt.format_map(f) for f in fields]
+    key_of = decode.value_decoder(module, next(m for m in spec.maps if m.name == "by_name").key)
+    assert key_of(CUT + b"\0") == "abcdefghijklmn"
+
+
 def test_a_string_map_key_is_text():
     spec = spec_from_text(RING_SPEC)
     module = decode.load_types(render(spec).python, spec)
