@@ -66,22 +66,26 @@ def _texts_of(fields: Callable[[Any], Dict[str, Any]],
     output shows them escaped, JSON exactly as they are."""
     if any(m.type.is_struct for m in struct.layout.fields):
         return lambda r: with_texts(fields(r))  # type: ignore[no-any-return]
-    strings = tuple((m.name, m.offset, m.type.count or 1)
-                    for m in struct.layout.fields if m.type.is_string)
+    # name -> (offset, size), for the rare values that need the field's bytes
+    strings = {m.name: (m.offset, m.type.count or 1)
+               for m in struct.layout.fields if m.type.is_string}
     if not strings:
         return fields
+    names = tuple(strings)
 
     def with_text(r: Any) -> Dict[str, Any]:
         d = fields(r)
-        for name, offset, size in strings:
+        for name in names:
             value = d[name]
-            if not value:
-                _empty_or_failed(d, name,
-                                 ctypes.string_at(ctypes.addressof(r) + offset, min(size, 3)))
-            elif "\ufffd" in value:
+            if value and "\ufffd" not in value:  # the usual case first
+                d[name] = as_text(value)
+                continue
+            offset, size = strings[name]
+            if value:
                 _with_bytes(d, name, getattr(r, name), size)
             else:
-                d[name] = as_text(value)
+                _empty_or_failed(d, name,
+                                 ctypes.string_at(ctypes.addressof(r) + offset, min(size, 3)))
         return d
 
     return with_text
