@@ -61,8 +61,8 @@ class Checker:
     # -- reporting -------------------------------------------------------------------------
 
     def err(self, path: PathKey, message: str, hint: Optional[str] = None,
-            *, key: bool = False) -> None:
-        self.diags.append(self.doc.diagnostic(path, message, hint, key=key))
+            *, key: bool = False, within: Optional[str] = None) -> None:
+        self.diags.append(self.doc.diagnostic(path, message, hint, key=key, within=within))
 
     def unknown(self, path: PathKey, kind: str, name: str, choices: Iterable[str],
                 *, key: bool = False) -> None:

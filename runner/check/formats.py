@@ -17,6 +17,9 @@ from runner.support.hints import did_you_mean, known
 # a gigabyte of spaces (and the check below would build two such strings).
 MAX_WIDTH = 1024
 
+# What may follow a placeholder's name: [FIELD] or [INDEX] accessors, nothing else.
+_ITEMS = re.compile(r"(?:\[[^\]]*\])*")
+
 
 def fields(ck: Checker, path: PathKey, text: str, allowed: Set[str], what: str) -> List[str]:
     """The distinct placeholder names of a format, each checked against `allowed`."""
@@ -30,12 +33,20 @@ def fields(ck: Checker, path: PathKey, text: str, allowed: Set[str], what: str) 
         if field is None:
             continue
         base = field.split(".")[0].split("[")[0]
+        at = "{" + field
         if base == "" or base.isdigit():
-            ck.err(path, "placeholders must be named, e.g. {pid}")
+            ck.err(path, "placeholders must be named, e.g. {pid}", within=at)
             raise Skip
         if base not in allowed:
             ck.err(path, f"'{{{field}}}' names no {what}",
-                   did_you_mean(base, allowed) or known(f"{what}s", allowed))
+                   did_you_mean(base, allowed) or known(f"{what}s", allowed), within=at)
+            raise Skip
+        if _ITEMS.fullmatch(field, len(base)) is None:
+            # str.format would read any attribute (`{comm.upper}`, `{pid.__class__}`) and
+            # print Python's internals: only fields and elements are values of a record.
+            ck.err(path, f"'{{{field}}}' is not a field: a placeholder is a name, then "
+                   "[FIELD] of a struct or [INDEX] of an array", "e.g. {key[pid]} or "
+                   "{addr[0]}; attributes (.NAME) are not fields", within=at)
             raise Skip
         if spec and "{" in spec:
             ck.err(path, "nested placeholders in format specs are not supported")

@@ -4,7 +4,9 @@ Every read is bounded by the destination's size and done by a helper that checks
 address (bpf_probe_read_{user,kernel}_str stop at the NUL or at size - 1 bytes and always
 write the NUL), so a spec can never make the program read out of bounds. A string that
 filled its buffer may have been cut: ebpf-run then ends it with "..." so the truncation is
-visible in the output (a string of exactly size - 1 bytes is shown that way too).
+visible in the output (a string of exactly size - 1 bytes is shown that way too), cut where
+a UTF-8 character starts. A read that failed is marked behind the NUL of the empty string
+the helper leaves (0xff, then the errno): runtime/decode.py shows it as a failure.
 Comparisons read into a small scratch buffer and compare byte by byte, unrolled: the
 literal's length bounds the loop, as the verifier wants.
 """
@@ -57,10 +59,43 @@ def _bounded(dest: str, size: int, space: str, address: str, marked: bool) -> st
     helper = _STR_HELPER[space]
     if not marked:
         return f"{helper}({dest}, {size}, {address});"
-    dots = " ".join(f"({dest})[{i}] = 46;" for i in range(size - 4, size - 1))  # '.'
-    mark = "" if size < 4 else f" if (er_n == {size}) {{ {dots} }}"
     return (f"{{ long er_n = {helper}({dest}, {size}, {address});"
-            f"{mark} }}")
+            f"{_truncated(dest, size)}{_failed(dest, size)} }}")
+
+
+def _truncated(dest: str, size: int) -> str:
+    """A string that filled char[size] ends with "...", cut at a UTF-8 character's start:
+    a character the read cut (its lead byte announces more bytes than came before the
+    dots) goes entirely, so the text never ends in a broken character."""
+    if size < 4:
+        return ""
+    j = size - 4  # where the dots go when nothing is cut
+    cases = []
+    for k in (1, 2, 3):  # the cut character's bytes before j, when it has more after
+        if j - k < 0:
+            break
+        lead = f"(u8)({dest})[{j - k}] >= {(0xc0, 0xe0, 0xf0)[k - 1]:#x}"
+        tails = [f"((u8)({dest})[{i}] & 0xc0) == 0x80" for i in range(j - k + 1, j)]
+        cases.append((" && ".join([*tails, lead]), _dots(dest, j - k, size)))
+    body = "".join(f"if ({cond}) {{ {dots} }} else " for cond, dots in cases)
+    return f" if (er_n == {size}) {{ {body}{{ {_dots(dest, j, size)} }} }}"
+
+
+def _dots(dest: str, at: int, size: int) -> str:
+    """"..." from `at`, then NULs to the end (hash keys compare every byte)."""
+    dots = [f"({dest})[{i}] = 46;" for i in range(at, at + 3)]  # '.'
+    return " ".join(dots + [f"({dest})[{i}] = 0;" for i in range(at + 3, size - 1)])
+
+
+def _failed(dest: str, size: int) -> str:
+    """A read that failed (the helper then zeroes the field) is marked behind the empty
+    string's NUL: 0xff (never in UTF-8) and the errno, so user space shows the failure
+    instead of an empty string. A read of an empty string clears that byte: the field
+    may hold anything before the read."""
+    if size < 3:
+        return ""
+    return (f" else if (er_n < 0) {{ ({dest})[1] = (char)0xff; ({dest})[2] = (char)-er_n; }}"
+            f" else if (er_n == 1) {{ ({dest})[1] = 0; }}")
 
 
 def str_compare(e: StrCompare, spell: Spell) -> str:

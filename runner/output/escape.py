@@ -7,18 +7,26 @@ controls). In text output such characters in a value are written as visible esca
     backslash  -> \\\\        so the escapes below are unambiguous
     newline, CR, tab  -> \\n \\r \\t
     other C0 controls, DEL and C1 controls -> \\xHH
-    U+2028, U+2029 (line and paragraph separators) and lone surrogates -> \\uHHHH
+    U+2028, U+2029 (line and paragraph separators), lone surrogates and the
+    bidirectional controls (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069: an
+    override can show a name or a whole line backwards, "Trojan Source") -> \\uHHHH
 
-Bytes that are not UTF-8 were already decoded as U+FFFD, which is printed as it is.
-JSON output keeps the exact value: json.dumps escapes what JSON needs.
+Bytes that are not UTF-8 were already decoded as U+FFFD, which is printed as it is (JSON
+events also carry their bytes: runtime/decode.py, FIELD_hex).
+JSON output keeps the exact value: json.dumps escapes what JSON needs, and the JSON sink
+also escapes U+0085, U+2028 and U+2029 (\\u0085...), which JSON allows raw but line-based
+readers (Python's str.splitlines, JavaScript before ES2019) take for line ends.
 """
 
 from __future__ import annotations
 
+import errno
 import re
+from dataclasses import dataclass
 from typing import Any, Match
 
-_UNSAFE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_UNSAFE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff"
+                     "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -66,3 +74,30 @@ def with_texts(value: Any) -> Any:
     if isinstance(value, list):
         return [with_texts(v) for v in value]
     return value
+
+
+@dataclass(frozen=True)
+class ReadFailed:
+    """A string field whose read failed in the probe (bpf_probe_read_*_str returned an
+    error: a bad or paged-out pointer), not an empty string. Text shows
+    `<read failed: EFAULT>`; JSON has null, and `FIELD_error` names the errno."""
+
+    errno: int
+
+    @property
+    def name(self) -> str:
+        return errno.errorcode.get(self.errno, f"errno {self.errno}")
+
+    def __str__(self) -> str:
+        return f"<read failed: {self.name}>"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def read_failure(raw: bytes) -> ReadFailed | None:
+    """The failure marked in a string field's raw bytes (codegen/c_strings.py: an empty
+    string, then 0xff and the errno), or None for a string that was read."""
+    if raw[:2] != b"\0\xff":
+        return None
+    return ReadFailed(raw[2] if len(raw) > 2 else 0)

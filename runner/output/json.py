@@ -8,13 +8,36 @@ control characters, and output.escape.Text values encode as their plain characte
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Dict, List, Optional, Tuple
 
+from runner.output.escape import ReadFailed
 from runner.output.text import TextSink
+
+
+def _value(o: Any) -> Any:
+    """What JSON has for the values that are not plain data: a failed string read is null
+    (FIELD_error beside it names the errno)."""
+    if isinstance(o, ReadFailed):
+        return None
+    raise TypeError(f"{type(o).__name__} is not JSON data")
+
 
 # One encoder for every record: json.dumps builds a new one per call whenever an option
 # differs from its defaults (~0.9 us of every JSON line).
-_encode = json.JSONEncoder(ensure_ascii=False).encode
+_encode_raw = json.JSONEncoder(ensure_ascii=False, default=_value).encode
+
+# JSON allows these raw inside strings, but str.splitlines and older JavaScript end a line
+# at them: a value holding one would split its record. They occur only inside strings
+# (never as JSON's own whitespace), so replacing them in the encoded line is exact.
+_LINE_ENDS = re.compile("[\u0085\u2028\u2029]")
+
+
+def _encode(record: Dict[str, Any]) -> str:
+    line = _encode_raw(record)
+    if _LINE_ENDS.search(line) is None:
+        return line
+    return _LINE_ENDS.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
 
 
 class JsonSink(TextSink):

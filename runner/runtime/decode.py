@@ -8,6 +8,7 @@ Every record's size is checked on arrival.
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import struct as _struct
 import sys
@@ -19,7 +20,7 @@ from runner.codegen.batch import Field, batch_source
 from runner.errors import KernelError
 from runner.model.spec import Spec, Struct
 from runner.model.types import TypeRef
-from runner.output.escape import as_text, escape, with_texts
+from runner.output.escape import as_text, escape, read_failure, with_texts
 
 
 def load_types(source: str, spec: Spec) -> types.ModuleType:
@@ -65,17 +66,48 @@ def _texts_of(fields: Callable[[Any], Dict[str, Any]],
     output shows them escaped, JSON exactly as they are."""
     if any(m.type.is_struct for m in struct.layout.fields):
         return lambda r: with_texts(fields(r))  # type: ignore[no-any-return]
-    names = tuple(m.name for m in struct.layout.fields if m.type.is_string)
-    if not names:
+    # name -> (offset, size), for the rare values that need the field's bytes
+    strings = {m.name: (m.offset, m.type.count or 1)
+               for m in struct.layout.fields if m.type.is_string}
+    if not strings:
         return fields
+    names = tuple(strings)
 
     def with_text(r: Any) -> Dict[str, Any]:
         d = fields(r)
         for name in names:
-            d[name] = as_text(d[name])
+            value = d[name]
+            if value and "\ufffd" not in value:  # the usual case first
+                d[name] = as_text(value)
+                continue
+            offset, size = strings[name]
+            if value:
+                _with_bytes(d, name, getattr(r, name), size)
+            else:
+                _empty_or_failed(d, name,
+                                 ctypes.string_at(ctypes.addressof(r) + offset, min(size, 3)))
         return d
 
     return with_text
+
+
+def _empty_or_failed(d: Dict[str, Any], name: str, raw: bytes) -> None:
+    """An empty string field, or the failed read marked in its bytes (`raw`: the first
+    three): then the field is a ReadFailed and FIELD_error names the errno."""
+    failed = read_failure(raw)
+    if failed is not None:
+        d[name] = failed
+        d.setdefault(f"{name}_error", failed.name)
+
+
+def _with_bytes(d: Dict[str, Any], name: str, raw: bytes, size: int) -> None:
+    """A string field holding U+FFFD: where its bytes (up to the NUL) are not UTF-8,
+    FIELD_hex keeps them, as JSON cannot."""
+    d[name] = as_text(decoded(raw, size))
+    try:  # a character cut at the end of a full field is not bad data (see decoded)
+        codecs.utf_8_decode(raw, "strict", len(raw) < size - 1)
+    except UnicodeDecodeError:
+        d.setdefault(f"{name}_hex", raw.hex())
 
 
 def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any]:
@@ -87,7 +119,7 @@ def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any
                     cls.from_buffer_copy(b)))
         unit = ctypes.sizeof(cls)
     elif t.is_string:
-        return lambda b: as_text(b.split(b"\0", 1)[0].decode("utf-8", "replace"))
+        return _string_value
     else:
         assert t.scalar is not None
         sc = t.scalar
@@ -96,6 +128,24 @@ def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any
     if t.count is None:
         return one
     return lambda b: [one(b[i * unit:(i + 1) * unit]) for i in range(t.count or 0)]
+
+
+def _string_value(b: bytes) -> Any:
+    """A char[N] map key or value: its text, or the failed read the C marked in it."""
+    text = b.split(b"\0", 1)[0]
+    failed = None if text else read_failure(b[:3])
+    return failed if failed is not None else as_text(decoded(text, len(b)))
+
+
+def decoded(text: bytes, size: int) -> str:
+    """The text of a char[size] field's bytes up to its NUL, invalid UTF-8 replaced. A
+    string that fills its field and ends inside a character was cut there (the kernel cuts
+    a task's name at 15 bytes, a copy into a smaller field cuts too): the partial character
+    is left out rather than shown as U+FFFD (a read ebpf-run cut ends in "..." at a
+    character's start already: codegen/c_strings.py)."""
+    if len(text) < size - 1:
+        return text.decode("utf-8", "replace")
+    return codecs.utf_8_decode(text, "replace", False)[0]  # not final: a cut tail waits
 
 
 # -- text lines for a whole batch of ring buffer records -----------------------------------
@@ -123,7 +173,9 @@ def batch_formatter(module: types.ModuleType, struct: Struct, fmt: str,
         path."""
         if len(cache) > 4096:
             cache.clear()
-        value = cache[raw] = escape(raw.split(b"\0", 1)[0].decode("utf-8", "replace"))
+        failed = read_failure(raw) if raw[:1] == b"\0" else None
+        text = decoded(raw.split(b"\0", 1)[0], len(raw)) if failed is None else str(failed)
+        value = cache[raw] = escape(text)
         return value
 
     scope: Dict[str, Any] = {"_layout": layout, "_cache": cache, "_text": text_of}

@@ -144,3 +144,81 @@ def test_what_libbcc_prints_on_stdout_never_enters_the_json_stream(tmp_path):
     assert res.returncode == 3
     assert res.stdout == ""
     assert "Unable to find kernel headers" in res.stderr
+
+
+# Strings a real process hands the kernel, read into a char[16] by bpf_probe_read_user_str:
+# the read fails on a bad pointer; a long one is cut where a UTF-8 character starts (the
+# dots go at byte 12 unless a character straddles it); bytes that are not UTF-8 stay
+# available in JSON.
+STRINGS_SPEC = """\
+name: strings
+structs:
+  ev_t:
+    - pid: u32
+    - path: char[16]
+    - name: char[16]
+maps:
+  ring: {type: ringbuf, value: ev_t}
+probes:
+  open:
+    attach: {syscall: openat}
+    do:
+      - if: 'startswith(comm, "er-strings")'
+        then:
+          - emit: {to: ring, set: {pid: pid, path: args.filename, name: comm}}
+output:
+  - events: ring
+    format: "[{path}] {name}"
+"""
+
+# (what openat is given, what text output shows, JSON's data beside the pid and name)
+PATHS = [
+    (b"", "[]", {"path": ""}),
+    (b"/aaaaaaaaaa\xc3\xa9zzzz", "[/aaaaaaaaaa...]", {"path": "/aaaaaaaaaa..."}),  # é cut
+    (b"/aaaaaaaaa\xe2\x82\xaczzzz", "[/aaaaaaaaa...]", {"path": "/aaaaaaaaa..."}),  # €
+    (b"/aaaaaaaa\xf0\x9f\x98\x80zzzz", "[/aaaaaaaa...]", {"path": "/aaaaaaaa..."}),  # 😀
+    (b"/aaaaaaaaa\xc3\xa9zzzz", "[/aaaaaaaaaé...]", {"path": "/aaaaaaaaaé..."}),  # é whole
+    (b"/x\xff\xfe", "[/x\ufffd\ufffd]", {"path": "/x\ufffd\ufffd", "path_hex": "2f78fffe"}),
+    (None, "[<read failed: EFAULT>]", {"path": None, "path_error": "EFAULT"}),  # address 1
+]
+
+OPEN_EACH = """
+import ctypes, sys
+libc = ctypes.CDLL(None)
+libc.prctl(15, b"er-strings")
+for p in [bytes.fromhex(h) for h in sys.argv[1:]]:
+    libc.syscall(257, -100, ctypes.c_char_p(p), 0)  # openat(AT_FDCWD, p, 0)
+libc.syscall(257, -100, ctypes.c_void_p(1), 0)  # an address no process maps: EFAULT
+# A name of 16 bytes: the kernel keeps 15, cutting the last character in two.
+libc.prctl(15, "er-strings-abcé".encode())
+libc.syscall(257, -100, ctypes.c_char_p(b"/cut"), 0)
+"""
+CUT_NAME = "er-strings-abc"  # shown without the broken byte, which is not bad data either
+
+
+def _strings_run(tmp_path, *flags: str) -> Run:
+    spec = tmp_path / "strings.yaml"
+    spec.write_text(STRINGS_SPEC)
+    run = Run(str(spec), *flags).wait_ready()
+    try:
+        child = subprocess.run([sys.executable, "-c", OPEN_EACH,
+                                *(p.hex() for p, _, _ in PATHS if p is not None)], timeout=60)
+        assert child.returncode == 0
+        run.wait_output(lambda out: len(out) - ("--json" in flags) > len(PATHS),
+                        what="an event per path")
+    finally:
+        assert run.stop() == 0, run.err
+    return run
+
+
+def test_text_shows_cut_strings_whole_characters_and_a_failed_read_as_such(tmp_path):
+    assert _strings_run(tmp_path).out == [f"{shown} er-strings" for _, shown, _ in PATHS] + \
+        [f"[/cut] {CUT_NAME}"]
+
+
+def test_json_gives_a_failed_read_as_null_and_bytes_that_are_not_utf8(tmp_path):
+    events = [r["data"] for r in map(json.loads, _strings_run(tmp_path, "--json").out)
+              if r["type"] == "event"]
+    assert [{k: v for k, v in e.items() if k != "pid"} for e in events] == \
+        [{**data, "name": "er-strings"} for _, _, data in PATHS] + \
+        [{"path": "/cut", "name": CUT_NAME}]

@@ -9,6 +9,7 @@ import pty
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -129,6 +130,48 @@ def test_exitsnoop_shows_the_signal_that_killed_a_process():
         assert run.stop() == 0
     mine = [e for e in events(run) if e["pid"] == sleeper.pid]
     assert [(e["comm"], e["code"], e["signal"]) for e in mine] == [("sleep", 0, 15)]
+
+
+# The leader thread ends alone (the raw exit syscall, 60 on x86-64 and 93 on aarch64, ends
+# only the calling thread); the other thread waits until the leader is a zombie, then ends the
+# process: exit(5).
+LEADER_FIRST = """
+import ctypes, os, threading
+def last():
+    while open(f"/proc/self/task/{os.getpid()}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        os.sched_yield()
+    os._exit(5)
+threading.Thread(target=last).start()
+ctypes.CDLL(None).syscall({"x86_64": 60, "aarch64": 93}[os.uname().machine], 0)
+"""
+
+# A thread that is not the leader execs: the kernel ends the leader, and the process goes on
+# (same pid) as the exec'd shell, which exits 3.
+EXEC_FROM_THREAD = """
+import os, threading
+threading.Thread(target=os.execv, args=("/bin/sh", ["sh", "-c", "exit 3"])).start()
+threading.Event().wait()
+"""
+
+
+def _exits_of(script: str, code: int) -> List[Dict]:
+    with tool("exitsnoop") as run:
+        proc = subprocess.Popen([sys.executable, "-c", script])
+        assert proc.wait(30) == code
+        run.wait_output(lambda out: any(f'"pid": {proc.pid},' in ln for ln in out))
+        assert run.stop() == 0
+    return [e for e in events(run) if e["pid"] == proc.pid]
+
+
+def test_exitsnoop_reports_a_process_whose_leader_exits_first_once_with_its_code():
+    mine = _exits_of(LEADER_FIRST, 5)
+    assert [(e["ppid"], e["code"], e["signal"]) for e in mine] == [(os.getpid(), 5, 0)]
+    assert 0 <= mine[0]["age_ms"] < 5000 * SLOW
+
+
+def test_exitsnoop_leaves_out_the_leader_an_exec_from_another_thread_ends():
+    mine = _exits_of(EXEC_FROM_THREAD, 3)
+    assert [(e["comm"], e["code"], e["signal"]) for e in mine] == [("sh", 3, 0)]
 
 
 def test_killsnoop_shows_sender_target_signal_and_result():

@@ -76,12 +76,12 @@ CASES = {
     ),
     'print_placeholder': (
         'name: x\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - print: "pid {pdi}"\n',
-        "6:16: error: '{pdi}' names no built-in",
+        "6:21: error: '{pdi}' names no built-in",
         "did you mean 'pid'?",
     ),
     'event_placeholder': (
         'name: x\nstructs:\n  s:\n    - pid: u32\nmaps:\n  out: {type: ringbuf, value: s}\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - emit: {to: out, set: {pid: pid}}\noutput:\n  - events: out\n    format: "{pid} {uid}"\n',
-        "14:13: error: '{uid}' names no field of s",
+        "14:20: error: '{uid}' names no field of s",
         "did you mean 'pid'?",
     ),
     'unknown_syscall': (
@@ -174,6 +174,21 @@ CASES = {
         "6:16: error: '{pid:500000000}': a width or precision is at most 1024",
         None,
     ),
+    'format_attribute_of_a_string': (
+        'name: x\nprobes:\n  p:\n    attach: {syscall: read}\n    do:\n      - print: "{pid} {comm.upper}"\n',
+        "6:23: error: '{comm.upper}' is not a field: a placeholder is a name, then [FIELD] of a struct or [INDEX] of an array",
+        'e.g. {key[pid]} or {addr[0]}; attributes (.NAME) are not fields',
+    ),
+    'format_attribute_of_an_event_field': (
+        'name: x\nstructs:\n  s:\n    - comm: char[16]\nmaps:\n  out: {type: ringbuf, value: s}\nprobes:\n  p:\n    attach: {syscall: read}\n    do:\n      - emit: {to: out, set: {comm: comm}}\noutput:\n  - {events: out, format: "{comm:<16} {comm.__class__}"}\n',
+        "13:39: error: '{comm.__class__}' is not a field: a placeholder is a name, then [FIELD] of a struct or [INDEX] of an array",
+        'e.g. {key[pid]} or {addr[0]}; attributes (.NAME) are not fields',
+    ),
+    'format_attribute_after_an_index': (
+        'name: x\nmaps:\n  m: {type: hash, key: u32, value: "u64[2]"}\noutput:\n  - {map: m, format: "{key} {value[0].real}"}\n',
+        "5:29: error: '{value[0].real}' is not a field: a placeholder is a name, then [FIELD] of a struct or [INDEX] of an array",
+        'e.g. {key[pid]} or {addr[0]}; attributes (.NAME) are not fields',
+    ),
 }
 
 
@@ -233,7 +248,7 @@ def test_all_errors_are_collected(tmp_path):
     with pytest.raises(SpecError) as info:
         check(str(path))
     where = [(d.location.line, d.location.col) for d in info.value.diagnostics]
-    assert where == [(6, 23), (8, 22), (9, 16)]
+    assert where == [(6, 23), (8, 22), (9, 17)]
 
 
 def test_unknown_keys_everywhere_are_refused(tmp_path):

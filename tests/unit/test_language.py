@@ -195,11 +195,24 @@ def test_string_equality_and_prefix_compare_byte_by_byte_within_bounds():
             "(const void *)(er_arg1)); ((u8)er_s[0] == 47 && (u8)er_s[1] == 116); })") in c
 
 
-def test_a_string_that_fills_its_field_ends_with_dots():
+def test_a_string_that_fills_its_field_ends_with_dots_where_a_character_starts():
     c = _c_of("      - emit: {to: out, set: {s: args.filename}}\n")
+    s = "(er_ev->s)"
+    cont = "(((u8)(er_ev->s)[{}] & 0xc0) == 0x80)"
     assert ("{ long er_n = bpf_probe_read_user_str(er_ev->s, 8, (const void *)(er_arg1)); "
-            "if (er_n == 8) { (er_ev->s)[4] = 46; (er_ev->s)[5] = 46; (er_ev->s)[6] = 46; } }"
-            ) in c
+            "if (er_n == 8) { "
+            # byte 3 starts a character of 2 or more bytes: it goes, the dots start there
+            f"if ((u8){s}[3] >= 0xc0) {{ {s}[3] = 46; {s}[4] = 46; {s}[5] = 46; {s}[6] = 0; }} "
+            # bytes 2-3 are the start of a character of 3 or 4 bytes
+            f"else if ({cont.format(3)[1:-1]} && (u8){s}[2] >= 0xe0) "
+            f"{{ {s}[2] = 46; {s}[3] = 46; {s}[4] = 46; {s}[5] = 0; {s}[6] = 0; }} "
+            # bytes 1-3 are the start of a character of 4 bytes
+            f"else if ({cont.format(2)[1:-1]} && {cont.format(3)[1:-1]} && (u8){s}[1] >= 0xf0) "
+            f"{{ {s}[1] = 46; {s}[2] = 46; {s}[3] = 46; {s}[4] = 0; {s}[5] = 0; {s}[6] = 0; }} "
+            f"else {{ {s}[4] = 46; {s}[5] = 46; {s}[6] = 46; }} }} "
+            # a failed read: after the empty string, 0xff and the errno
+            f"else if (er_n < 0) {{ {s}[1] = (char)0xff; {s}[2] = (char)-er_n; }} "
+            f"else if (er_n == 1) {{ {s}[1] = 0; }} }}") in c
 
 
 def test_a_lookup_without_default_stops_the_probe_and_one_with_default_takes_it():

@@ -32,6 +32,10 @@ HOSTILE = "a\nEVENT pid=1 c"
     ("ls\u2028ps\u2029", "ls\\u2028ps\\u2029"),
     ("lone \ud800 surrogate", "lone \\ud800 surrogate"),
     ("bad \ufffd utf-8", "bad \ufffd utf-8"),
+    # Bidirectional controls: an override shows the rest of the line backwards.
+    ("evil\u202egpj.exe", "evil\\u202egpj.exe"),
+    ("\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069\u200e\u200f\u061c",
+     "\\u202a\\u202b\\u202c\\u202d\\u2066\\u2067\\u2068\\u2069\\u200e\\u200f\\u061c"),
 ])
 def test_escape_makes_every_control_character_visible(raw, shown):
     assert escape(raw) == shown
@@ -46,6 +50,19 @@ def test_a_text_value_formats_escaped_and_stays_exact_in_json():
     assert "\n" not in f"{t!r}"
     assert json.loads(json.dumps({"comm": t}, ensure_ascii=False)) == {"comm": HOSTILE}
     assert t == HOSTILE
+
+
+def test_json_escapes_the_characters_line_readers_take_for_line_ends():
+    out = io.StringIO()
+    sink = JsonSink(out, io.StringIO())
+    value = "a\u2028b\u2029c\x85d"
+    sink.event("ring", "", {"name": Text(value), "plain": "x\u2028"})
+    sink.flush()
+    text = out.getvalue()
+    assert "\u2028" not in text and "\u2029" not in text and "\x85" not in text
+    assert '"a\\u2028b\\u2029c\\u0085d"' in text
+    assert len(text.splitlines()) == 1
+    assert json.loads(text)["data"] == {"name": value, "plain": "x\u2028"}
 
 
 def test_with_texts_reaches_nested_values():
@@ -103,6 +120,66 @@ def test_the_batch_path_prints_what_the_record_path_prints(fmt):
         assert by_record == ["7 a\\nEVENT pid=1 c", "8 \\x1b[31m\ufffd\\\\"]
 
 
+# Raw char[16] fields as the C leaves them (codegen/c_strings.py): a failed read is an empty
+# string, then 0xff and the errno; a read of "" may leave anything after its NUL but 0xff.
+FAILED_READ = b"\0\xff\x0e"  # EFAULT
+NOT_UTF8 = b"/x\xff\xfe"
+
+
+@pytest.mark.parametrize("fmt", ["{pid} [{command}]", "{pid} [{command:>24}]"])
+def test_a_failed_read_is_not_an_empty_string_in_either_path(fmt):
+    spec = spec_from_text(RING_SPEC)
+    module = decode.load_types(render(spec).python, spec)
+    ev = next(s for s in spec.structs if s.name == "ev_t")
+    data = _records((7, FAILED_READ), (8, b"\0\0\x0e"), (9, b"\0x"))
+    record = decode.record_decoder(module, ev, padded=False)
+    by_record = [fmt.format_map(record.at(data, off)) for off in (8, 40, 72)]
+    assert decode.batch_formatter(module, ev, fmt)(data) == by_record
+    assert by_record[1:] == [fmt.format_map({"pid": n, "command": ""}) for n in (8, 9)]
+    assert by_record[0] == fmt.format_map({"pid": 7, "command": "<read failed: EFAULT>"})
+
+
+def test_json_has_null_for_a_failed_read_and_the_bytes_of_text_that_is_not_utf8():
+    spec = spec_from_text(RING_SPEC)
+    module = decode.load_types(render(spec).python, spec)
+    ev = next(s for s in spec.structs if s.name == "ev_t")
+    data = _records((7, FAILED_READ), (8, NOT_UTF8), (9, b""), (10, "é\ufffd".encode()))
+    record = decode.record_decoder(module, ev, padded=False)
+    out = io.StringIO()
+    sink = JsonSink(out, io.StringIO())
+    for off in (8, 40, 72, 104):
+        sink.event("ring", "", record.at(data, off))
+    sink.flush()
+    assert [json.loads(ln)["data"] for ln in out.getvalue().splitlines()] == [
+        {"pid": 7, "command": None, "command_error": "EFAULT"},
+        {"pid": 8, "command": "/x\ufffd\ufffd", "command_hex": "2f78fffe"},
+        {"pid": 9, "command": ""},
+        {"pid": 10, "command": "é\ufffd"},  # a real U+FFFD is valid UTF-8: no bytes needed
+    ]
+
+
+# 15 bytes of a 16-byte field: the last character cut in two (as the kernel cuts a name).
+CUT = "abcdefghijklmné".encode()[:15]
+
+
+def test_a_full_field_ending_inside_a_character_loses_that_character_on_every_path():
+    spec = spec_from_text(RING_SPEC)
+    module = decode.load_types(render(spec).python, spec)
+    ev = next(s for s in spec.structs if s.name == "ev_t")
+    data = _records((7, CUT), (8, b"ab\xc3"), (9, CUT[:11] + b"\xff" + CUT[12:]))
+    record = decode.record_decoder(module, ev, padded=False)
+    fields = [record.at(data, off) for off in (8, 40, 72)]
+    assert fields[:2] == [{"pid": 7, "command": "abcdefghijklmn"},
+                          # not a full field: bad data, not a cut
+                          {"pid": 8, "command": "ab\ufffd", "command_hex": "6162c3"}]
+    assert fields[2] == {"pid": 9, "command": "abcdefghijk\ufffdmn",
+                         "command_hex": (CUT[:11] + b"\xff" + CUT[12:]).hex()}
+    fmt = "{pid} {command}"
+    assert decode.batch_formatter(module, ev, fmt)(data) == [fmt.format_map(f) for f in fields]
+    key_of = decode.value_decoder(module, next(m for m in spec.maps if m.name == "by_name").key)
+    assert key_of(CUT + b"\0") == "abcdefghijklmn"
+
+
 def test_a_string_map_key_is_text():
     spec = spec_from_text(RING_SPEC)
     module = decode.load_types(render(spec).python, spec)
@@ -111,6 +188,21 @@ def test_a_string_map_key_is_text():
     assert isinstance(key, Text) and key == HOSTILE
     assert type(decode.value_decoder(module, key_type)(b"bash\0")) is str  # nothing to escape
     assert "{key}: {value}".format_map({"key": key, "value": 1}) == "a\\nEVENT pid=1 c: 1"
+
+
+def test_a_string_map_key_read_in_vain_is_a_failed_read_not_an_empty_string():
+    spec = spec_from_text(RING_SPEC)
+    module = decode.load_types(render(spec).python, spec)
+    key_of = decode.value_decoder(module, next(m for m in spec.maps if m.name == "by_name").key)
+    failed, empty = key_of(FAILED_READ + b"\0" * 13), key_of(b"\0" * 16)
+    assert empty == ""
+    assert "{key}: {value}".format_map({"key": failed, "value": 2}) == \
+        "<read failed: EFAULT>: 2"
+    out = io.StringIO()
+    sink = JsonSink(out, io.StringIO())
+    sink.map_dump("by_name", "", [(failed, 2), (empty, 1)])
+    sink.flush()
+    assert [e["key"] for e in json.loads(out.getvalue())["entries"]] == [None, ""]
 
 
 class _Full(io.StringIO):
