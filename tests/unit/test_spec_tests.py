@@ -281,7 +281,7 @@ def test_report_json_records():
     assert [json.loads(ln) for ln in out.getvalue().splitlines()] == [
         {"type": "test_case", "case": "a:one", "file": "a.yaml", "status": "fail",
          "seconds": 0.25, "failures": [{"message": "expected x; saw y", "origin": "o"}],
-         "reason": None},
+         "reason": None, "notes": []},
         {"type": "test_summary", "passed": 0, "failed": 1, "skipped": 0, "skipped_cases": []},
     ]
 
@@ -387,11 +387,13 @@ def test_a_trigger_that_does_not_print_the_capture_fails_the_case(monkeypatch, t
 
 
 def test_a_trigger_that_hangs_is_ended_with_its_children():
+    from runner.testing.containment import Box
     from runner.testing.triggers import run_trigger
 
     # The background sleep holds stdout open: without the group kill the read would wait.
     t = Trigger(("/bin/sh", "-c", "sleep 30 & sleep 30"), None, 0.5, ())
-    assert run_trigger(t).problem == "trigger did not end within 0.5 s"
+    with Box.open() as box:
+        assert run_trigger(t, box).problem == "trigger did not end within 0.5 s"
 
 
 def test_run_options_become_the_runs_flags():
