@@ -22,7 +22,7 @@ from runner.model.tests import (
     Operand,
     Template,
 )
-from runner.testing.regexes import RegexTimeout, search
+from runner.testing.regexes import RegexTimeout, search, time_bound
 
 Record = Dict[str, Any]
 Captures = Mapping[str, Any]
@@ -44,15 +44,17 @@ class Outcome:
 
 def check_all(expect: Sequence[Expectation], records: Sequence[Record],
               captures: Captures, dropped: Optional[Dropped] = None) -> List[Outcome]:
-    return [check(e, records, captures, dropped) for e in expect]
+    with time_bound():
+        return [check(e, records, captures, dropped) for e in expect]
 
 
 def met_for_good(expect: Sequence[Expectation], records: Sequence[Record],
                  captures: Captures) -> bool:
     """True when every expectation holds and no later record can undo that, so the run
     can stop early. Map and loss expectations are only known once the run has ended."""
-    return all(e.kind in ("event", "message", "attach") and e.count.monotone() and
-               check(e, records, captures).ok for e in expect)
+    with time_bound():
+        return all(e.kind in ("event", "message", "attach") and e.count.monotone() and
+                   check(e, records, captures).ok for e in expect)
 
 
 def check(e: Expectation, records: Sequence[Record], captures: Captures,

@@ -1,7 +1,7 @@
 """What `ebpf-run test` prints: one line per case, then the summary.
 
     PASS hello-buffer:echoed-pid
-    PASS busy:many [120000 records of the run not kept (over 16777216 bytes)]
+    PASS busy:many [120000 records of the run not kept (over 8388608 bytes)]
     FAIL hello-buffer:echoed-pid: expected exactly 1 event on output where ...; saw ...
     SKIP hello:kprobe: kernel has no kprobes (CONFIG_KPROBES is off)
     skipped: hello:kprobe (kernel has no kprobes (CONFIG_KPROBES is off))

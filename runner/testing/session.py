@@ -28,9 +28,9 @@ from runner.testing.triggers import run_trigger
 READY_TIMEOUT = float(os.environ.get("EBPF_RUN_READY_TIMEOUT", "120"))
 STOP_TIMEOUT = 60.0
 POLL = 0.05
-# What a case keeps of the run's records, in bytes of their JSON lines: about 8 times that
+# What a case keeps of the run's records, in bytes of their JSON lines: about 12 times that
 # in memory. Beyond it records are counted, not kept (a busy probe prints gigabytes).
-KEEP_BYTES = 16 << 20
+KEEP_BYTES = 8 << 20
 ERR_LINES = 20  # the last lines of the run's stderr, for failure messages
 ERR_LINE = 4096
 
