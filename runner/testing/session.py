@@ -180,7 +180,7 @@ class _Child:
 
 def _lines(stream: IO[bytes], limit: int) -> Iterator[Tuple[bytes, bool]]:
     """Each line, and whether it is whole: a line longer than `limit` is read in pieces
-    of `limit`, skipped, and yielded once as not whole (and empty)."""
+    of `limit` and yielded once, as not whole, with its first piece."""
     while True:
         raw = stream.readline(limit)
         if not raw:
@@ -188,9 +188,10 @@ def _lines(stream: IO[bytes], limit: int) -> Iterator[Tuple[bytes, bool]]:
         if raw.endswith(b"\n") or len(raw) < limit:
             yield raw, True
             continue
+        first = raw
         while raw and not raw.endswith(b"\n"):
             raw = stream.readline(limit)
-        yield b"", False
+        yield first, False
 
 
 def _child_env() -> Dict[str, str]:

@@ -285,6 +285,31 @@ def test_validate_shows_each_trigger_and_who_runs_it():
         "done'"]
 
 
+def test_test_names_the_root_triggers_and_a_missing_cgroup_before_running(monkeypatch,
+                                                                           capsys):
+    from runner.cli import main as cli
+    from runner.cli import test as test_command
+    from runner.testing.session import CaseResult
+
+    monkeypatch.setattr(test_command, "check_environment", lambda: None)
+    monkeypatch.setattr(test_command, "cgroup_problem", lambda: "no cgroup v2 is mounted")
+    monkeypatch.setattr(test_command, "run_case", lambda path, c: CaseResult("pass", 0.0))
+    assert cli.main(["test", str(ROOT / "specs" / "hello-map.yaml")]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "ebpf-run: test: hello-map:root-execs runs as root: /bin/sh -c 'for i in 1 2 3 4 5; "
+        "do /bin/true; done'",
+        "ebpf-run: test: no cgroup v2 is mounted: triggers are contained by their process "
+        "group only, and what leaves it (setsid) outlives its case"]
+
+
+def test_a_stderr_line_too_long_keeps_its_start():
+    child = session._Child([sys.executable, "-c",
+                            "import sys; sys.stderr.write('ebpf-run: ready' + 'x' * 10000)"])
+    child.wait(lambda: child.proc.poll() is not None, 60)
+    child.stop()
+    assert child.ready() and list(child.err) == ["ebpf-run: ready" + "x" * 4081]
+
+
 # -- a stand-in for the run, as in test_spec_tests ----------------------------------------------
 
 def fake_case(monkeypatch, tmp_path, shell: str):
