@@ -21,7 +21,7 @@ import itertools
 import os
 import signal
 import time
-from typing import Callable, List, Optional
+from typing import IO, Callable, List, Optional
 
 MOUNTS = "/proc/self/mounts"
 KILL_WAIT = 5.0  # seconds for the killed members to be gone before the cgroup is removed
@@ -64,6 +64,7 @@ class Box:
         self.problem = problem  # why there is no cgroup
         self._procs_fd: Optional[int] = None
         self._groups: List[int] = []
+        self._held: List[IO[bytes]] = []
         if path is not None:
             self._procs_fd = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY)
 
@@ -101,6 +102,10 @@ class Box:
     def started(self, pgid: int) -> None:
         self._groups.append(pgid)
 
+    def hold(self, pipe: IO[bytes]) -> None:
+        """Closed at the end of the case, after what could still write to it is killed."""
+        self._held.append(pipe)
+
     def kill(self) -> None:
         """Kill everything the triggers started; wait (bounded) until it is gone."""
         for pgid in self._groups:
@@ -118,6 +123,9 @@ class Box:
 
     def close(self) -> None:
         self.kill()
+        for pipe in self._held:
+            pipe.close()
+        self._held = []
         if self._procs_fd is not None:
             os.close(self._procs_fd)
             self._procs_fd = None

@@ -144,6 +144,7 @@ class _Child:
 
     def ready(self) -> bool:
         return self.is_ready
+
     def wait(self, done: Any, timeout: float) -> bool:
         """Poll until done() or the child ends or the timeout; True when done() held."""
         end = time.monotonic() + timeout

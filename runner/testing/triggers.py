@@ -66,7 +66,9 @@ def run_trigger(t: Trigger, box: Box) -> TriggerResult:
         if proc.poll() is None:
             box.kill()  # on a timeout: the whole group and cgroup go, children included
             proc.wait()
-        proc.stdout.close()
+        # Open until the case ends: a daemon still printing blocks once the pipe is full
+        # rather than die of SIGPIPE in the middle of the case.
+        box.hold(proc.stdout)
     if not ended:
         return TriggerResult({}, f"trigger did not end within {t.timeout:g} s", out.dropped)
     return take_captures(t, out.text(), out.dropped)

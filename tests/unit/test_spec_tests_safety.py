@@ -101,6 +101,30 @@ def test_a_trigger_ends_with_its_process_even_when_a_background_one_holds_stdout
         assert run_trigger(t, box) == triggers.TriggerResult({"n": 7}, None)
 
 
+def state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+def test_a_daemon_still_printing_lives_until_the_case_ends():
+    """Its stdout stays open (it blocks once the pipe is full) rather than closing under it
+    and killing it with SIGPIPE in the middle of the case."""
+    import time
+
+    t = Trigger(("/bin/sh", "-c", "( while :; do echo x; done ) & echo $!"), None, 5.0,
+                (("pid", r"^(\d+)$"),))
+    with Box.open() as box:
+        loop = run_trigger(t, box).captures["pid"]
+        end = time.monotonic() + 30
+        while state(loop) not in ("S", "gone", "Z") and time.monotonic() < end:
+            time.sleep(0.01)  # until it blocks on the full pipe, or dies writing to it
+        assert state(loop) == "S"
+    assert gone(loop)
+
+
 # -- 2. what is kept is bounded; the rest is counted ------------------------------------------
 
 def test_trigger_output_past_the_limit_is_counted_not_kept():
