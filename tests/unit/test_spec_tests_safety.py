@@ -28,13 +28,18 @@ DAEMON = ("/bin/sh", "-c",
           "( setsid sh -c 'echo $$; exec sleep 1000 >/dev/null' </dev/null 2>&1 & ) | head -n 1")
 
 
-def gone(pid: int) -> bool:
-    """Dead: no such process, or a zombie its new parent (init) has not reaped yet."""
+def state(pid: int) -> str:
+    """The process's state letter (S, R, Z...), or "gone"."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            return f.read().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
-        return True
+        return "gone"
+
+
+def gone(pid: int) -> bool:
+    """Dead: no such process, or a zombie its new parent (init) has not reaped yet."""
+    return state(pid) in ("gone", "Z")
 
 
 def sid(pid: int) -> int:
@@ -99,14 +104,6 @@ def test_a_trigger_ends_with_its_process_even_when_a_background_one_holds_stdout
     t = Trigger(("/bin/sh", "-c", "echo 7; sleep 1000 &"), None, 30.0, (("n", r"^(\d+)$"),))
     with Box.open() as box:
         assert run_trigger(t, box) == triggers.TriggerResult({"n": 7}, None)
-
-
-def state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return "gone"
 
 
 def test_a_daemon_still_printing_lives_until_the_case_ends():
