@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from typing import Any, Dict, List
 
 import pytest
@@ -364,7 +365,8 @@ def fake_case(monkeypatch, tmp_path, exit_code=0, shell=None):
     monkeypatch.setattr(session, "run_argv", lambda path, case: [
         __import__("sys").executable, str(script)])
     text = spec_text("hello-buffer").replace(
-        '"echo $$; exec /bin/true"', repr(shell or f"echo $$; echo $$ >> {pids}"))
+        '"echo $$; exec /bin/true"', repr(shell or f"echo $$; echo $$ >> {pids}")).replace(
+        "user: 0 ", f"user: {os.geteuid()} ")  # root, or the user running these tests
     return session.run_case("specs/hello-buffer.yaml", case(text, "echoed-pid"))
 
 
