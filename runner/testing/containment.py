@@ -28,6 +28,7 @@ KILL_WAIT = 5.0  # seconds for the killed members to be gone before the cgroup i
 KILL_ROUNDS = 100  # without cgroup.kill: a member forking while killed needs another round
 POLL = 0.01
 KILL_FILE = "cgroup.kill"  # 5.14+
+PREFIX = "ebpf-run-test."  # then the pid of the `ebpf-run test` that made it, and a serial
 _serial = itertools.count()
 
 
@@ -73,7 +74,8 @@ class Box:
         root = cgroup2_root()
         if root is None:
             return cls(None, "no cgroup v2 is mounted")
-        path = os.path.join(root, f"ebpf-run-test.{os.getpid()}.{next(_serial)}")
+        _sweep(root)
+        path = os.path.join(root, f"{PREFIX}{os.getpid()}.{next(_serial)}")
         try:
             os.mkdir(path)
         except OSError as e:
@@ -136,6 +138,27 @@ class Box:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _sweep(root: str) -> None:
+    """Cases of an `ebpf-run test` that was killed (SIGKILL, SIGTERM) left their cgroups,
+    with what their triggers started: kill and remove them."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(root):
+            pid = name[len(PREFIX):].split(".")[0]
+            if name.startswith(PREFIX) and pid.isdigit() and not _alive(int(pid)):
+                _kill_cgroup(os.path.join(root, name))
+                _remove(os.path.join(root, name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
 
 
 def _become(uid: int) -> None:

@@ -87,6 +87,25 @@ def test_a_case_kills_what_its_trigger_left_running(monkeypatch, tmp_path):
     assert gone(int((tmp_path / "daemon").read_text()))
 
 
+@needs_cgroup
+def test_the_cgroup_of_a_killed_test_run_is_swept_by_the_next():
+    root = containment.cgroup2_root()
+    assert root is not None
+    left = os.path.join(root, f"{containment.PREFIX}999999999.0")  # no such pid
+    os.mkdir(left)
+    try:
+        sleeper = subprocess.Popen(["sleep", "1000"])
+        with open(os.path.join(left, "cgroup.procs"), "w") as f:
+            f.write(str(sleeper.pid))
+        with Box.open():
+            assert not os.path.exists(left)
+        assert sleeper.wait(10) == -9
+    finally:
+        if os.path.exists(left):
+            containment._kill_cgroup(left)
+            os.rmdir(left)
+
+
 def test_where_no_cgroup_can_be_made_the_process_group_is_killed_and_that_is_said(
         monkeypatch):
     monkeypatch.setattr(containment, "cgroup2_root", lambda: None)
