@@ -114,7 +114,7 @@ class Box:
         if self.path is not None:
             _kill_cgroup(self.path)
         end = time.monotonic() + KILL_WAIT
-        while any(_group_alive(g) for g in self._groups) and time.monotonic() < end:
+        while any(_exists(os.killpg, g) for g in self._groups) and time.monotonic() < end:
             time.sleep(POLL)
 
     def members(self) -> List[int]:
@@ -146,18 +146,19 @@ def _sweep(root: str) -> None:
     with contextlib.suppress(OSError):
         for name in os.listdir(root):
             pid = name[len(PREFIX):].split(".")[0]
-            if name.startswith(PREFIX) and pid.isdigit() and not _alive(int(pid)):
+            if name.startswith(PREFIX) and pid.isdigit() and not _exists(os.kill, int(pid)):
                 _kill_cgroup(os.path.join(root, name))
                 _remove(os.path.join(root, name))
 
 
-def _alive(pid: int) -> bool:
+def _exists(send: Callable[[int, int], None], ident: int) -> bool:
+    """A process (send=os.kill) or process group (os.killpg) by signal 0."""
     try:
-        os.kill(pid, 0)
+        send(ident, 0)
         return True
     except ProcessLookupError:
         return False
-    except OSError:  # EPERM: alive, someone else's
+    except OSError:  # EPERM: there, someone else's
         return True
 
 
@@ -185,14 +186,6 @@ def _kill_cgroup(path: str) -> None:
     end = time.monotonic() + KILL_WAIT
     while _populated(path) and time.monotonic() < end:
         time.sleep(POLL)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except OSError:
-        return False
 
 
 def _procs(path: str) -> List[int]:
