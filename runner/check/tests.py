@@ -30,12 +30,17 @@ from runner.model.tests import (
     Trigger,
 )
 from runner.spec.loader import PathKey
+from runner.testing.regexes import compile_pattern
 
 KINDS = ("event", "message", "map", "attach", "lost")
 ATTACH_FIELDS = ("method", "optional", "skipped")
 OPS = ("eq", "ne", "lt", "le", "gt", "ge", "regex", "one_of")
 ORDERED = ("lt", "le", "gt", "ge")
 DEFAULT_TIMEOUT = 10.0
+# Triggers are shell commands run by a root process: they run as nobody unless the case
+# names a user (`user: 0` for root), so a spec from elsewhere cannot run what it likes as
+# root without saying so.
+NOBODY = 65534
 _CAPTURE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Fields every map record may carry: a dump's entries, or one aggregation record per key.
 MAP_FIELDS = ("key", "value", "kind", "unit", "count", "sum", "avg", "min", "max", "buckets")
@@ -77,7 +82,7 @@ def _trigger(ck: Checker, path: PathKey, raw: Dict[str, Any]) -> Trigger:
             ck.err((*path, "capture", cname), f"capture '{cname}' needs exactly one group "
                    f"(...) in its regex, which has {rx.groups}", "e.g. '^(\\d+)$'")
         captures.append((cname, pattern))
-    return Trigger(argv, raw.get("user"), float(raw.get("timeout", DEFAULT_TIMEOUT)),
+    return Trigger(argv, raw.get("user", NOBODY), float(raw.get("timeout", DEFAULT_TIMEOUT)),
                    tuple(captures))
 
 
@@ -235,7 +240,7 @@ def _template_names(ck: Checker, path: PathKey, text: str) -> List[str]:
 
 def _regex(ck: Checker, path: PathKey, pattern: str) -> Optional[re.Pattern[str]]:
     try:
-        return re.compile(pattern)
+        return compile_pattern(pattern)  # as the test run will search it
     except re.error as e:
         ck.err(path, f"bad regex {pattern!r}: {e}")
         return None

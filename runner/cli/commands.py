@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -23,9 +24,21 @@ def validate(paths: List[str]) -> int:
             errors.append(e)
             continue
         print(f"{path}: ok ({_summary(spec)})")
+        for line in trigger_lines(spec):
+            print("  " + line)
     if errors:
         raise SpecError([d for e in errors for d in e.diagnostics])
     return 0
+
+
+def trigger_lines(spec: Spec) -> List[str]:
+    """What `ebpf-run test` would run, and as whom: each case's trigger is a command run
+    by a root process, so validate shows them before anyone runs them."""
+    lines = []
+    for case in spec.tests:
+        who = "root" if case.trigger.user == 0 else f"uid {case.trigger.user}"
+        lines.append(f"test {case.name} runs as {who}: {shlex.join(case.trigger.argv)}")
+    return lines
 
 
 def _summary(spec: Spec) -> str:

@@ -9,12 +9,14 @@ when interrupted (Ctrl-C).
 
 from __future__ import annotations
 
+import shlex
 import sys
 from typing import List, Tuple
 
 from runner.errors import Diagnostic, EnvironmentProblem, SpecError
 from runner.model.spec import Spec
 from runner.model.tests import TestCase
+from runner.testing.containment import cgroup_problem
 from runner.testing.report import Report
 from runner.testing.requirements import unmet
 from runner.testing.session import CaseResult, run_case
@@ -31,6 +33,7 @@ def test(paths: List[str], json: bool = False) -> int:
     to_run = [(p, label, case, unmet(case.requires)) for p, label, case in plan]
     if any(why is None for *_, why in to_run):
         check_environment()
+        _announce([(label, case) for _, label, case, why in to_run if why is None])
     try:
         for path, label, case, why in to_run:
             if why is not None:
@@ -44,6 +47,19 @@ def test(paths: List[str], json: bool = False) -> int:
         return 130
     report.summary()
     return 1 if report.count("fail") else 0
+
+
+def _announce(cases: List[Tuple[str, TestCase]]) -> None:
+    """On stderr, before anything runs: the triggers that run as root, and what holds what
+    the triggers start when no cgroup can (a daemon leaving its process group survives)."""
+    for label, case in cases:
+        if case.trigger.user == 0:
+            print(f"ebpf-run: test: {label} runs as root: {shlex.join(case.trigger.argv)}",
+                  file=sys.stderr)
+    problem = cgroup_problem()
+    if problem is not None:
+        print(f"ebpf-run: test: {problem}: triggers are contained by their process group "
+              f"only, and what leaves it (setsid) outlives its case", file=sys.stderr)
 
 
 def _load(paths: List[str]) -> List[Tuple[str, Spec]]:

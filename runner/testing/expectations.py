@@ -10,7 +10,6 @@ closest (the ones meeting the most conditions), with the conditions they missed.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -23,9 +22,13 @@ from runner.model.tests import (
     Operand,
     Template,
 )
+from runner.testing.regexes import RegexTimeout, search, time_bound
 
 Record = Dict[str, Any]
 Captures = Mapping[str, Any]
+# Records of the run not kept (over the limit of what is kept), by what selects them:
+# ("event", channel), ("message", ""), ("map", name); ("?", "") for a line too long to read.
+Dropped = Mapping[Tuple[str, str], int]
 CLOSEST = 3  # records shown after a failure
 _MISSING = object()
 SYMBOLS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
@@ -40,25 +43,44 @@ class Outcome:
 
 
 def check_all(expect: Sequence[Expectation], records: Sequence[Record],
-              captures: Captures) -> List[Outcome]:
-    return [check(e, records, captures) for e in expect]
+              captures: Captures, dropped: Optional[Dropped] = None) -> List[Outcome]:
+    with time_bound():
+        return [check(e, records, captures, dropped) for e in expect]
 
 
 def met_for_good(expect: Sequence[Expectation], records: Sequence[Record],
                  captures: Captures) -> bool:
     """True when every expectation holds and no later record can undo that, so the run
     can stop early. Map and loss expectations are only known once the run has ended."""
-    return all(e.kind in ("event", "message", "attach") and e.count.monotone() and
-               check(e, records, captures).ok for e in expect)
+    with time_bound():
+        return all(e.kind in ("event", "message", "attach") and e.count.monotone() and
+                   check(e, records, captures).ok for e in expect)
 
 
-def check(e: Expectation, records: Sequence[Record], captures: Captures) -> Outcome:
+def check(e: Expectation, records: Sequence[Record], captures: Captures,
+          dropped: Optional[Dropped] = None) -> Outcome:
     if e.kind == "lost":
         return _check_lost(e, records)
+    try:
+        return _check(e, records, captures, dropped)
+    except RegexTimeout as err:
+        return Outcome(e, False, 0, f"expected {describe(e, captures)}; could not be "
+                                    f"evaluated: {err}")
+
+
+def _check(e: Expectation, records: Sequence[Record], captures: Captures,
+           dropped: Optional[Dropped]) -> Outcome:
     subjects = select(e, records)
     matching = [s for s in subjects if not missed(e.where, s, captures)]
-    if e.count.holds(len(matching)):
+    unseen = not_kept(e, dropped or {})
+    if e.count.holds(len(matching)) and (not unseen or e.count.monotone()):
+        # At least N among the records kept: the ones not kept cannot undo it.
         return Outcome(e, True, len(matching), "")
+    if unseen:
+        return Outcome(e, False, len(matching), f"expected {describe(e, captures)}; could not "
+                       f"be evaluated: {unseen} of the run's records it is about were not "
+                       f"kept (over the limit of what a case keeps); saw {len(matching)} "
+                       f"matching among those kept")
     what = describe(e, captures)
     if e.kind == "map" and not subjects and not _dumped(e.target, records):
         seen = f"saw no dump of map {e.target}"
@@ -85,6 +107,27 @@ def select(e: Expectation, records: Sequence[Record]) -> List[Record]:
         return [{k: v for k, v in r.items() if k != "type"} for r in records
                 if r.get("type") == "attach" and r.get("probe") == e.target]
     return last_dump(e.target, records)
+
+
+def not_kept(e: Expectation, dropped: Dropped) -> int:
+    """How many records this expectation is about were counted but not kept."""
+    unknown = dropped.get(("?", ""), 0)
+    if e.kind == "event":
+        return dropped.get(("event", e.target), 0) + unknown
+    if e.kind == "message":
+        return dropped.get(("message", ""), 0) + unknown
+    if e.kind == "map":
+        return dropped.get(("map", e.target), 0) + unknown
+    return 0  # attach and summary records are always kept
+
+
+def kept_as(record: Record) -> Tuple[str, str]:
+    """The key a record is counted under in Dropped when it is not kept."""
+    if "map" in record and record.get("type") != "attach":
+        return ("map", str(record["map"]))
+    if record.get("type") == "event":
+        return ("event", str(record.get("channel")))
+    return (str(record.get("type")), "")
 
 
 def last_dump(name: str, records: Sequence[Record]) -> List[Record]:
@@ -142,7 +185,7 @@ def holds(cond: Condition, value: Any, subject: Record, captures: Captures) -> b
     want = resolve(cond.operand, subject, captures)
     if cond.op == "regex":
         text = value if isinstance(value, str) else json.dumps(value)
-        return re.search(str(want), text) is not None
+        return search(str(want), text) is not None
     if cond.op == "eq":
         return _equal(value, want)
     if cond.op == "ne":

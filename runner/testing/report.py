@@ -1,6 +1,7 @@
 """What `ebpf-run test` prints: one line per case, then the summary.
 
     PASS hello-buffer:echoed-pid
+    PASS busy:many [120000 records of the run not kept (over 8388608 bytes)]
     FAIL hello-buffer:echoed-pid: expected exactly 1 event on output where ...; saw ...
     SKIP hello:kprobe: kernel has no kprobes (CONFIG_KPROBES is off)
     skipped: hello:kprobe (kernel has no kprobes (CONFIG_KPROBES is off))
@@ -32,13 +33,15 @@ class Report:
             self._record({"type": "test_case", "case": label, "file": file,
                           "status": result.status, "seconds": round(result.seconds, 3),
                           "failures": [{"message": f.message, "origin": f.origin or None}
-                                       for f in result.failures], "reason": result.reason or None})
+                                       for f in result.failures], "reason": result.reason or None,
+                          "notes": list(result.notes)})
         elif result.status == "pass":
-            self._line(f"PASS {label}")
+            self._line(f"PASS {label}{_notes(result)}")
         elif result.status == "skip":
             self._line(f"SKIP {label}: {result.reason}")
         else:
-            self._line(f"FAIL {label}: " + "; and ".join(f.message for f in result.failures))
+            self._line(f"FAIL {label}: " + "; and ".join(f.message for f in result.failures) +
+                       _notes(result))
 
     def count(self, status: str) -> int:
         return sum(1 for _, _, r in self.results if r.status == status)
@@ -65,3 +68,7 @@ class Report:
     def _line(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
+
+
+def _notes(result: CaseResult) -> str:
+    return f" [{'; '.join(result.notes)}]" if result.notes else ""

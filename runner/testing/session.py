@@ -8,6 +8,7 @@ user stops it (SIGINT), and its exit code is part of the verdict. Every wait is 
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -16,16 +17,22 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, Any, Dict, List, Optional, Tuple
+from typing import IO, Any, Counter, Deque, Dict, Iterator, List, Optional, Tuple
 
 from runner.model.tests import TestCase
 from runner.testing import expectations
+from runner.testing.containment import Box
 from runner.testing.triggers import run_trigger
 
 # Compiling takes ~0.3 s here and ~10 s on a software-emulated kernel: be generous.
 READY_TIMEOUT = float(os.environ.get("EBPF_RUN_READY_TIMEOUT", "120"))
 STOP_TIMEOUT = 60.0
 POLL = 0.05
+# What a case keeps of the run's records, in bytes of their JSON lines: about 12 times that
+# in memory. Beyond it records are counted, not kept (a busy probe prints gigabytes).
+KEEP_BYTES = 8 << 20
+ERR_LINES = 20  # the last lines of the run's stderr, for failure messages
+ERR_LINE = 4096
 
 
 @dataclass(frozen=True)
@@ -40,36 +47,103 @@ class CaseResult:
     seconds: float
     failures: Tuple[Failure, ...] = ()  # one per failed expectation or problem
     reason: str = ""  # why skipped
+    notes: Tuple[str, ...] = ()  # what was counted and not kept
+
+
+class Kept:
+    """The records of a run kept for its expectations, up to KEEP_BYTES of their JSON text;
+    beyond that each is counted under what selects it (expectations.kept_as) and dropped.
+    The summary and attach records are always kept (one per run and per probe). A map's
+    whole dump replaces its previous one: only the last dump is ever matched."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.records: List[Dict[str, Any]] = []
+        self.sizes: List[int] = []
+        self.used = 0
+        self.dropped: Counter[Tuple[str, str]] = collections.Counter()
+        self._dumps: Dict[str, int] = {}  # map -> index of its last whole dump
+
+    def add(self, record: Any, size: int) -> None:
+        if not isinstance(record, dict):
+            record = {"type": None, "value": record}
+        if record.get("type") in ("summary", "attach"):
+            self._append(record, 0)
+            return
+        key = expectations.kept_as(record)
+        if key[0] == "map" and "entries" in record and key[1] in self._dumps:
+            self._replace(self._dumps.pop(key[1]), key)
+        if self.used + size > self.budget:
+            self.dropped[key] += 1
+            return
+        if key[0] == "map" and "entries" in record:
+            self._dumps[key[1]] = len(self.records)
+        self._append(record, size)
+
+    def too_long(self) -> None:
+        self.dropped[("?", "")] += 1  # a line over the budget: not even read whole
+
+    def _append(self, record: Dict[str, Any], size: int) -> None:
+        self.records.append(record)
+        self.sizes.append(size)
+        self.used += size
+
+    def _replace(self, i: int, key: Tuple[str, str]) -> None:
+        """The previous dump gives up its room (an empty stand-in keeps the indexes)."""
+        self.used -= self.sizes[i]
+        self.sizes[i] = 0
+        self.records[i] = {"type": "replaced", "map": None}
+
+    def total_dropped(self) -> int:
+        return sum(self.dropped.values())
 
 
 class _Child:
-    """The run under test; its stdout parsed as JSON records, its stderr kept as text."""
+    """The run under test; its stdout parsed as JSON records (kept up to KEEP_BYTES), the
+    last lines of its stderr kept as text."""
 
     def __init__(self, argv: List[str]):
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, env=_child_env())
-        self.records: List[Dict[str, Any]] = []
-        self.bad_lines: List[str] = []
-        self.err: List[str] = []
+        self.kept = Kept(KEEP_BYTES)
+        self.bad_lines: List[str] = []  # the first few
+        self.bad_count = 0
+        self.err: Deque[str] = collections.deque(maxlen=ERR_LINES)
+        self.is_ready = False
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self.readers = [threading.Thread(target=self._read, args=(s, tag), daemon=True)
                         for s, tag in ((self.proc.stdout, "out"), (self.proc.stderr, "err"))]
         for t in self.readers:
             t.start()
 
+    @property
+    def records(self) -> List[Dict[str, Any]]:
+        return self.kept.records
+
     def _read(self, stream: IO[bytes], tag: str) -> None:
-        for raw in iter(stream.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip("\n")
+        limit = self.kept.budget if tag == "out" else ERR_LINE
+        for raw, whole in _lines(stream, limit):
             if tag == "err":
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                self.is_ready = self.is_ready or line.startswith("ebpf-run: ready")
                 self.err.append(line)
-                continue
-            try:
-                self.records.append(json.loads(line))
-            except ValueError:
-                self.bad_lines.append(line)
+            elif not whole:
+                self.kept.too_long()
+            else:
+                self._record(raw)
+
+    def _record(self, raw: bytes) -> None:
+        try:
+            record = json.loads(raw)
+        except ValueError:  # also a number of more than 4300 digits
+            self.bad_count += 1
+            if len(self.bad_lines) < 3:
+                self.bad_lines.append(raw.decode("utf-8", "replace")[:200].rstrip("\n"))
+            return
+        self.kept.add(record, len(raw))
 
     def ready(self) -> bool:
-        return any(ln.startswith("ebpf-run: ready") for ln in self.err)
+        return self.is_ready
 
     def wait(self, done: Any, timeout: float) -> bool:
         """Poll until done() or the child ends or the timeout; True when done() held."""
@@ -102,7 +176,23 @@ class _Child:
             self.proc.wait()
 
     def stderr_tail(self) -> str:
-        return " | ".join(self.err[-4:]) or "nothing on stderr"
+        return " | ".join(list(self.err)[-4:]) or "nothing on stderr"
+
+
+def _lines(stream: IO[bytes], limit: int) -> Iterator[Tuple[bytes, bool]]:
+    """Each line, and whether it is whole: a line longer than `limit` is read in pieces
+    of `limit` and yielded once, as not whole, with its first piece."""
+    while True:
+        raw = stream.readline(limit)
+        if not raw:
+            return
+        if raw.endswith(b"\n") or len(raw) < limit:
+            yield raw, True
+            continue
+        first = raw
+        while raw and not raw.endswith(b"\n"):
+            raw = stream.readline(limit)
+        yield first, False
 
 
 def _child_env() -> Dict[str, str]:
@@ -125,21 +215,29 @@ def run_argv(spec_path: str, case: TestCase) -> List[str]:
 
 
 def run_case(spec_path: str, case: TestCase) -> CaseResult:
+    """The case, with everything its trigger started killed at its end (see containment)."""
     start = time.monotonic()
-    child = _Child(run_argv(spec_path, case))
-    try:
-        failures = _drive(child, case)
-    finally:
-        child.kill()
+    notes: List[str] = []
+    with Box.open() as box:
+        child = _Child(run_argv(spec_path, case))
+        try:
+            failures = _drive(child, case, box, notes)
+        finally:
+            child.kill()
+    if child.kept.total_dropped():
+        notes.append(f"{child.kept.total_dropped()} records of the run not kept (over "
+                     f"{child.kept.budget} bytes)")
     return CaseResult("fail" if failures else "pass", time.monotonic() - start,
-                      tuple(failures))
+                      tuple(failures), notes=tuple(notes))
 
 
-def _drive(child: _Child, case: TestCase) -> List[Failure]:
+def _drive(child: _Child, case: TestCase, box: Box, notes: List[str]) -> List[Failure]:
     if not child.wait(child.ready, READY_TIMEOUT):
         rc = child.stop()
         return [Failure(f"the run did not get ready (exit {rc}): {child.stderr_tail()}")]
-    trig = run_trigger(case.trigger)
+    trig = run_trigger(case.trigger, box)
+    if trig.dropped:
+        notes.append(f"{trig.dropped} bytes of the trigger's stdout not kept")
     if trig.problem:
         child.stop()
         return [Failure(trig.problem)]
@@ -155,8 +253,9 @@ def _drive(child: _Child, case: TestCase) -> List[Failure]:
     problems = []
     if rc != 0:
         problems.append(Failure(f"ebpf-run exited {rc}: {child.stderr_tail()}"))
-    if child.bad_lines:
-        problems.append(Failure(f"ebpf-run printed lines that are not JSON: "
-                                f"{child.bad_lines[:3]}"))
-    outcomes = expectations.check_all(case.expect, child.records, captures)
+    if child.bad_count:
+        problems.append(Failure(f"ebpf-run printed {child.bad_count} lines that are not "
+                                f"JSON: {child.bad_lines}"))
+    outcomes = expectations.check_all(case.expect, child.records, captures,
+                                      child.kept.dropped)
     return problems + [Failure(o.message, o.expectation.origin) for o in outcomes if not o.ok]

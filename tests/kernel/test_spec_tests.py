@@ -3,9 +3,11 @@ spec (the VM is slow; one interpreter and one compile per case, not a process pe
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
+import pytest
 from harness import ROOT, SPECS
 
 from runner.pipeline import check
@@ -55,3 +57,28 @@ def test_a_broken_expectation_fails_saying_what_was_expected_and_seen(tmp_path):
                            "where pid == "), fail
     # The shell's own event is among the closest records, with what did not match.
     assert '"command": "sh", "message": "Hello World"} (command is "sh", not == "zsh")' in fail
+
+
+@pytest.mark.host_only  # containment is the machine's cgroups, not the BPF side
+def test_a_daemon_a_trigger_starts_does_not_outlive_its_case(tmp_path):
+    """A trigger that double-forks a `sleep 1000` into a session of its own: the case passes,
+    and after it the daemon is gone (its cgroup was killed; the process group alone would
+    not hold it)."""
+    daemon = tmp_path / "daemon"
+    text = (SPECS / "hello-buffer.yaml").read_text().replace(
+        '"echo $$; exec /bin/true"',
+        repr(f"( setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > {daemon} ); "
+             "echo $$; exec /bin/true"))
+    path = tmp_path / "hello-buffer.yaml"
+    path.write_text(text)
+    done = ebpf_run_test(str(path))
+    assert done.stdout.splitlines()[-1] == "1 passed, 0 failed", done.stdout + done.stderr
+    pid = int(daemon.read_text())
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        state = "gone"
+    if state not in ("gone", "Z"):  # nothing of this test left behind, even on a failure
+        os.kill(pid, 9)
+    assert state in ("gone", "Z"), f"the daemon {pid} outlived its case (state {state})"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from typing import Any, Dict, List
 
 import pytest
@@ -281,7 +282,7 @@ def test_report_json_records():
     assert [json.loads(ln) for ln in out.getvalue().splitlines()] == [
         {"type": "test_case", "case": "a:one", "file": "a.yaml", "status": "fail",
          "seconds": 0.25, "failures": [{"message": "expected x; saw y", "origin": "o"}],
-         "reason": None},
+         "reason": None, "notes": []},
         {"type": "test_summary", "passed": 0, "failed": 1, "skipped": 0, "skipped_cases": []},
     ]
 
@@ -364,7 +365,8 @@ def fake_case(monkeypatch, tmp_path, exit_code=0, shell=None):
     monkeypatch.setattr(session, "run_argv", lambda path, case: [
         __import__("sys").executable, str(script)])
     text = spec_text("hello-buffer").replace(
-        '"echo $$; exec /bin/true"', repr(shell or f"echo $$; echo $$ >> {pids}"))
+        '"echo $$; exec /bin/true"', repr(shell or f"echo $$; echo $$ >> {pids}")).replace(
+        "user: 0 ", f"user: {os.geteuid()} ")  # root, or the user running these tests
     return session.run_case("specs/hello-buffer.yaml", case(text, "echoed-pid"))
 
 
@@ -387,11 +389,13 @@ def test_a_trigger_that_does_not_print_the_capture_fails_the_case(monkeypatch, t
 
 
 def test_a_trigger_that_hangs_is_ended_with_its_children():
+    from runner.testing.containment import Box
     from runner.testing.triggers import run_trigger
 
     # The background sleep holds stdout open: without the group kill the read would wait.
     t = Trigger(("/bin/sh", "-c", "sleep 30 & sleep 30"), None, 0.5, ())
-    assert run_trigger(t).problem == "trigger did not end within 0.5 s"
+    with Box.open() as box:
+        assert run_trigger(t, box).problem == "trigger did not end within 0.5 s"
 
 
 def test_run_options_become_the_runs_flags():
