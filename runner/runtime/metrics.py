@@ -75,7 +75,7 @@ class SpecMetrics:
             reader = self.readers[name]
             values: Dict[Key, Union[int, float, Histogram]] = {}
             for key, value in reader.read(self.map_items(self.aggs[name].map)).items():
-                values[reader.label(key)] = _number(value, self.aggs[name].kind)
+                values[reader.metric_label(key)] = _number(value, self.aggs[name].kind)
             snaps.append(snapshot(metric, values))
         return snaps
 

@@ -273,3 +273,19 @@ def test_the_label_set_limit_drops_and_counts_the_rest():
     (family,) = collector.collect()
     assert [(x.labels, x.value) for x in family.samples] == [({"syscall": "getppid"}, 5.0)]
     assert collector.dropped == {"calls_total": 1}
+
+
+def test_metric_labels_are_the_exact_value_and_text_keeps_its_escapes():
+    # The exposition format escapes \n itself: a label holds the value, not the text
+    # output's escaped form (9 characters for "new\nline").
+    s = spec("  c: {kind: count, key: {comm: 'char[16]'}, metric: {help: h}}",
+             "      - aggregate: {map: c, key: {comm: comm}}")
+    name = b"new\nline\\x".ljust(16, b"\0")
+    k = FakeKernel({"c": [(name, [slot_bytes(3, 0, 0, 0)])]})
+    (snap,) = SpecMetrics(s, fake_types(s), k.map_items).read()
+    assert [x.labels for x in snap.samples] == [("new\nline\\x",)]
+    aggs, sink = Aggregations(s, fake_types(s)), Sink()
+    aggs.dump(k, sink, "c")
+    ((_, text, records),) = sink.dumps
+    assert text.splitlines()[1:] == ["COMM          COUNT", "new\\nline\\\\x      3"]
+    assert records[0]["key"] == {"comm": "new\nline\\x"}
