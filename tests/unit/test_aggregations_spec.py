@@ -104,6 +104,27 @@ def test_elapsed_converts_ns_to_the_unit():
     ("  l: {kind: lhist, lhist: {min: 0, max: 10, step: 3}}",
      "      - aggregate: {map: l, value: 1}",
      "5:27: needs min < max, step > 0 and max - min a multiple of step; got min=0 max=10 step=3"),
+    # bpftrace's limit: a million buckets took 2 GB and 21 s to stop, 2^62 a MemoryError.
+    ("  l: {kind: lhist, lhist: {min: 0, max: 10000000, step: 1}}",
+     "      - aggregate: {map: l, value: 1}",
+     "5:27: too many buckets, must be <= 1000 (would need 10000000): widen step or narrow "
+     "min..max"),
+    ("  l: {kind: lhist, lhist: {min: 0, max: 4611686018427387904, step: 1}}",
+     "      - aggregate: {map: l, value: 1}",
+     "5:27: too many buckets, must be <= 1000 (would need 4611686018427387904): widen step "
+     "or narrow min..max"),
+    ("  l: {kind: lhist, lhist: {min: 0, max: 1001, step: 1}}",
+     "      - aggregate: {map: l, value: 1}",
+     "5:27: too many buckets, must be <= 1000 (would need 1001): widen step or narrow "
+     "min..max"),
+    ("  l: {kind: lhist, lhist: {min: 0, max: 9223372036854775808, step: 1}}",
+     "      - aggregate: {map: l, value: 1}",
+     "5:41: max must fit an s64 (the values compared with it are s64): "
+     "-9223372036854775808 to 9223372036854775807; got 9223372036854775808"),
+    ("  l: {kind: lhist, lhist: {min: -9223372036854775809, max: 0, step: 1}}",
+     "      - aggregate: {map: l, value: 1}",
+     "5:33: min must fit an s64 (the values compared with it are s64): "
+     "-9223372036854775808 to 9223372036854775807; got -9223372036854775809"),
     ("  m: {kind: min, clear: true}", "      - aggregate: {map: m, value: 1}",
      "5:18: a min over an interval cannot be worked out from running totals"),
     ("  c: {kind: count, metric: {name: calls}}", "      - aggregate: {map: c}",
@@ -289,3 +310,32 @@ def test_metric_labels_are_the_exact_value_and_text_keeps_its_escapes():
     ((_, text, records),) = sink.dumps
     assert text.splitlines()[1:] == ["COMM          COUNT", "new\\nline\\\\x      3"]
     assert records[0]["key"] == {"comm": "new\nline\\x"}
+
+
+@pytest.mark.parametrize("lo,hi,step", [(0, 1000, 1), (-1000, 0, 1), (0, 1, 1),
+                                        (-(2**63), 2**63 - 1, (2**64 - 1) // 255)])
+def test_every_accepted_lhist_range_is_accepted_up_to_the_limit(lo, hi, step):
+    # The C each one renders is compiled by tests/kernel/test_compile.py.
+    s = spec(f"  l: {{kind: lhist, lhist: {{min: {lo}, max: {hi}, step: {step}}}}}",
+             "      - aggregate: {map: l, value: 1}")
+    assert s.aggregations[0].linear == (lo, hi, step)
+
+
+@pytest.mark.parametrize("lo,hi,step", [(-(2**63), 2**63 - 1, (2**64 - 1) // 255),
+                                        (-(2**63), 0, 2**63 // 8),
+                                        (-(2**63), 2**63 - 1, 2**64 - 1)])
+def test_lhist_c_has_only_literals_of_their_own_type_at_the_s64_ends(lo, hi, step):
+    # -9223372036854775808LL is the negation of a literal no long long holds: clang makes
+    # it a wider type (or warns), the comparison is then not the s64 one meant.
+    import re
+
+    from runner.codegen.render import render_c
+
+    s = spec(f"  l: {{kind: lhist, lhist: {{min: {lo}, max: {hi}, step: {step}}}}}",
+             "      - aggregate: {map: l, value: 1}")
+    c = render_c(s)
+    start = c.index("linear buckets")
+    block = c[c.rindex("\n", 0, start):c.index("lookup(&er_key)", start)]
+    for digits, suffix in re.findall(r"\b(\d+)(ULL|LL)\b", block):
+        assert int(digits) < (2**64 if suffix == "ULL" else 2**63), (digits, suffix, block)
+    assert "(u64)er_v - (u64)" in block  # v - min cannot overflow
