@@ -9,6 +9,8 @@ some moment of the loop.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from runner.kinds.decoders import Decoders
@@ -24,7 +26,7 @@ from runner.output.prometheus import (
     registry_for,
     snapshot,
 )
-from runner.output.prometheus_server import MetricsServer, parse_listen
+from runner.output.prometheus_server import Listener, MetricsServer, parse_listen
 from runner.runtime.aggdump import AggReader, layout_of
 from runner.runtime.aggregates import Histogram, Key, Layout, Log2Layout, Stats, scalar_value
 
@@ -93,18 +95,29 @@ class Served:
     """The server of one run; `stop()` is safe to call whether it started or not."""
 
     def __init__(self, listen: str, spec: Spec, types: Any, map_items: MapItems,
-                 status: Callable[[], RunnerStatus]):
-        host, port = parse_listen(listen)
+                 status: Callable[[], RunnerStatus], listener: Optional[Listener] = None):
         metrics = SpecMetrics(spec, types, map_items)
         self.collector = SpecCollector(spec.name, [m for m, _ in metrics.exported],
                                        metrics.read)
-        self.server = MetricsServer(registry_for([(self.collector, status)]), host, port)
+        registry = registry_for([(self.collector, status)])
+        if listener is None:
+            host, port = parse_listen(listen)
+            self.server = MetricsServer(registry, host, port)
+        else:
+            self.server = MetricsServer(registry, listener=listener)
 
     def start(self) -> int:
-        return self.server.start().port
+        return self.server.start(on_exhausted=_say_exhausted).port
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def _say_exhausted() -> None:
+    # From the server's thread: one write of one line, not through the sink the loop uses.
+    with contextlib.suppress(OSError):
+        os.write(2, b"ebpf-run: /metrics: out of file descriptors; closing the oldest idle "
+                    b"connection and pausing accept (raise ulimit -n if it goes on)\n")
 
 
 def runner_status(received: Mapping[str, int], lost: Mapping[Tuple[str, str], int],
@@ -116,9 +129,9 @@ def runner_status(received: Mapping[str, int], lost: Mapping[Tuple[str, str], in
 
 
 def serve(listen: str, spec: Spec, types: Any, k: Any, received: Mapping[str, int],
-          lost: Mapping[Tuple[str, str], int], attached: Mapping[str, Optional[str]]
-          ) -> Tuple[Served, int]:
+          lost: Mapping[Tuple[str, str], int], attached: Mapping[str, Optional[str]],
+          listener: Optional[Listener] = None) -> Tuple[Served, int]:
     """Start serving; the port it listens on (the one asked for, or the one given for 0)."""
     served = Served(listen, spec, types, k.map_items,
-                    lambda: runner_status(received, lost, attached))
+                    lambda: runner_status(received, lost, attached), listener)
     return served, served.start()

@@ -96,3 +96,86 @@ def test_prometheus_scrapes_the_count_ebpf_run_dumps(tmp_path):
     assert f'calls_total{{syscall="getppid"}} {float(N)}' in exposition
     assert ('ebpf_run_probe_attached{how="raw_tracepoint sys_enter",probe="enter",'
             'spec="count-by-syscall"} 1.0') in exposition
+
+
+IDLE = 1000
+FD_LIMIT = 512  # below IDLE: without the cap, the idle ones alone would exhaust them
+
+
+def raise_own_fd_limit(need: int) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        return reply.read().decode()
+
+
+def test_a_thousand_idle_connections_neither_lock_out_scrapes_nor_break_the_stop(tmp_path):
+    """1,000 connections that never send a request, to a run limited to 512 descriptors:
+    they once exhausted them, every scrape then timed out, and SIGINT ended in a
+    traceback. The oldest idle ones are closed for newcomers now."""
+    import resource
+
+    from harness import loaded_programs
+
+    raise_own_fd_limit(IDLE + 256)
+    gen = Generator(N)
+    port = free_port()
+    idle = []
+    spec = write(tmp_path, COUNT_SPEC.format(pid=gen.pid))
+    try:
+        with Run(spec, "--json", "--metrics", f"127.0.0.1:{port}") as run:
+            resource.prlimit(run.proc.pid, resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+            run.wait_ready()
+            for _ in range(IDLE):
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            gen.go()
+            text = wait_until(lambda: (t := scrape(port)) and
+                              f'calls_total{{syscall="getppid"}} {float(N)}' in t and t,
+                              30, "a scrape with every getppid")
+            assert 'ebpf_run_probe_attached{how="raw_tracepoint sys_enter"' in text
+            for _ in range(3):  # and again, with the idle ones still open
+                assert f'calls_total{{syscall="getppid"}} {float(N)}' in scrape(port)
+            rc = run.stop(signal.SIGINT)
+            pid = run.proc.pid
+    finally:
+        for s in idle:
+            s.close()
+        gen.end()
+    assert rc == 0, run.err
+    assert not [ln for ln in run.err if "Traceback" in ln or "Error" in ln], run.err
+    assert any(r.get("type") == "summary" for r in run.json()) or \
+        any("summary" in ln for ln in run.err), (run.out, run.err)
+    assert count_records(run)["getppid"]["value"] == N
+    held = [p for p in loaded_programs() if pid in [x.get("pid") for x in p.get("pids", [])]]
+    assert held == []
+
+
+def test_binding_beyond_loopback_is_said_loudly(tmp_path):
+    port = free_port()
+    spec = write(tmp_path, COUNT_SPEC.format(pid=1))
+    with Run(spec, "--metrics", f"0.0.0.0:{port}") as run:
+        run.wait_ready()
+        assert run.stop() == 0
+    assert (f"ebpf-run: WARNING: /metrics on 0.0.0.0:{port} is reachable beyond this "
+            "machine, without TLS and basic auth: anyone who can connect reads what the probes "
+            "see. Bind 127.0.0.1, or protect it with --metrics-web-config (docs/spec.md)"
+            ) in run.err
+
+
+def test_a_port_in_use_fails_before_anything_is_compiled_or_attached(tmp_path):
+    spec = write(tmp_path, COUNT_SPEC.format(pid=1))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with Run(spec, "--metrics", f"127.0.0.1:{port}") as run:
+            rc = run.finish()
+    assert rc == 3
+    assert run.err == [f"ebpf-run: error: cannot serve metrics on 127.0.0.1:{port}: Address "
+                       "already in use; choose another --metrics HOST:PORT"]
