@@ -235,7 +235,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         assert self.server.app is not None
-        status, headers, body = self.server.app(self.path, self.headers)
+        try:
+            status, headers, body = self.server.app(self.path, self.headers)
+        except Exception:  # a collector's bug: the scraper sees the scrape fail, not a reset
+            status, headers, body = 500, {"Content-Type": "text/plain"}, b"scrape failed\n"
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
