@@ -116,6 +116,8 @@ class HistogramSample:
 class FamilySnapshot:
     name: str  # a declared MetricSpec's name
     samples: Tuple[Union[Sample, HistogramSample], ...]
+    # Label sets the read left out for the metric's limit, unread: counted as dropped.
+    unread: int = 0
 
 
 ReadMetrics = Callable[[], Iterable[FamilySnapshot]]
@@ -213,6 +215,7 @@ class SpecCollector(Collector):
         if metric is None:
             raise MetricsError(f"snapshot of undeclared metric {snapshot.name!r}")
         family = _family(metric)
+        self.dropped[metric.name] += snapshot.unread
         admitted = self._admitted[metric.name]
         for sample in snapshot.samples:
             if len(sample.labels) != len(metric.labels):

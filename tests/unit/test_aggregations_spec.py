@@ -339,3 +339,92 @@ def test_lhist_c_has_only_literals_of_their_own_type_at_the_s64_ends(lo, hi, ste
     for digits, suffix in re.findall(r"\b(\d+)(ULL|LL)\b", block):
         assert int(digits) < (2**64 if suffix == "ULL" else 2**63), (digits, suffix, block)
     assert "(u64)er_v - (u64)" in block  # v - min cannot overflow
+
+
+class CountingKernel:
+    """`n` keys, made as they are read; counts what a scrape pulls out of the map."""
+
+    def __init__(self, n: int):
+        self.n, self.pulled, self.looked_up, self.counted = n, 0, 0, 0
+
+    def map_items(self, m, should_stop=None):
+        for i in range(self.n):
+            self.pulled += 1
+            yield syscall_key(i), [slot_bytes(1, 0, 0, 0)]
+
+    def lookup(self, m, keys):
+        self.looked_up += len(keys)
+        return {kb: [slot_bytes(2, 0, 0, 0)] for kb in keys
+                if int.from_bytes(kb, sys.byteorder, signed=True) < self.n}
+
+    def count(self, m):
+        self.counted += 1
+        return self.n
+
+
+def test_a_scrape_reads_at_most_max_label_sets_keys_of_a_big_map():
+    # It read and decoded every key before applying the limit: 1,000,000 keys took 18-25 s
+    # and 840 MB a scrape. Now it stops at the limit, and later scrapes look up the keys
+    # they export and count the others.
+    from runner.output.prometheus import SpecCollector
+
+    s = spec("  c: {kind: count, key: {n: s64}, metric: {help: h, max_label_sets: 100}}",
+             "      - aggregate: {map: c, key: {n: 1}}")
+    k = CountingKernel(100_000)
+    now = [0.0]
+    metrics = SpecMetrics(s, fake_types(s), k.map_items, k.lookup, k.count, lambda: now[0])
+    collector = SpecCollector("t", [m for m, _ in metrics.exported], metrics.read)
+    (family,) = collector.collect()
+    assert [x.labels["n"] for x in family.samples] == [str(i) for i in range(100)]
+    assert (k.pulled, k.looked_up, k.counted) == (101, 0, 1)
+    assert collector.dropped == {"c_total": 100_000 - 100}
+    now[0] += 5
+    (family,) = collector.collect()  # full: no walk, a lookup of its own keys
+    assert [x.value for x in family.samples] == [2.0] * 100
+    assert (k.pulled, k.looked_up, k.counted) == (101, 100, 1)  # counted 5 s ago: kept
+    assert collector.dropped == {"c_total": 2 * (100_000 - 100)}
+    now[0] += 0.5
+    list(collector.collect())  # within a second of the last read: that read, again
+    assert (k.pulled, k.looked_up, k.counted) == (101, 100, 1)
+    assert collector.dropped == {"c_total": 3 * (100_000 - 100)}
+    now[0] += 30
+    k.n += 50  # more keys since: counted again
+    list(collector.collect())
+    assert (k.pulled, k.looked_up, k.counted) == (101, 200, 2)
+    assert collector.dropped == {"c_total": 3 * (100_000 - 100) + 100_050 - 100}
+
+
+def test_a_key_gone_from_the_map_frees_its_place():
+    s = spec("  c: {kind: count, key: {n: s64}, metric: {help: h, max_label_sets: 2}}",
+             "      - aggregate: {map: c, key: {n: 1}}")
+    k = CountingKernel(5)
+    now = [0.0]
+    metrics = SpecMetrics(s, fake_types(s), k.map_items, k.lookup, k.count, lambda: now[0])
+    assert [x.labels for x in metrics.read()[0].samples] == [("0",), ("1",)]
+    k.n = 0  # every key evicted
+    now[0] += 5
+    assert metrics.read()[0].samples == ()
+    k.n = 5
+    now[0] += 5
+    assert [x.labels for x in metrics.read()[0].samples] == [("0",), ("1",)]
+
+
+def test_histogram_rows_of_keys_beyond_the_limit_are_not_decoded():
+    s = spec("  h: {kind: hist, unit: bytes, key: {cpu: u32},\n"
+             "      metric: {name: size_bytes, help: h, max_label_sets: 1}}",
+             "      - aggregate: {map: h, key: {cpu: cpu}, value: arg2}")
+    one = (1).to_bytes(8, sys.byteorder)
+
+    def key(cpu: int, bucket: int) -> bytes:
+        return cpu.to_bytes(4, sys.byteorder) + bytes(4) + bucket.to_bytes(8, sys.byteorder)
+
+    rows = [(key(cpu, b), [one]) for cpu in (7, 8, 9) for b in (3, 4)]
+    k = FakeKernel({"h": rows})
+    metrics = SpecMetrics(s, fake_types(s), k.map_items)
+    decoded = []
+    reader = metrics.readers["h"]
+    original = reader._key
+    reader._key = lambda raw: decoded.append(raw) or original(raw)
+    (snap,) = metrics.read()
+    assert [(x.labels, x.histogram.total) for x in snap.samples] == [(("7",), 2)]
+    assert snap.unread == 2 and len(decoded) == 2
