@@ -362,17 +362,24 @@ class CountingKernel:
         return self.n
 
 
+def counted_metrics(keys: int, limit: int):
+    """A count aggregation of `keys` keys exported with max_label_sets `limit`, read
+    through a CountingKernel at a time the test sets."""
+    s = spec(f"  c: {{kind: count, key: {{n: s64}}, metric: {{help: h, max_label_sets: {limit}}}}}",
+             "      - aggregate: {map: c, key: {n: 1}}")
+    k = CountingKernel(keys)
+    now = [0.0]
+    return k, now, SpecMetrics(s, fake_types(s), k.map_items, k.lookup, k.count,
+                               lambda: now[0])
+
+
 def test_a_scrape_reads_at_most_max_label_sets_keys_of_a_big_map():
     # It read and decoded every key before applying the limit: 1,000,000 keys took 18-25 s
     # and 840 MB a scrape. Now it stops at the limit, and later scrapes look up the keys
     # they export and count the others.
     from runner.output.prometheus import SpecCollector
 
-    s = spec("  c: {kind: count, key: {n: s64}, metric: {help: h, max_label_sets: 100}}",
-             "      - aggregate: {map: c, key: {n: 1}}")
-    k = CountingKernel(100_000)
-    now = [0.0]
-    metrics = SpecMetrics(s, fake_types(s), k.map_items, k.lookup, k.count, lambda: now[0])
+    k, now, metrics = counted_metrics(100_000, 100)
     collector = SpecCollector("t", [m for m, _ in metrics.exported], metrics.read)
     (family,) = collector.collect()
     assert [x.labels["n"] for x in family.samples] == [str(i) for i in range(100)]
@@ -395,11 +402,7 @@ def test_a_scrape_reads_at_most_max_label_sets_keys_of_a_big_map():
 
 
 def test_a_key_gone_from_the_map_frees_its_place():
-    s = spec("  c: {kind: count, key: {n: s64}, metric: {help: h, max_label_sets: 2}}",
-             "      - aggregate: {map: c, key: {n: 1}}")
-    k = CountingKernel(5)
-    now = [0.0]
-    metrics = SpecMetrics(s, fake_types(s), k.map_items, k.lookup, k.count, lambda: now[0])
+    k, now, metrics = counted_metrics(5, 2)
     assert [x.labels for x in metrics.read()[0].samples] == [("0",), ("1",)]
     k.n = 0  # every key evicted
     now[0] += 5
