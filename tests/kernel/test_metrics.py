@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from typing import List, Optional
@@ -273,3 +274,39 @@ def test_scraping_a_million_keys_loses_no_event(tmp_path):
         assert len(exported) == 10_000 and all(ln.endswith(" 1.0") for ln in exported)
         assert ('ebpf_run_metric_samples_dropped_total{metric="big_total",spec="big-scrape"} '
                 f"{floatToGoString(i * (KEYS - 10_000))}") in text
+
+
+def test_tls_and_basic_auth_from_the_web_config_protect_a_run(tmp_path):
+    """--metrics-web-config end to end: the run serves HTTPS, and only with the password."""
+    import base64
+    import ssl
+
+    bcrypt = pytest.importorskip("bcrypt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem")],
+                   check=True, capture_output=True, timeout=60)
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    (tmp_path / "web.yml").write_text("tls_server_config: {cert_file: c.pem, key_file: k.pem}\n"
+                                      f"basic_auth_users: {{prom: '{hashed}'}}\n")
+    gen = Generator(N)
+    port = free_port()
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
+    url = f"https://127.0.0.1:{port}/metrics"
+    good = {"Authorization": "Basic " + base64.b64encode(b"prom:pw").decode()}
+    spec = write(tmp_path, COUNT_SPEC.format(pid=gen.pid))
+    try:
+        with Run(spec, "--metrics", f"127.0.0.1:{port}", "--metrics-web-config",
+                 str(tmp_path / "web.yml")) as run:
+            run.wait_ready()
+            gen.go()
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(url, timeout=10, context=ctx)
+            request = urllib.request.Request(url, headers=good)
+            with urllib.request.urlopen(request, timeout=10, context=ctx) as reply:
+                text = reply.read().decode()
+            assert run.stop() == 0
+    finally:
+        gen.end()
+    assert refused.value.code == 401
+    assert f'calls_total{{syscall="getppid"}} {float(N)}' in text

@@ -249,3 +249,18 @@ def test_overlapping_scrapes_are_answered(tmp_path):
         for t in threads:
             t.join(30)
         assert len(got) == 8 and all("syscalls_total" in g for g in got)
+
+
+def test_the_web_config_is_refused_before_anything_runs(tmp_path, capsys):
+    from runner.cli import main as cli
+
+    (tmp_path / "web.yml").write_text("tls_server_config: {cert_file: a}\n")
+    assert cli.main(["run", "specs/tools/syscount.yaml", "--metrics", "127.0.0.1:0",
+                     "--metrics-web-config", str(tmp_path / "web.yml")]) == 2
+    assert capsys.readouterr().err == (
+        f"ebpf-run: error: --metrics-web-config {tmp_path / 'web.yml'}: tls_server_config "
+        "needs key_file\n")
+    assert cli.main(["run", "specs/tools/syscount.yaml",
+                     "--metrics-web-config", str(tmp_path / "web.yml")]) == 2
+    assert capsys.readouterr().err == (
+        "ebpf-run: error: --metrics-web-config protects --metrics: give --metrics HOST:PORT\n")
