@@ -237,9 +237,9 @@ def serve(listen: str, spec: Spec, types: Any, k: Any, received: Mapping[str, in
           lost: Mapping[Tuple[str, str], int], attached: Mapping[str, Optional[str]],
           listener: Optional[Listener] = None) -> Tuple[Served, int]:
     """Start serving; the port it listens on (the one asked for, or the one given for 0)."""
-    from runner.kernel.map_reads import count_entries, lookup_many
+    from runner.kernel.map_reads import count_entries, items_batched, lookup_many
 
-    served = Served(listen, spec, types, k.map_items,
+    served = Served(listen, spec, types, lambda m: items_batched(k.bpf, m),
                     lambda: runner_status(received, lost, attached), listener,
                     lambda m, keys: lookup_many(k.bpf, m, keys),
                     lambda m: count_entries(k.bpf, m))
