@@ -1,8 +1,10 @@
 """`--metrics HOST:PORT`: a spec's aggregations and ebpf-run's own counts on /metrics.
 
-Each scrape reads the maps on the HTTP server's thread while the run loop polls: BCC lets
-two threads read one map as long as each walks its own iterator (Kernel.map_items makes a
-new one per call), and the kernel values only grow, so no lock with the loop is needed.
+Each scrape reads the maps on the HTTP server's thread while the run loop polls: every
+read is its own system calls with its own buffers (kernel/map_reads.py; a batch walk, a
+lookup, a count), and the kernel values only grow, so no lock with the loop is needed. What
+a scrape reads is bounded by each metric's max_label_sets (SpecMetrics), and the system
+calls release the GIL, so a big map does not starve the loop of its events.
 The runner's own counts are plain ints and dicts read whole: a scrape sees them as of
 some moment of the loop.
 """
