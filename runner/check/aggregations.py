@@ -22,6 +22,8 @@ from runner.spec.loader import PathKey
 
 SLOT = "er_agg_slot"
 HISTOGRAMS = ("hist", "lhist")
+MAX_LHIST_BUCKETS = 1000  # between min and max, as bpftrace's lhist()
+S64_MIN, S64_MAX = -(2**63), 2**63 - 1
 _DEFAULT_METRIC = {"count": "counter", "sum": "counter", "min": "gauge", "max": "gauge",
                    "avg": "gauge", "hist": "histogram", "lhist": "histogram"}
 
@@ -135,9 +137,20 @@ def _linear(ck: Checker, path: PathKey, kind: str,
         ck.err(path, "kind lhist needs 'lhist: {min, max, step}'")
         raise Skip
     lo, hi, step = lh["min"], lh["max"], lh["step"]
+    for bound, value in (("min", lo), ("max", hi)):
+        if not S64_MIN <= value <= S64_MAX:
+            ck.err((*path, "lhist", bound), f"{bound} must fit an s64 (the values compared "
+                   f"with it are s64): {S64_MIN} to {S64_MAX}; got {value}")
+            raise Skip
     if step <= 0 or hi <= lo or (hi - lo) % step:
         ck.err((*path, "lhist"), f"needs min < max, step > 0 and max - min a multiple of "
                f"step; got min={lo} max={hi} step={step}")
+        raise Skip
+    if (hi - lo) // step > MAX_LHIST_BUCKETS:
+        # Every bucket is a map entry per key, a line of every dump and a series of
+        # every scrape: bpftrace's own limit, with its words.
+        ck.err((*path, "lhist"), f"too many buckets, must be <= {MAX_LHIST_BUCKETS} (would "
+               f"need {(hi - lo) // step}): widen step or narrow min..max")
         raise Skip
     return lo, hi, step
 

@@ -33,8 +33,12 @@ def _run(args: argparse.Namespace) -> int:
         from runner.output.prometheus_server import parse_listen
 
         parse_listen(args.metrics)
+    elif args.metrics_web_config:
+        from runner.errors import UsageError
+
+        raise UsageError("--metrics-web-config protects --metrics: give --metrics HOST:PORT")
     return run_spec(args.spec, Options(args.json, args.duration, args.count, tuple(args.set),
-                                       args.metrics))
+                                       args.metrics, args.metrics_web_config))
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -94,7 +98,11 @@ def _parser() -> argparse.ArgumentParser:
                         "after them is counted in the summary, not printed)")
     _add_set(r)
     r.add_argument("--metrics", metavar="HOST:PORT",
-                   help="serve Prometheus metrics on http://HOST:PORT/metrics while running")
+                   help="serve Prometheus metrics on http://HOST:PORT/metrics while running "
+                        "(127.0.0.1 keeps it on this machine)")
+    r.add_argument("--metrics-web-config", metavar="FILE",
+                   help="TLS and basic auth for --metrics, in Prometheus' exporter-toolkit "
+                        "web config format (docs/spec.md)")
     v = sub.add_parser("validate", help="check specs and exit")
     v.add_argument("specs", nargs="+", metavar="SPEC")
     d = sub.add_parser("render", help="print the generated C, Python and layout table")

@@ -16,7 +16,7 @@ import importlib
 import os
 import tempfile
 import threading
-from typing import Any, Tuple
+from typing import IO, Any, Optional, Tuple
 
 from runner.errors import EnvironmentProblem
 
@@ -92,13 +92,24 @@ class CapturedStderr:
     """Collect what clang and libbcc write to fd 2 during a compile, minus known noise."""
 
     def __enter__(self) -> CapturedStderr:
-        self.file = tempfile.TemporaryFile(mode="w+b")
-        self.saved = os.dup(2)
-        os.dup2(self.file.fileno(), 2)
         self.text = ""
+        self.file: Optional[IO[bytes]] = None
+        try:
+            self.file = tempfile.TemporaryFile(mode="w+b")
+            self.saved = os.dup(2)
+        except OSError:
+            # Out of descriptors (EMFILE): what it guards (an attach, a detach) must still
+            # happen; libbcc's words then reach stderr as they are.
+            if self.file is not None:
+                self.file.close()
+                self.file = None
+            return self
+        os.dup2(self.file.fileno(), 2)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.file is None:
+            return
         os.dup2(self.saved, 2)
         os.close(self.saved)
         self.file.seek(0)

@@ -116,6 +116,8 @@ class HistogramSample:
 class FamilySnapshot:
     name: str  # a declared MetricSpec's name
     samples: Tuple[Union[Sample, HistogramSample], ...]
+    # Label sets the read left out for the metric's limit, unread: counted as dropped.
+    unread: int = 0
 
 
 ReadMetrics = Callable[[], Iterable[FamilySnapshot]]
@@ -173,8 +175,8 @@ def scaled(value: float, scale: float) -> float:
 
 class SpecCollector(Collector):
     """One spec's maps. Each metric keeps at most its own `max_label_sets` label sets: the
-    first ones seen stay (a series does not flap from scrape to scrape); samples of others
-    are dropped and counted in `dropped`, per metric."""
+    first ones seen stay while they are there (a series does not flap from scrape to
+    scrape); samples of others are dropped and counted in `dropped`, per metric."""
 
     def __init__(self, spec: str, declared: Iterable[MetricSpec], read: ReadMetrics):
         self.spec = spec
@@ -213,7 +215,10 @@ class SpecCollector(Collector):
         if metric is None:
             raise MetricsError(f"snapshot of undeclared metric {snapshot.name!r}")
         family = _family(metric)
+        self.dropped[metric.name] += snapshot.unread
         admitted = self._admitted[metric.name]
+        # A label set gone from the map (its key evicted) frees its place for another.
+        admitted.intersection_update(s.labels for s in snapshot.samples)
         for sample in snapshot.samples:
             if len(sample.labels) != len(metric.labels):
                 raise MetricsError(

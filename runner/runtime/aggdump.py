@@ -89,6 +89,17 @@ class AggReader:
         """The key's parts as people read them (decoded where the spec says)."""
         return tuple(self._text(k.name, part) for k, part in zip(self.agg.keys, key))
 
+    def metric_label(self, key: Key) -> Tuple[str, ...]:
+        """The key's parts as label values: decoded where the spec says, strings exact (the
+        exposition format escapes what it must; text output's escapes would be taken for
+        part of the value)."""
+        return tuple(_exact(self._decoded(k.name, part))
+                     for k, part in zip(self.agg.keys, key))
+
+    def _decoded(self, field: str, raw: object) -> object:
+        d = self.decoders.get(field)
+        return d(raw) if d is not None else raw
+
     def _text(self, field: str, raw: object) -> str:
         d = self.decoders.get(field)
         return d.text(raw) if d is not None else str(raw)
@@ -100,7 +111,7 @@ class AggReader:
             if d is not None:
                 out.update(d.json_fields(k.name, part))
             else:
-                out[k.name] = part if isinstance(part, int) else str(part)
+                out[k.name] = part if isinstance(part, int) else _exact(part)
         return out
 
 
@@ -110,7 +121,13 @@ def _signed(total: int) -> int:
 
 
 def _plain(value: Any) -> Any:
-    return value if isinstance(value, int) else str(value)
+    """A key part: an int, or a str whose content is exact (an escape.Text formats as text
+    output shows it)."""
+    return value if isinstance(value, (int, str)) else str(value)
+
+
+def _exact(value: object) -> str:
+    return str.__str__(value) if isinstance(value, str) else str(value)
 
 
 def shown(agg: Aggregation, value: Value) -> Value:

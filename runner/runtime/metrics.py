@@ -1,20 +1,26 @@
 """`--metrics HOST:PORT`: a spec's aggregations and ebpf-run's own counts on /metrics.
 
-Each scrape reads the maps on the HTTP server's thread while the run loop polls: BCC lets
-two threads read one map as long as each walks its own iterator (Kernel.map_items makes a
-new one per call), and the kernel values only grow, so no lock with the loop is needed.
+Each scrape reads the maps on the HTTP server's thread while the run loop polls: every
+read is its own system calls with its own buffers (kernel/map_reads.py; a batch walk, a
+lookup, a count), and the kernel values only grow, so no lock with the loop is needed. What
+a scrape reads is bounded by each metric's max_label_sets (SpecMetrics), and the system
+calls release the GIL, so a big map does not starve the loop of its events.
 The runner's own counts are plain ints and dicts read whole: a scrape sees them as of
 some moment of the loop.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
+from dataclasses import replace
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from runner.kinds.decoders import Decoders
 from runner.kinds.units import MAX_LE_SECONDS, NS_PER, UNIT_SCALE
 from runner.model.aggregates import Histogram, Key, Layout, Log2Layout, Stats, scalar_value
-from runner.model.spec import Spec
+from runner.model.spec import Aggregation, Map, Spec
 from runner.output.prometheus import (
     FamilySnapshot,
     MetricKind,
@@ -25,7 +31,7 @@ from runner.output.prometheus import (
     registry_for,
     snapshot,
 )
-from runner.output.prometheus_server import MetricsServer, parse_listen
+from runner.output.prometheus_server import Listener, MetricsServer, parse_listen
 from runner.runtime.aggdump import AggReader, layout_of
 
 MapItems = Callable[[Any], Any]  # Kernel.map_items
@@ -58,26 +64,128 @@ def _le_indexes(layout: Layout, unit: Optional[str]) -> Optional[Tuple[int, ...]
                  if (upper := layout.bounds(i)[1]) is not None and upper <= top)
 
 
-class SpecMetrics:
-    """The read callback of one spec's SpecCollector."""
+Lookup = Callable[[Map, List[bytes]], Dict[bytes, List[bytes]]]  # map_reads.lookup_many
+Count = Callable[[Map], int]  # map_reads.count_entries
+# Scrapes closer together than this are answered from the previous read: a scraper (or
+# anyone who can connect) asking in a loop costs one read a second, not a read each.
+MIN_READ_INTERVAL_S = 1.0
+COUNT_EVERY_S = 30.0  # see Bounded._entries
 
-    def __init__(self, spec: Spec, types: Any, map_items: MapItems):
+
+class SpecMetrics:
+    """The read callback of one spec's SpecCollector. Each metric reads at most its
+    `max_label_sets` keys: until it has them all it walks the map, admitting keys as they
+    come, and stops once full; then it looks up the keys it admitted and counts the rest
+    in the kernel's batches, without decoding or even copying them one by one. A scrape of
+    a million keys costs what one of max_label_sets keys does, plus a count.
+    Histograms have a row per (key, bucket) and so are walked whole, but only the rows of
+    admitted keys are decoded."""
+
+    def __init__(self, spec: Spec, types: Any, map_items: MapItems,
+                 lookup: Optional[Lookup] = None, count: Optional[Count] = None,
+                 clock: Callable[[], float] = time.monotonic):
         decoders = Decoders.for_arch(spec.arch)
         self.aggs = {a.name: a for a in spec.aggregations}
         self.exported = metric_specs(spec)
         self.readers = {name: AggReader(types, self.aggs[name], decoders)
                         for _, name in self.exported}
+        self.bounded = {name: Bounded(self.aggs[name], metric.max_label_sets, types)
+                        for metric, name in self.exported}
         self.map_items = map_items
+        self.lookup = lookup or (lambda m, keys: _lookup_by_walking(map_items, m, keys))
+        self.count = count or (lambda m: sum(1 for _ in map_items(m)))
+        self.clock = clock
+        self._last: Optional[Tuple[float, List[FamilySnapshot]]] = None
 
     def read(self) -> Iterable[FamilySnapshot]:
+        now = self.clock()
+        if self._last is not None and now - self._last[0] < MIN_READ_INTERVAL_S:
+            return self._last[1]
         snaps = []
         for metric, name in self.exported:
             reader = self.readers[name]
+            rows, unread = self.bounded[name].rows(self)
             values: Dict[Key, Union[int, float, Histogram]] = {}
-            for key, value in reader.read(self.map_items(self.aggs[name].map)).items():
-                values[reader.label(key)] = _number(value, self.aggs[name].kind)
-            snaps.append(snapshot(metric, values))
+            for key, value in reader.read(rows).items():
+                values[reader.metric_label(key)] = _number(value, self.aggs[name].kind)
+            snaps.append(replace(snapshot(metric, values), unread=unread))
+        self._last = (now, snaps)
         return snaps
+
+
+class Bounded:
+    """Which keys of one aggregation's map a metric exports: the first `limit` seen, by
+    their bytes (a histogram's without its bucket), so that no key is decoded to find out
+    it is not exported. A key gone from the map frees its place."""
+
+    def __init__(self, agg: Aggregation, limit: int, types: Any):
+        self.agg = agg
+        self.limit = limit
+        self.admitted: Dict[bytes, None] = {}  # insertion-ordered set
+        self._counted: Optional[Tuple[float, int]] = None  # (when, entries)
+        self.bucket: Optional[Tuple[int, int]] = None  # (offset, size) of the bucket field
+        if agg.kind in ("hist", "lhist"):
+            assert agg.map.key is not None
+            field = getattr(types, agg.map.key.base).bucket
+            self.bucket = (field.offset, field.size)
+
+    def rows(self, maps: SpecMetrics) -> Tuple[List[Tuple[bytes, List[bytes]]], int]:
+        """The rows to export and how many label sets are left out."""
+        if self.bucket is not None:
+            return self._histogram_rows(maps)
+        m, adm = self.agg.map, self.admitted
+        seen: Dict[bytes, List[bytes]] = {}
+        walked_all = len(adm) < self.limit
+        if walked_all:
+            for kb, values in maps.map_items(m):
+                if kb not in adm:
+                    if len(adm) >= self.limit:
+                        walked_all = False
+                        break  # full: what is left is counted, not read
+                    adm[kb] = None
+                seen[kb] = values
+        missing = [kb for kb in adm if kb not in seen]
+        if missing:
+            found = maps.lookup(m, missing)
+            for kb in missing:
+                if kb not in found:
+                    del adm[kb]
+            seen.update(found)
+        unread = 0 if walked_all else max(0, self._entries(maps) - len(seen))
+        return list(seen.items()), unread
+
+    def _entries(self, maps: SpecMetrics) -> int:
+        """The map's entries, counted again at most every COUNT_EVERY_S: a count walks every
+        bucket in the kernel (3 s for a million keys here), and between two counts an
+        aggregation's entries only grow, so an older count only undercounts the drops."""
+        now = maps.clock()
+        if self._counted is None or now - self._counted[0] >= COUNT_EVERY_S:
+            self._counted = (now, maps.count(self.agg.map))
+        return self._counted[1]
+
+    def _histogram_rows(self, maps: SpecMetrics) -> Tuple[List[Tuple[bytes, List[bytes]]], int]:
+        assert self.bucket is not None
+        at, size = self.bucket
+        adm = self.admitted
+        rows, present, others = [], set(), set()
+        for kb, values in maps.map_items(self.agg.map):
+            ident = kb[:at] + kb[at + size:]
+            if ident not in adm:
+                if len(adm) >= self.limit:
+                    others.add(ident)
+                    continue
+                adm[ident] = None
+            present.add(ident)
+            rows.append((kb, values))
+        for ident in [i for i in adm if i not in present]:
+            del adm[ident]
+        return rows, len(others)
+
+
+def _lookup_by_walking(map_items: MapItems, m: Map, keys: List[bytes]
+                       ) -> Dict[bytes, List[bytes]]:
+    wanted = set(keys)
+    return {kb: v for kb, v in map_items(m) if kb in wanted}
 
 
 def _number(value: Any, kind: str) -> Union[int, float, Histogram]:
@@ -93,18 +201,30 @@ class Served:
     """The server of one run; `stop()` is safe to call whether it started or not."""
 
     def __init__(self, listen: str, spec: Spec, types: Any, map_items: MapItems,
-                 status: Callable[[], RunnerStatus]):
-        host, port = parse_listen(listen)
-        metrics = SpecMetrics(spec, types, map_items)
+                 status: Callable[[], RunnerStatus], listener: Optional[Listener] = None,
+                 lookup: Optional[Lookup] = None, count: Optional[Count] = None):
+        metrics = SpecMetrics(spec, types, map_items, lookup, count)
         self.collector = SpecCollector(spec.name, [m for m, _ in metrics.exported],
                                        metrics.read)
-        self.server = MetricsServer(registry_for([(self.collector, status)]), host, port)
+        registry = registry_for([(self.collector, status)])
+        if listener is None:
+            host, port = parse_listen(listen)
+            self.server = MetricsServer(registry, host, port)
+        else:
+            self.server = MetricsServer(registry, listener=listener)
 
     def start(self) -> int:
-        return self.server.start().port
+        return self.server.start(on_exhausted=_say_exhausted).port
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def _say_exhausted() -> None:
+    # From the server's thread: one write of one line, not through the sink the loop uses.
+    with contextlib.suppress(OSError):
+        os.write(2, b"ebpf-run: /metrics: out of file descriptors; closing the oldest idle "
+                    b"connection and pausing accept (raise ulimit -n if it goes on)\n")
 
 
 def runner_status(received: Mapping[str, int], lost: Mapping[Tuple[str, str], int],
@@ -116,9 +236,13 @@ def runner_status(received: Mapping[str, int], lost: Mapping[Tuple[str, str], in
 
 
 def serve(listen: str, spec: Spec, types: Any, k: Any, received: Mapping[str, int],
-          lost: Mapping[Tuple[str, str], int], attached: Mapping[str, Optional[str]]
-          ) -> Tuple[Served, int]:
+          lost: Mapping[Tuple[str, str], int], attached: Mapping[str, Optional[str]],
+          listener: Optional[Listener] = None) -> Tuple[Served, int]:
     """Start serving; the port it listens on (the one asked for, or the one given for 0)."""
-    served = Served(listen, spec, types, k.map_items,
-                    lambda: runner_status(received, lost, attached))
+    from runner.kernel.map_reads import count_entries, items_batched, lookup_many
+
+    served = Served(listen, spec, types, lambda m: items_batched(k.bpf, m),
+                    lambda: runner_status(received, lost, attached), listener,
+                    lambda m, keys: lookup_many(k.bpf, m, keys),
+                    lambda m: count_entries(k.bpf, m))
     return served, served.start()

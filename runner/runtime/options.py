@@ -14,3 +14,4 @@ class Options:
     count: Optional[int] = None
     params: Tuple[Tuple[str, str], ...] = ()  # --set NAME=VALUE, as typed
     metrics: Optional[str] = None  # HOST:PORT to serve /metrics on
+    metrics_web_config: Optional[str] = None  # TLS and basic auth for it (web_config.py)

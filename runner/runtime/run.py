@@ -23,6 +23,7 @@ from runner.runtime.streams import FdWriter
 if TYPE_CHECKING:
     from runner.kernel.compiler import Compiler
     from runner.kernel.load import Loading
+    from runner.output.prometheus_server import Listener
 
 
 def run_spec(path: str, options: Options) -> int:
@@ -31,10 +32,12 @@ def run_spec(path: str, options: Options) -> int:
         raise UsageError(f"--duration must be a finite number of seconds, not {options.duration}")
     stop = Stop()
     early = _EarlyLoad()
+    listener: Optional[Listener] = None
     try:
         with handle_signals(stop):
             # Imported here, after the handlers: they take a good part of the start-up,
             # and a signal during them must be a stop like any other.
+            listener = _listen(options)  # a port in use fails before the compile
             from runner.pipeline import compile_spec
 
             compiled = compile_spec(path, params=options.params, on_miss=early.fork_compiler,
@@ -51,7 +54,7 @@ def run_spec(path: str, options: Options) -> int:
             out, err = _writer(sys.stdout, stop), _writer(sys.stderr, stop)
             sink = sink_for("json" if options.json else "text", out, err)  # type: ignore[arg-type]
             runner = Runner(compiled.spec, compiled.rendered.c, compiled.rendered.python,
-                            options, sink, stop, loading)
+                            options, sink, stop, loading, listener)
             for w in (out, err):
                 if isinstance(w, FdWriter):
                     w.on_wait = runner.check_stop
@@ -62,11 +65,21 @@ def run_spec(path: str, options: Options) -> int:
             return rc
     finally:
         early.release()
+        if listener is not None:
+            listener.close()  # served: closed already; a second close does nothing
         # The command is ending and everything is released. Ignore further Ctrl-C / SIGTERM
         # for the milliseconds left: Python's default handler would turn a late one into a
         # KeyboardInterrupt traceback or a death by signal instead of the exit code.
         for s in SIGNALS:
             signal.signal(s, signal.SIG_IGN)
+
+
+def _listen(options: Options) -> Optional[Listener]:
+    if not options.metrics:
+        return None
+    from runner.output.prometheus_server import listen
+
+    return listen(options.metrics, options.metrics_web_config)
 
 
 class _EarlyLoad:

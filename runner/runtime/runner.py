@@ -40,7 +40,8 @@ LOSS_REPORT_S = 1.0
 
 class Runner:
     def __init__(self, spec: Spec, c_source: str, python_source: str, options: Options,
-                 sink: Sink, stop: Optional[Stop] = None, loading: Optional[Loading] = None):
+                 sink: Sink, stop: Optional[Stop] = None, loading: Optional[Loading] = None,
+                 listener: Optional[Any] = None):
         self.spec = spec
         self.c_source = c_source
         self.loading = loading  # the program's load, if begun already (load.begin)
@@ -57,6 +58,7 @@ class Runner:
         self._attached: Dict[str, bool] = {}
         self._how: Dict[str, Optional[str]] = {}  # probe -> what attached, for /metrics
         self.served: Optional[Any] = None  # metrics.Served with --metrics
+        self.listener = listener  # --metrics' socket, bound before the compile
 
     @property
     def stop_reason(self) -> Optional[str]:
@@ -94,8 +96,13 @@ class Runner:
         if self.opts.metrics:
             from runner.runtime.metrics import serve  # prometheus-client: only when asked
             self.served, port = serve(self.opts.metrics, self.spec, self.types, k,
-                                      self.records.received, self.losses.reported, self._how)
+                                      self.records.received, self.losses.reported, self._how,
+                                      self.listener)
             self.sink.note(f"metrics on port {port} (/metrics)")
+            listener = self.served.server.listener
+            exposure = listener.exposure() if listener is not None else None
+            if exposure:  # reachable from other machines: say so where it cannot be missed
+                self.sink.note(exposure)
         attached = sum(1 for p in self.spec.probes if self._attached.get(p.name))
         self.sink.note(f"ready ({attached} probe{'s' if attached != 1 else ''} attached)")
         # --duration, dump intervals and the summary's run time count from here: a slow

@@ -33,3 +33,31 @@ def test_compile_error_names_generated_line_and_spec_element():
     assert f"generated line {line}:" in text
     assert "no_such_field" in text
     assert "from spec element: probes.hello.do[0] (line 10) print" in text
+
+
+LHIST_SPEC = """\
+name: lhist-extremes
+aggregations:
+  l: {{kind: lhist, lhist: {{min: {lo}, max: {hi}, step: {step}}}, metric: {{name: l, help: h}}}}
+probes:
+  p:
+    attach: {{raw_tracepoint: sys_enter}}
+    do:
+      - aggregate: {{map: l, value: arg1}}
+"""
+
+
+@pytest.mark.parametrize("lo,hi,step", [
+    (-(2**63), 2**63 - 1, (2**64 - 1) // 255),  # the whole s64 range, 255 buckets
+    (-(2**63), 0, 2**63 // 8),
+    (0, 2**63 - 1, (2**63 - 1) // 7),
+    (0, 1000, 1),  # the most buckets accepted
+    (-(2**63), 2**63 - 1, 2**64 - 1),  # one bucket: a step beyond s64
+])
+def test_every_accepted_lhist_range_compiles(tmp_path, lo, hi, step):
+    path = tmp_path / "lhist.yaml"
+    path.write_text(LHIST_SPEC.format(lo=lo, hi=hi, step=step))
+    compiled = pipeline.compile_spec(str(path))
+    with kernel.Kernel(compiled.spec, compiled.rendered.c) as k:
+        k.load()
+        assert k.bpf is not None

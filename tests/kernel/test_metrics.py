@@ -9,9 +9,10 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Optional
+from typing import List, Optional
 
 import pytest
 from getppid import Generator
@@ -96,3 +97,216 @@ def test_prometheus_scrapes_the_count_ebpf_run_dumps(tmp_path):
     assert f'calls_total{{syscall="getppid"}} {float(N)}' in exposition
     assert ('ebpf_run_probe_attached{how="raw_tracepoint sys_enter",probe="enter",'
             'spec="count-by-syscall"} 1.0') in exposition
+
+
+IDLE = 1000
+FD_LIMIT = 512  # below IDLE: without the cap, the idle ones alone would exhaust them
+
+
+def raise_own_fd_limit(need: int) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        return reply.read().decode()
+
+
+def test_a_thousand_idle_connections_neither_lock_out_scrapes_nor_break_the_stop(tmp_path):
+    """1,000 connections that never send a request, to a run limited to 512 descriptors:
+    they once exhausted them, every scrape then timed out, and SIGINT ended in a
+    traceback. The oldest idle ones are closed for newcomers now."""
+    import resource
+
+    from harness import loaded_programs
+
+    raise_own_fd_limit(IDLE + 256)
+    gen = Generator(N)
+    port = free_port()
+    idle = []
+    spec = write(tmp_path, COUNT_SPEC.format(pid=gen.pid))
+    try:
+        with Run(spec, "--json", "--metrics", f"127.0.0.1:{port}") as run:
+            resource.prlimit(run.proc.pid, resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+            run.wait_ready()
+            for _ in range(IDLE):
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            gen.go()
+            text = wait_until(lambda: (t := scrape(port)) and
+                              f'calls_total{{syscall="getppid"}} {float(N)}' in t and t,
+                              30, "a scrape with every getppid")
+            assert 'ebpf_run_probe_attached{how="raw_tracepoint sys_enter"' in text
+            for _ in range(3):  # and again, with the idle ones still open
+                assert f'calls_total{{syscall="getppid"}} {float(N)}' in scrape(port)
+            rc = run.stop(signal.SIGINT)
+            pid = run.proc.pid
+    finally:
+        for s in idle:
+            s.close()
+        gen.end()
+    assert rc == 0, run.err
+    assert not [ln for ln in run.err if "Traceback" in ln or "Error" in ln], run.err
+    assert any(r.get("type") == "summary" for r in run.json()) or \
+        any("summary" in ln for ln in run.err), (run.out, run.err)
+    assert count_records(run)["getppid"]["value"] == N
+    held = [p for p in loaded_programs() if pid in [x.get("pid") for x in p.get("pids", [])]]
+    assert held == []
+
+
+def test_binding_beyond_loopback_is_said_loudly(tmp_path):
+    port = free_port()
+    spec = write(tmp_path, COUNT_SPEC.format(pid=1))
+    with Run(spec, "--metrics", f"0.0.0.0:{port}") as run:
+        run.wait_ready()
+        assert run.stop() == 0
+    assert (f"ebpf-run: WARNING: /metrics on 0.0.0.0:{port} is reachable beyond this "
+            "machine, without TLS and basic auth: anyone who can connect reads what the probes "
+            "see. Bind 127.0.0.1, or protect it with --metrics-web-config (docs/spec.md)"
+            ) in run.err
+
+
+def test_a_port_in_use_fails_before_anything_is_compiled_or_attached(tmp_path):
+    spec = write(tmp_path, COUNT_SPEC.format(pid=1))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with Run(spec, "--metrics", f"127.0.0.1:{port}") as run:
+            rc = run.finish()
+    assert rc == 3
+    assert run.err == [f"ebpf-run: error: cannot serve metrics on 127.0.0.1:{port}: Address "
+                       "already in use; choose another --metrics HOST:PORT"]
+
+
+KEYS = 1_000_000
+EVENTS = 100_000
+BIG_SPEC = """\
+name: big-scrape
+structs:
+  ev:
+    - pid: u32
+maps:
+  events: {{type: ringbuf, value: ev, pages: 64}}
+aggregations:
+  big:
+    kind: count
+    key: {{n: s64}}
+    max_entries: 1100000
+    at_exit: false
+    metric: {{name: big_total, help: "getpgid calls by argument."}}
+probes:
+  fill:
+    attach: {{tracepoint: "syscalls:sys_enter_getpgid"}}
+    do:
+      - if: "pid == {filler}"
+        then:
+          - aggregate: {{map: big, key: {{n: args.pid}}}}
+  calls:
+    attach: {{tracepoint: "syscalls:sys_enter_getppid"}}
+    do:
+      - if: "pid == {gen}"
+        then:
+          - emit: {{to: events, set: {{pid: pid}}}}
+"""
+# 1,000,000 getpgid() calls of distinct arguments (no such processes: ESRCH at once).
+FILL = ("import ctypes, sys; sys.stdin.readline(); g = ctypes.CDLL(None).getpgid\n"
+        f"for i in range({KEYS}): g(10_000_000 + i)")
+# getppid() in runs of 1,000 with a pause: a rate the run keeps up with without scrapes.
+PACED = ("import os, sys, time; sys.stdin.readline()\n"
+         f"for _ in range({EVENTS // 1000}):\n"
+         "    [os.getppid() for _ in range(1000)]\n"
+         "    time.sleep(0.02)")
+
+
+def test_scraping_a_million_keys_loses_no_event(tmp_path):
+    """A scrape read and decoded every key (18-25 s, 840 MB) while the run received events,
+    and events were lost. Now it reads the 10,000 label sets it exports and counts the
+    rest: every scrape exports them exactly and counts the others as dropped, and no event
+    is lost. Each scrape has Prometheus' own default timeout, 10 s (scrape()): a scrape
+    past it is a failed one to Prometheus. (This machine, busy: 50 s a scrape before, 3-6 s
+    after for the first, which counts the keys, under 1 s for later ones; printed.)"""
+    import threading
+
+    from prometheus_client.utils import floatToGoString
+
+    filler, gen = Generator(code=FILL), Generator(code=PACED)
+    port = free_port()
+    spec = write(tmp_path, BIG_SPEC.format(filler=filler.pid, gen=gen.pid))
+    scrapes, took = [], []
+    done = threading.Event()
+
+    failed: List[str] = []
+
+    def scraper():
+        while not done.is_set():
+            start = time.monotonic()
+            try:
+                scrapes.append(scrape(port))
+            except OSError as error:  # past Prometheus' timeout, or refused
+                failed.append(f"{error!r} after {time.monotonic() - start:.1f} s")
+                return
+            took.append(time.monotonic() - start)
+
+    try:
+        with Run(spec, "--json", "--metrics", f"127.0.0.1:{port}") as run:
+            run.wait_ready()
+            filler.go()
+            thread = threading.Thread(target=scraper, daemon=True)
+            thread.start()
+            gen.go()
+            done.set()
+            thread.join(120)
+            assert run.stop() == 0
+    finally:
+        filler.end()
+        gen.end()
+    print(f"\nmetrics: {len(scrapes)} scrapes of {KEYS} keys while {EVENTS} events came: "
+          f"{max(took, default=0):.2f} s the longest")
+    assert failed == [] and scrapes
+    (summary,) = [r for r in run.json() if r.get("type") == "summary"]
+    assert summary["channels"]["events"] == {"received": EVENTS, "lost": 0}
+    for i, text in enumerate(scrapes, 1):
+        exported = [ln for ln in text.splitlines() if ln.startswith("big_total{")]
+        assert len(exported) == 10_000 and all(ln.endswith(" 1.0") for ln in exported)
+        assert ('ebpf_run_metric_samples_dropped_total{metric="big_total",spec="big-scrape"} '
+                f"{floatToGoString(i * (KEYS - 10_000))}") in text
+
+
+def test_tls_and_basic_auth_from_the_web_config_protect_a_run(tmp_path):
+    """--metrics-web-config end to end: the run serves HTTPS, and only with the password."""
+    import base64
+    import ssl
+
+    bcrypt = pytest.importorskip("bcrypt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem")],
+                   check=True, capture_output=True, timeout=60)
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    (tmp_path / "web.yml").write_text("tls_server_config: {cert_file: c.pem, key_file: k.pem}\n"
+                                      f"basic_auth_users: {{prom: '{hashed}'}}\n")
+    gen = Generator(N)
+    port = free_port()
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
+    url = f"https://127.0.0.1:{port}/metrics"
+    good = {"Authorization": "Basic " + base64.b64encode(b"prom:pw").decode()}
+    spec = write(tmp_path, COUNT_SPEC.format(pid=gen.pid))
+    try:
+        with Run(spec, "--metrics", f"127.0.0.1:{port}", "--metrics-web-config",
+                 str(tmp_path / "web.yml")) as run:
+            run.wait_ready()
+            gen.go()
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(url, timeout=10, context=ctx)
+            request = urllib.request.Request(url, headers=good)
+            with urllib.request.urlopen(request, timeout=10, context=ctx) as reply:
+                text = reply.read().decode()
+            assert run.stop() == 0
+    finally:
+        gen.end()
+    assert refused.value.code == 401
+    assert f'calls_total{{syscall="getppid"}} {float(N)}' in text

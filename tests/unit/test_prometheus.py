@@ -207,6 +207,10 @@ def test_label_set_limit_keeps_the_first_and_counts_the_rest():
     assert 'syscall="c"' not in second and 'syscall="d"' not in second
     assert 'syscalls_total{syscall="b"} 1.0\nsyscalls_total{syscall="a"} 1.0\n' in second
     assert collector.dropped == {"syscalls_total": 3}
+    scrapes.append(["c", "d", "b"])  # "a" is gone from the map: "c" takes its place
+    third = exposition(collector)
+    assert 'syscalls_total{syscall="b"} 1.0' in third and 'syscall="c"} 1.0' in third
+    assert 'syscall="d"' not in third and collector.dropped == {"syscalls_total": 4}
 
 
 def test_each_metric_has_its_own_label_set_limit():
