@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, List, Tuple
+import ctypes as ct
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from runner.kinds.maps import MAP_KINDS
 from runner.model.spec import Drop, Map
@@ -47,3 +48,30 @@ def _leaf_bytes(table: Any, value: Any) -> bytes:
     """One CPU's value as bytes. BCC's per-CPU array of a scalar gives plain ints, and
     bytes(int) would be that many zero bytes (so every per-CPU counter dumped as 0)."""
     return bytes(table.sLeaf(value)) if isinstance(value, int) else bytes(value)
+
+
+def delete_items(bpf: Any, m: Map, keys: List[bytes]) -> List[Optional[List[bytes]]]:
+    """Delete each key; per key, what it held when it was deleted (as map_items gives it),
+    or None when it was gone already or the kernel cannot say.
+
+    Lookup-and-delete is one step in the kernel (hash maps since 5.14), so an update that
+    lands between the caller's read and the delete is still seen here; before 5.14 the
+    kernel refuses it for hash maps and the key is deleted without its last value."""
+    table = bpf[m.name.encode()]
+    per_cpu = MAP_KINDS.lookup(m.kind).per_cpu
+    lib = _libbcc()
+    out: List[Optional[List[bytes]]] = []
+    for kb in keys:
+        key, leaf = table.Key.from_buffer_copy(kb), table.Leaf()
+        if lib.bpf_lookup_and_delete(table.map_fd, ct.byref(key), ct.byref(leaf)) == 0:
+            out.append([_leaf_bytes(table, x) for x in leaf] if per_cpu else [bytes(leaf)])
+        else:
+            lib.bpf_delete_elem(table.map_fd, ct.byref(key))  # ENOENT: gone; fine
+            out.append(None)
+    return out
+
+
+def _libbcc() -> Any:
+    from runner.kernel.bcc import import_bcc
+
+    return import_bcc().libbcc.lib

@@ -58,6 +58,7 @@ Keys reach this module as tuples of decoded values, `()` when the spec has none.
 from __future__ import annotations
 
 import ctypes
+import heapq
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union
 
@@ -344,8 +345,10 @@ def top(entries: Iterable[Entry], n: int) -> List[Entry]:
     """The n largest, still ascending (bpftrace's print(@m, n))."""
     if n < 0:
         raise AggregateError(f"top needs n >= 0, got {n}")
-    ordered = sort_entries(entries)
-    return ordered[len(ordered) - n :] if n else []
+    # nlargest: n log n of the kept ones, not a sort of a million keys to keep ten.
+    largest = heapq.nlargest(n, entries, key=lambda e: (rank(e.value), _key_order(e.key)))
+    largest.reverse()
+    return largest
 
 
 def _key_order(key: Key) -> Tuple[Tuple[int, object], ...]:

@@ -9,7 +9,21 @@ some moment of the loop.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
+)
+
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from runner.kinds.decoders import Decoders
 from runner.kinds.units import MAX_LE_SECONDS, NS_PER, UNIT_SCALE
@@ -89,16 +103,38 @@ def _number(value: Any, kind: str) -> Union[int, float, Histogram]:
     return float("nan") if shown is None else shown  # a min before any value
 
 
+class Evictions(Collector):
+    """ebpf_run_aggregation_keys_evicted_total{spec,aggregation}: idle keys an aggregation
+    deleted (aggdump.Dump). Kept here, beside output/prometheus.py's RunnerCollector, until
+    RunnerStatus carries it (issue 23's agent serves many specs through that one)."""
+
+    def __init__(self, spec: str, evicted: Callable[[], Mapping[str, int]]):
+        self.spec = spec
+        self.evicted = evicted
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "ebpf_run_aggregation_keys_evicted",
+            "Keys deleted from an aggregation's map after an interval without a change.",
+            labels=["spec", "aggregation"])
+        for name, n in sorted(self.evicted().items()):
+            family.add_metric([self.spec, name], n)
+        yield family
+
+
 class Served:
     """The server of one run; `stop()` is safe to call whether it started or not."""
 
     def __init__(self, listen: str, spec: Spec, types: Any, map_items: MapItems,
-                 status: Callable[[], RunnerStatus]):
+                 status: Callable[[], RunnerStatus],
+                 evicted: Callable[[], Mapping[str, int]] = dict):
         host, port = parse_listen(listen)
         metrics = SpecMetrics(spec, types, map_items)
         self.collector = SpecCollector(spec.name, [m for m, _ in metrics.exported],
                                        metrics.read)
-        self.server = MetricsServer(registry_for([(self.collector, status)]), host, port)
+        registry = registry_for([(self.collector, status)])
+        registry.register(Evictions(spec.name, evicted))
+        self.server = MetricsServer(registry, host, port)
 
     def start(self) -> int:
         return self.server.start().port
@@ -116,9 +152,9 @@ def runner_status(received: Mapping[str, int], lost: Mapping[Tuple[str, str], in
 
 
 def serve(listen: str, spec: Spec, types: Any, k: Any, received: Mapping[str, int],
-          lost: Mapping[Tuple[str, str], int], attached: Mapping[str, Optional[str]]
-          ) -> Tuple[Served, int]:
+          lost: Mapping[Tuple[str, str], int], attached: Mapping[str, Optional[str]],
+          evicted: Callable[[], Mapping[str, int]] = dict) -> Tuple[Served, int]:
     """Start serving; the port it listens on (the one asked for, or the one given for 0)."""
     served = Served(listen, spec, types, k.map_items,
-                    lambda: runner_status(received, lost, attached))
+                    lambda: runner_status(received, lost, attached), evicted)
     return served, served.start()

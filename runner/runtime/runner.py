@@ -51,6 +51,7 @@ class Runner:
         self.records = Records(sink, self.stop, options.count, self.check_stop)
         self.losses = Losses(spec, sink)
         self.dumps: Dict[str, int] = {}
+        self.cut: List[str] = []  # map dumps at exit a second signal cut short
         self.aggs = Aggregations(spec, self.types)
         self.kernel: Optional[Kernel] = None  # set while probes may be attached
         self.deadline: Optional[float] = None
@@ -94,7 +95,8 @@ class Runner:
         if self.opts.metrics:
             from runner.runtime.metrics import serve  # prometheus-client: only when asked
             self.served, port = serve(self.opts.metrics, self.spec, self.types, k,
-                                      self.records.received, self.losses.reported, self._how)
+                                      self.records.received, self.losses.reported, self._how,
+                                      lambda: self.aggs.evicted)
             self.sink.note(f"metrics on port {port} (/metrics)")
         attached = sum(1 for p in self.spec.probes if self._attached.get(p.name))
         self.sink.note(f"ready ({attached} probe{'s' if attached != 1 else ''} attached)")
@@ -200,7 +202,7 @@ class Runner:
             for out in self.spec.map_outputs:
                 if out.at_exit:
                     self.dump(k, out, lambda: self.stop.signals > signals)
-            self.aggs.final(k, self.sink)
+            self.aggs.final(k, self.sink, lambda: self.stop.signals > signals)
             self.flush()
         lost = self.losses.report(k)
         if k.trace_pipe is not None and not closed and self.stop.reading:
@@ -213,8 +215,12 @@ class Runner:
             for name, n in self.records.received.items()}
         for name, n in self.records.after_count.items():
             channels[name]["after_count"] = n
-        for name, n in {**self.dumps, **self.aggs.counts}.items():
+        cut = {name: 0 for name in self.cut + self.aggs.cut}  # cut before a first dump
+        for name, n in {**cut, **self.dumps, **self.aggs.counts}.items():
             channels[name] = {"dumps": n, "lost": lost_on(lost, name)}
+            if name in cut:
+                channels[name]["cut"] = 1
+        self.aggs.add_to_summary(channels)
         if not closed and self.stop.reason != "output closed":
             self.sink.summary(time.monotonic() - started, channels, lost)
         self.raise_callback_error()
@@ -242,6 +248,7 @@ class Runner:
             dumps.dump(k, self.types, self.sink, out, should_stop)
         except DumpInterrupted as e:
             self.sink.note(f"map dump cut short by a signal ({e})")
+            self.cut.append(out.map.name)
             return
         self.dumps[out.map.name] = self.dumps.get(out.map.name, 0) + 1
         self.flush()
