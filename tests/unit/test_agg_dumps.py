@@ -149,3 +149,17 @@ def test_a_further_signal_cuts_the_dumps_at_exit_short_and_leaves_the_rest_out()
     assert aggs.cut == ["calls", "other"] and sink.dumps == []
     assert sink.notes == ["aggregation dump cut short by a signal (map calls: stopped "
                           "after 1024 entries)"]
+
+
+def test_evicted_keys_are_counted_on_metrics():
+    from prometheus_client import generate_latest
+
+    from runner.runtime.metrics import Served, runner_status
+
+    s = every_second(", clear: true")
+    evicted = {"calls": 0}
+    served = Served("127.0.0.1:0", s, fake_types(s), Kernel({}).map_items,
+                    lambda: runner_status({}, {}, {}), lambda: evicted)  # not started
+    evicted["calls"] = 3
+    text = generate_latest(served.server.registry).decode()
+    assert 'ebpf_run_aggregation_keys_evicted_total{aggregation="calls",spec="t"} 3.0' in text
