@@ -276,8 +276,9 @@ class Aggregations:
                 continue
             try:
                 self.dump(k, sink, name, should_stop)
-            except DumpInterrupted:
-                return  # the run is stopping: the dump at exit follows
+            except DumpInterrupted as e:
+                sink.note(f"aggregation {name}: a dump gave way to the stop ({e})")
+                return  # the dump at exit follows
             self.dumps[name].evict(k.delete_items)
             self.due[name] = self._next(sink, name, t, time.monotonic())
 

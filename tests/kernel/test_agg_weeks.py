@@ -206,3 +206,4 @@ def test_a_second_sigint_cuts_the_final_aggregation_dump_short(tmp_path):
                for ln in run.err), run.err
     (summary,) = [ln for ln in run.err if "summary:" in ln]
     assert "calls: 0 dumps, the one at exit cut short by a signal" in summary, summary
+
