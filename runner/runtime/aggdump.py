@@ -22,7 +22,6 @@ from runner.output.records import histogram_record, stats_record
 from runner.output.tables import entries_table
 from runner.runtime import decode
 from runner.runtime.aggregates import (
-    AggSlotC,
     Entry,
     Histogram,
     Key,
@@ -32,9 +31,8 @@ from runner.runtime.aggregates import (
     Stats,
     Value,
     build_histograms,
-    build_scalars,
+    fold_slots,
     scalar_value,
-    slot_of,
     sort_entries,
     top,
 )
@@ -58,10 +56,19 @@ class AggReader:
         self.key_of = decode.value_decoder(types, agg.map.key)
         self.decoders = {k.name: decoders.get(k.decode) for k in agg.keys if k.decode}
         self.layout = layout_of(agg)
+        self.hist = agg.kind in ("hist", "lhist")
+        names = [k.name for k in agg.keys] + (["bucket"] if self.hist else [])
+        self.unpack = decode.tuple_decoder(types, agg.map.key.base, names) \
+            if agg.map.key.is_struct else None
 
     def _key(self, raw: bytes) -> Tuple[Key, int]:
-        if not self.agg.keys and self.agg.kind not in ("hist", "lhist"):
+        if not self.agg.keys and not self.hist:
             return (), 0
+        if self.unpack is not None:  # the fast way, one unpack per key
+            parts = self.unpack(raw)
+            if self.hist:
+                return tuple(_plain(p) for p in parts[:-1]), parts[-1]
+            return tuple(_plain(p) for p in parts), 0
         fields = self.key_of(raw)
         key = tuple(_plain(fields[k.name]) for k in self.agg.keys)
         return key, int(fields.get("bucket", 0))
@@ -70,15 +77,15 @@ class AggReader:
              ) -> Dict[Key, Value]:
         """{key: value}; with `raw`, also each key's kernel keys (a histogram has one per
         bucket), for deleting it."""
-        if self.agg.kind in ("hist", "lhist"):
+        if self.hist:
             return self._histograms(items, raw)
-        slots = []
+        out: Dict[Key, Value] = {}
         for kb, per_cpu in items:
             key, _ = self._key(kb)
             if raw is not None:
                 raw[key] = [kb]
-            slots.append((key, [slot_of(AggSlotC.from_buffer_copy(v)) for v in per_cpu]))
-        return dict(build_scalars(slots))
+            out[key] = fold_slots(per_cpu)
+        return out
 
     def _histograms(self, items: Items, raw: Optional[Dict[Key, List[bytes]]]
                     ) -> Dict[Key, Value]:

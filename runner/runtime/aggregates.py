@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import ctypes
 import heapq
+import struct
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union
 
@@ -132,6 +133,26 @@ def combine_slots(per_cpu: Iterable[Slot]) -> Stats:
         lows.append(slot.min)
         highs.append(slot.max)
     return Stats(count, total, min(lows) if lows else None, max(highs) if highs else None)
+
+
+_SLOT = struct.Struct("=Qqqq")  # struct agg_slot, as AggSlotC
+
+
+def fold_slots(per_cpu: Iterable[bytes]) -> Stats:
+    """combine_slots of the per-CPU slots as the kernel gives them (bytes), without a Slot
+    per CPU: a dump may fold a million keys."""
+    count = total = 0
+    low: Optional[int] = None
+    high: Optional[int] = None
+    for raw in per_cpu:
+        n, s, lo, hi = _SLOT.unpack_from(raw)
+        if n == 0:
+            continue  # an untouched CPU: its zero min/max mean nothing
+        count += n
+        total += s
+        low = lo if low is None or lo < low else low
+        high = hi if high is None or hi > high else high
+    return Stats(count, total, low, high)
 
 
 def scalar_value(stats: Stats, kind: ScalarKind) -> Union[int, Stats, None]:

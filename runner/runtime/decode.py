@@ -9,12 +9,13 @@ Every record's size is checked on arrival.
 from __future__ import annotations
 
 import ctypes
+import operator
 import string
 import struct as _struct
 import sys
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from runner.errors import KernelError
 from runner.model.spec import Spec, Struct
@@ -96,6 +97,55 @@ def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any
     if t.count is None:
         return one
     return lambda b: [one(b[i * unit:(i + 1) * unit]) for i in range(t.count or 0)]
+
+
+def tuple_decoder(module: types.ModuleType, struct_name: str, names: Sequence[str]
+                  ) -> Optional[Callable[[bytes], Tuple[Any, ...]]]:
+    """bytes of a struct -> the values of `names` in that order, with one struct.unpack: what
+    value_decoder gives field by field (an integer; text up to the first NUL, decoded and
+    made safe as as_text does), at a fraction of the cost per key of a dump with a million
+    keys. None when a field is neither an integer nor text (value_decoder then)."""
+    cls = getattr(module, struct_name)
+    codes, at = ["="], 0
+    kinds: Dict[str, Tuple[int, bool]] = {}
+    for fname, ctype in cls._fields_:
+        offset = getattr(cls, fname).offset
+        code = _unpack_code(ctype)
+        if code is None:
+            if fname in names:
+                return None
+            continue  # e.g. a padding array: skipped like a gap
+        codes.append(f"{offset - at}x" if offset > at else "")
+        codes.append(code)
+        kinds[fname] = (len(kinds), code.endswith("s"))
+        at = offset + ctypes.sizeof(ctype)
+    codes.append(f"{ctypes.sizeof(cls) - at}x" if ctypes.sizeof(cls) > at else "")
+    if any(n not in kinds for n in names):
+        return None
+    unpack = _struct.Struct("".join(codes)).unpack_from
+    picks = [kinds[n] for n in names]
+    if not any(text for _, text in picks):  # integers only: no loop in Python
+        if len(picks) == 1:
+            (i, _), = picks
+            return lambda b: (unpack(b)[i],)
+        get = operator.itemgetter(*(i for i, _ in picks))
+        return lambda b: get(unpack(b))  # type: ignore[no-any-return]
+
+    def one(b: bytes) -> Tuple[Any, ...]:
+        values = unpack(b)
+        return tuple(as_text(values[i].split(b"\0", 1)[0].decode("utf-8", "replace"))
+                     if text else values[i] for i, text in picks)
+    return one
+
+
+def _unpack_code(ctype: Any) -> Optional[str]:
+    if isinstance(ctype, type) and issubclass(ctype, ctypes.Array):
+        return f"{ctype._length_}s" if ctype._type_ is ctypes.c_char else None
+    size = ctypes.sizeof(ctype)
+    if size not in _INT_CODES or not hasattr(ctype, "_type_") or ctype._type_ in "fdg?":
+        return None
+    signed = ctype(-1).value < 0
+    return _INT_CODES[size] if signed else _INT_CODES[size].upper()
 
 
 # -- text lines for a whole batch of ring buffer records -----------------------------------

@@ -163,3 +163,40 @@ def test_evicted_keys_are_counted_on_metrics():
     evicted["calls"] = 3
     text = generate_latest(served.server.registry).decode()
     assert 'ebpf_run_aggregation_keys_evicted_total{aggregation="calls",spec="t"} 3.0' in text
+
+
+def test_the_fast_key_unpack_reads_what_the_field_by_field_decoder_reads():
+    """AggReader unpacks a key in one struct.unpack; the generated ctypes decoder is the
+    reference: signed and unsigned widths, padding, text with bytes that need escaping."""
+    import ctypes
+
+    from runner.kinds.decoders import Decoders
+
+    s = spec("  h: {kind: hist, key: {a: u8, b: s16, c: u32, name: \"char[16]\", d: s64}}",
+             "      - aggregate: {map: h, key: {a: 1, b: 2, c: 3, name: comm, d: 4}, "
+             "value: arg0}")
+    t = fake_types(s)
+    cls = getattr(t, s.aggregations[0].map.key.base)
+    reader = aggdump.AggReader(t, s.aggregations[0], Decoders.for_arch("x86_64"))
+    assert reader.unpack is not None
+    for a, b, c, name, d, bucket in [(255, -2, 4000000000, b"dd", -(1 << 63), 7),
+                                     (0, 32767, 0, b"new\nline\x1b[0m\xff", 5, 0),
+                                     (1, -32768, 1, b"x" * 16, (1 << 63) - 1, 64)]:
+        raw = bytes(cls(a=a, b=b, c=c, name=name, d=d, bucket=bucket))
+        raw = raw[:ctypes.sizeof(cls)]
+        fast = reader._key(raw)
+        reader.unpack, slow = None, reader._key(raw)
+        reader.unpack = aggdump.decode.tuple_decoder(t, cls.__name__,
+                                                     ["a", "b", "c", "name", "d", "bucket"])
+        assert fast == slow and fast[1] == bucket
+
+
+def test_the_fast_key_unpack_of_integers_only():
+    from runner.kinds.decoders import Decoders
+
+    s = spec("  h: {kind: hist, key: {a: u32, b: s8}}",
+             "      - aggregate: {map: h, key: {a: 1, b: 2}, value: arg0}")
+    t = fake_types(s)
+    cls = getattr(t, s.aggregations[0].map.key.base)
+    reader = aggdump.AggReader(t, s.aggregations[0], Decoders.for_arch("x86_64"))
+    assert reader._key(bytes(cls(a=4000000000, b=-3, bucket=9))) == ((4000000000, -3), 9)
