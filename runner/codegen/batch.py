@@ -13,7 +13,7 @@ import string
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Set
 
-_INT_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
+INT_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
 _SAFE_SPEC = set(string.ascii_letters + string.digits + " <>=^+-#,_.%")
 
 
@@ -49,7 +49,7 @@ def batch_source(fields: Sequence[Field], size: int, fmt: str,
             names[f.name] = f"(_c.get({var}) or _text({var}))"
             texts.add(f.name)
         elif f.kind in ("signed", "unsigned"):
-            code = _INT_CODES[f.size]
+            code = INT_CODES[f.size]
             codes.append(code if f.kind == "signed" else code.upper())
             names[f.name] = var
         else:

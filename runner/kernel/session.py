@@ -228,6 +228,9 @@ class Kernel:
                   ) -> Iterator[Tuple[bytes, List[bytes]]]:
         return maps.map_items(self.bpf, m, should_stop)
 
+    def delete_items(self, m: Map, keys: List[bytes]) -> List[Optional[List[bytes]]]:
+        return maps.delete_items(self.bpf, m, keys)
+
     # -- cleanup ---------------------------------------------------------------------------
 
     def close(self) -> None:

@@ -23,6 +23,8 @@ Keys reach this module as tuples of decoded values, `()` when the spec has none.
 from __future__ import annotations
 
 import ctypes
+import heapq
+import struct
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union
 
@@ -96,6 +98,26 @@ def combine_slots(per_cpu: Iterable[Slot]) -> Stats:
         lows.append(slot.min)
         highs.append(slot.max)
     return Stats(count, total, min(lows) if lows else None, max(highs) if highs else None)
+
+
+_SLOT = struct.Struct("=Qqqq")  # struct agg_slot, as AggSlotC
+
+
+def fold_slots(per_cpu: Iterable[bytes]) -> Stats:
+    """combine_slots of the per-CPU slots as the kernel gives them (bytes), without a Slot
+    per CPU: a dump may fold a million keys."""
+    count = total = 0
+    low: Optional[int] = None
+    high: Optional[int] = None
+    for raw in per_cpu:
+        n, s, lo, hi = _SLOT.unpack_from(raw)
+        if n == 0:
+            continue  # an untouched CPU: its zero min/max mean nothing
+        count += n
+        total += s
+        low = lo if low is None or lo < low else low
+        high = hi if high is None or hi > high else high
+    return Stats(count, total, low, high)
 
 
 def scalar_value(stats: Stats, kind: ScalarKind) -> Union[int, Stats, None]:
@@ -309,8 +331,10 @@ def top(entries: Iterable[Entry], n: int) -> List[Entry]:
     """The n largest, still ascending (bpftrace's print(@m, n))."""
     if n < 0:
         raise AggregateError(f"top needs n >= 0, got {n}")
-    ordered = sort_entries(entries)
-    return ordered[len(ordered) - n :] if n else []
+    # nlargest: n log n of the kept ones, not a sort of a million keys to keep ten.
+    largest = heapq.nlargest(n, entries, key=lambda e: (rank(e.value), _key_order(e.key)))
+    largest.reverse()
+    return largest
 
 
 def _key_order(key: Key) -> Tuple[Tuple[int, object], ...]:

@@ -118,9 +118,14 @@ class TextSink:
             raise failure
 
 
+_DUMP_EXTRAS = (("evicted", "idle keys evicted"), ("skipped", "intervals skipped (late dumps)"))
+
+
 def _channel_summary(name: str, c: Dict[str, int]) -> str:
     if "received" not in c:
-        return f"{name}: {c['dumps']} dump{'s' if c['dumps'] != 1 else ''}"
+        return f"{name}: {c['dumps']} dump{'s' if c['dumps'] != 1 else ''}" + "".join(
+            f", {c[field]} {what}" for field, what in _DUMP_EXTRAS if c.get(field)) + \
+            (", the one at exit cut short by a signal" if c.get("cut") else "")
     after = c.get("after_count")
     return f"{name}: {c['received']} received" + \
         (f", {after} more read after --count (not printed)" if after else "")

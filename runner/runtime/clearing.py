@@ -39,6 +39,34 @@ def since(current: Dict[Key, Value], baseline: Dict[Key, Value], kind: Kind) -> 
     return out
 
 
+def subtract(value: Value, old: Value) -> Value:
+    """value - old: what a key gained (count and sum; a stats' min and max are lost)."""
+    return _subtract(value, old)
+
+
+def plus(values: Dict[Key, Value], more: Dict[Key, Value]) -> Dict[Key, Value]:
+    """`values` with `more` added key by key: what an evicted key gained between the read
+    of a dump and its deletion, shown in the next dump."""
+    out = dict(values)
+    for key, value in more.items():
+        out[key] = value if key not in out else _add(out[key], value)
+    return out
+
+
+def _add(a: Value, b: Value) -> Value:
+    if isinstance(a, Histogram) and isinstance(b, Histogram):
+        return Histogram(a.layout, tuple(x + y for x, y in zip(a.counts, b.counts)),
+                         None if a.sum is None or b.sum is None else a.sum + b.sum)
+    if isinstance(a, Stats) and isinstance(b, Stats):
+        lows = [x for x in (a.min, b.min) if x is not None]
+        highs = [x for x in (a.max, b.max) if x is not None]
+        return Stats(a.count + b.count, a.sum + b.sum, min(lows) if lows else None,
+                     max(highs) if highs else None)
+    if isinstance(a, int) and isinstance(b, int):
+        return a + b
+    raise AggregateError(f"cannot add {type(b).__name__} to {type(a).__name__}")
+
+
 def _went_back(value: Value) -> bool:
     if isinstance(value, Histogram):
         return any(c < 0 for c in value.counts)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import operator
 import struct as _struct
 import sys
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from runner.codegen.batch import Field, batch_source
+from runner.codegen.batch import INT_CODES, Field, batch_source
 from runner.errors import KernelError
 from runner.model.spec import Spec, Struct
 from runner.model.types import TypeRef
@@ -146,6 +147,54 @@ def decoded(text: bytes, size: int) -> str:
     if len(text) < size - 1:
         return text.decode("utf-8", "replace")
     return codecs.utf_8_decode(text, "replace", False)[0]  # not final: a cut tail waits
+
+
+def tuple_decoder(module: types.ModuleType, struct_name: str, names: Sequence[str]
+                  ) -> Optional[Callable[[bytes], Tuple[Any, ...]]]:
+    """bytes of a struct -> the values of `names` in that order, with one struct.unpack: what
+    value_decoder gives field by field (an integer; text up to the first NUL, decoded and
+    made safe as as_text does), at a fraction of the cost per key of a dump with a million
+    keys. None when a field is neither an integer nor text (value_decoder then)."""
+    cls = getattr(module, struct_name)
+    codes, at = ["="], 0
+    kinds: Dict[str, Tuple[int, bool]] = {}
+    for fname, ctype in cls._fields_:
+        offset = getattr(cls, fname).offset
+        code = _unpack_code(ctype)
+        if code is None:
+            if fname in names:
+                return None
+            continue  # e.g. a padding array: skipped like a gap
+        codes.append(f"{offset - at}x" if offset > at else "")
+        codes.append(code)
+        kinds[fname] = (len(kinds), code.endswith("s"))
+        at = offset + ctypes.sizeof(ctype)
+    codes.append(f"{ctypes.sizeof(cls) - at}x" if ctypes.sizeof(cls) > at else "")
+    if any(n not in kinds for n in names):
+        return None
+    unpack = _struct.Struct("".join(codes)).unpack_from
+    picks = [kinds[n] for n in names]
+    if not any(text for _, text in picks):  # integers only: no loop in Python
+        if len(picks) == 1:
+            (i, _), = picks
+            return lambda b: (unpack(b)[i],)
+        get = operator.itemgetter(*(i for i, _ in picks))
+        return lambda b: get(unpack(b))  # type: ignore[no-any-return]
+
+    def one(b: bytes) -> Tuple[Any, ...]:
+        values = unpack(b)
+        return tuple(_string_value(values[i]) if text else values[i] for i, text in picks)
+    return one
+
+
+def _unpack_code(ctype: Any) -> Optional[str]:
+    if isinstance(ctype, type) and issubclass(ctype, ctypes.Array):
+        return f"{ctype._length_}s" if ctype._type_ is ctypes.c_char else None
+    size = ctypes.sizeof(ctype)
+    if size not in INT_CODES or not hasattr(ctype, "_type_") or ctype._type_ in "fdg?":
+        return None
+    signed = ctype(-1).value < 0
+    return INT_CODES[size] if signed else INT_CODES[size].upper()
 
 
 # -- text lines for a whole batch of ring buffer records -----------------------------------

@@ -15,7 +15,21 @@ import contextlib
 import os
 import time
 from dataclasses import replace
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
+)
+
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from runner.kinds.decoders import Decoders
 from runner.kinds.units import MAX_LE_SECONDS, NS_PER, UNIT_SCALE
@@ -197,16 +211,37 @@ def _number(value: Any, kind: str) -> Union[int, float, Histogram]:
     return float("nan") if shown is None else shown  # a min before any value
 
 
+class Evictions(Collector):
+    """ebpf_run_aggregation_keys_evicted_total{spec,aggregation}: idle keys an aggregation
+    deleted (aggdump.Dump). Kept here, beside output/prometheus.py's RunnerCollector, until
+    RunnerStatus carries it (issue 23's agent serves many specs through that one)."""
+
+    def __init__(self, spec: str, evicted: Callable[[], Mapping[str, int]]):
+        self.spec = spec
+        self.evicted = evicted
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "ebpf_run_aggregation_keys_evicted",
+            "Keys deleted from an aggregation's map after an interval without a change.",
+            labels=["spec", "aggregation"])
+        for name, n in sorted(self.evicted().items()):
+            family.add_metric([self.spec, name], n)
+        yield family
+
+
 class Served:
     """The server of one run; `stop()` is safe to call whether it started or not."""
 
     def __init__(self, listen: str, spec: Spec, types: Any, map_items: MapItems,
                  status: Callable[[], RunnerStatus], listener: Optional[Listener] = None,
-                 lookup: Optional[Lookup] = None, count: Optional[Count] = None):
+                 lookup: Optional[Lookup] = None, count: Optional[Count] = None,
+                 evicted: Callable[[], Mapping[str, int]] = dict):
         metrics = SpecMetrics(spec, types, map_items, lookup, count)
         self.collector = SpecCollector(spec.name, [m for m, _ in metrics.exported],
                                        metrics.read)
         registry = registry_for([(self.collector, status)])
+        registry.register(Evictions(spec.name, evicted))
         if listener is None:
             host, port = parse_listen(listen)
             self.server = MetricsServer(registry, host, port)
@@ -237,12 +272,13 @@ def runner_status(received: Mapping[str, int], lost: Mapping[Tuple[str, str], in
 
 def serve(listen: str, spec: Spec, types: Any, k: Any, received: Mapping[str, int],
           lost: Mapping[Tuple[str, str], int], attached: Mapping[str, Optional[str]],
-          listener: Optional[Listener] = None) -> Tuple[Served, int]:
+          listener: Optional[Listener] = None,
+          evicted: Callable[[], Mapping[str, int]] = dict) -> Tuple[Served, int]:
     """Start serving; the port it listens on (the one asked for, or the one given for 0)."""
     from runner.kernel.map_reads import count_entries, items_batched, lookup_many
 
     served = Served(listen, spec, types, lambda m: items_batched(k.bpf, m),
                     lambda: runner_status(received, lost, attached), listener,
                     lambda m, keys: lookup_many(k.bpf, m, keys),
-                    lambda m: count_entries(k.bpf, m))
+                    lambda m: count_entries(k.bpf, m), evicted)
     return served, served.start()

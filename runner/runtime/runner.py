@@ -32,9 +32,10 @@ from runner.runtime.losses import Losses, lost_on, trace_pipe_loss
 from runner.runtime.options import Options
 from runner.runtime.readable import readable
 from runner.runtime.records import Records
-from runner.runtime.signals import Stop, handle_signals
+from runner.runtime.signals import SIGNALS, Stop, handle_signals
 
 POLL_MS = 100
+SIGNAL_NAMES = tuple(s.name for s in SIGNALS)  # Stop.reason after SIGINT or SIGTERM
 LOSS_REPORT_S = 1.0
 
 
@@ -52,6 +53,7 @@ class Runner:
         self.records = Records(sink, self.stop, options.count, self.check_stop)
         self.losses = Losses(spec, sink)
         self.dumps: Dict[str, int] = {}
+        self.cut: List[str] = []  # map dumps at exit a second signal cut short
         self.aggs = Aggregations(spec, self.types)
         self.kernel: Optional[Kernel] = None  # set while probes may be attached
         self.deadline: Optional[float] = None
@@ -97,7 +99,7 @@ class Runner:
             from runner.runtime.metrics import serve  # prometheus-client: only when asked
             self.served, port = serve(self.opts.metrics, self.spec, self.types, k,
                                       self.records.received, self.losses.reported, self._how,
-                                      self.listener)
+                                      self.listener, lambda: self.aggs.evicted)
             self.sink.note(f"metrics on port {port} (/metrics)")
             listener = self.served.server.listener
             exposure = listener.exposure() if listener is not None else None
@@ -174,13 +176,18 @@ class Runner:
             now = time.monotonic()
             for out in self.spec.map_outputs:
                 if out.map.name in due and now >= due[out.map.name] and not self.stop.requested:
-                    self.dump(k, out, lambda: self.stop.requested)
+                    self.dump(k, out, self.stopping)
                     due[out.map.name] += out.every or 0
-            self.aggs.tick(k, self.sink, lambda: self.stop.requested)
+            self.aggs.tick(k, self.sink, self.stopping)
             self.flush()
             if now >= next_loss:
                 self.losses.report(k)
                 next_loss = now + LOSS_REPORT_S
+
+    def stopping(self) -> bool:
+        """For a long dump in the loop: whether to give way (to a signal, or --duration)."""
+        self.check_stop()
+        return self.stop.requested
 
     def check_stop(self) -> None:
         """Called often (every record or batch, every loop turn, while output waits):
@@ -203,11 +210,13 @@ class Runner:
             if self.stop.reading:
                 k.drain()
                 self.drain_trace_pipe(k)
-            signals = self.stop.signals
+            # A signal beyond the one that stopped the run means "now", whenever it came:
+            # also while a long dump in the loop was giving way to the stop.
+            signals = 1 if self.stop.reason in SIGNAL_NAMES else 0
             for out in self.spec.map_outputs:
                 if out.at_exit:
-                    self.dump(k, out, lambda: self.stop.signals > signals)
-            self.aggs.final(k, self.sink)
+                    self.dump(k, out, lambda: self.stop.signals > signals, at_exit=True)
+            self.aggs.final(k, self.sink, lambda: self.stop.signals > signals)
             self.flush()
         lost = self.losses.report(k)
         if k.trace_pipe is not None and not closed and self.stop.reading:
@@ -220,8 +229,12 @@ class Runner:
             for name, n in self.records.received.items()}
         for name, n in self.records.after_count.items():
             channels[name]["after_count"] = n
-        for name, n in {**self.dumps, **self.aggs.counts}.items():
+        cut = {name: 0 for name in self.cut + self.aggs.cut}  # cut before a first dump
+        for name, n in {**cut, **self.dumps, **self.aggs.counts}.items():
             channels[name] = {"dumps": n, "lost": lost_on(lost, name)}
+            if name in cut:
+                channels[name]["cut"] = 1
+        self.aggs.add_to_summary(channels)
         if not closed and self.stop.reason != "output closed":
             self.sink.summary(time.monotonic() - started, channels, lost)
         self.raise_callback_error()
@@ -244,11 +257,14 @@ class Runner:
             if not self.read_trace_pipe(k):
                 return
 
-    def dump(self, k: Kernel, out: MapOutput, should_stop: Callable[[], bool]) -> None:
+    def dump(self, k: Kernel, out: MapOutput, should_stop: Callable[[], bool],
+             at_exit: bool = False) -> None:
         try:
             dumps.dump(k, self.types, self.sink, out, should_stop)
         except DumpInterrupted as e:
             self.sink.note(f"map dump cut short by a signal ({e})")
+            if at_exit:
+                self.cut.append(out.map.name)
             return
         self.dumps[out.map.name] = self.dumps.get(out.map.name, 0) + 1
         self.flush()

@@ -9,8 +9,8 @@ What a stop means, whenever it comes (documented in docs for users by the CLI's 
 - SIGINT, SIGTERM, --duration: detach every probe, read what the buffers still hold,
   print it, dump the maps shown at exit, report losses and the summary; exit 0. Before
   the probes are ready, the same without the reading: a summary of nothing, exit 0.
-- A second SIGINT or SIGTERM means "now": a map dump at exit is cut short and output a
-  stalled stdout does not take is dropped (the run says how much).
+- A second SIGINT or SIGTERM means "now": a map or aggregation dump at exit is cut short
+  and output a stalled stdout does not take is dropped (the run says how much).
 - --count N: exactly N records are printed; what arrives after them is read and counted
   in the summary, not printed.
 """
