@@ -30,7 +30,7 @@ from runner.model.tests import (
     Trigger,
 )
 from runner.spec.loader import PathKey
-from runner.testing.regexes import compile_pattern
+from runner.support.regexes import compile_pattern
 
 KINDS = ("event", "message", "map", "attach", "lost")
 ATTACH_FIELDS = ("method", "optional", "skipped")

@@ -22,7 +22,7 @@ from runner.model.tests import (
     Operand,
     Template,
 )
-from runner.testing.regexes import RegexTimeout, search, time_bound
+from runner.support.regexes import RegexTimeout, search, time_bound
 
 Record = Dict[str, Any]
 Captures = Mapping[str, Any]

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 from runner.model.tests import Trigger
+from runner.support.regexes import RegexTimeout, search
 from runner.testing.containment import Box
-from runner.testing.regexes import RegexTimeout, search
 
 # What is kept of a trigger's stdout for its captures; the rest is counted. A trigger that
 # prints gigabytes would otherwise be held whole in memory.

@@ -13,7 +13,8 @@ from typing import List
 import pytest
 
 from runner.model.tests import Count, Expectation, Trigger
-from runner.testing import containment, expectations, regexes, session, triggers
+from runner.support import regexes
+from runner.testing import containment, expectations, session, triggers
 from runner.testing.containment import Box
 from runner.testing.session import Kept
 from runner.testing.triggers import Output, run_trigger, take_captures
