@@ -29,6 +29,7 @@ from runner.kernel.perf import (
     open_perf_in_place,
 )
 from runner.kernel.perf import RecordsCallback as PerfRecordsCallback
+from runner.kernel.perf_link import close_in_parallel, hand_off
 from runner.kernel.ring import CallbackRingReader, RecordsCallback, RingReader
 from runner.kernel.tail_calls import StopRequested
 from runner.kernel.trace_pipe import TracePipe
@@ -69,6 +70,7 @@ class Kernel:
     has_perf: bool = False
     trace_pipe: Optional[TracePipe] = None
     _detaches: List[Tuple[str, Detach]] = field(default_factory=list)
+    _leftovers: List[int] = field(default_factory=list)  # bare perf events: close() ends them
     # A load begun early (load.begin), so the compile overlapped the caller's imports.
     loading: Optional[Loading] = None
 
@@ -145,15 +147,23 @@ class Kernel:
             raise KernelError("could not detach: " + "; ".join(failed))
 
     def _detach_each(self) -> List[str]:
-        """Undo every attach, latest first; a failure does not stop the others."""
+        """Undo every attach: ours side by side, then BCC's latest first (its detaches
+        share its state); a failure does not stop the others. What that leaves bare (perf
+        events with no program) waits in _leftovers for close()."""
+        detaches, self._detaches = self._detaches[::-1], []
         failed = []
-        while self._detaches:
-            method, detach = self._detaches.pop()
-            with CapturedStderr():
-                try:
-                    detach()
-                except Exception as e:  # BCC's bare Exceptions
-                    failed.append(f"{method}: {reason(e)}")
+        ours = [(m, d) for m, d in detaches if d.parallel]
+        for (method, _), e in zip(ours, close_in_parallel([d.undo for _, d in ours])):
+            if e is not None:
+                failed.append(f"{method}: {reason(e)}")
+        for method, detach in detaches:
+            if not detach.parallel:
+                with CapturedStderr():
+                    try:
+                        detach.undo()
+                    except Exception as e:  # BCC's bare Exceptions
+                        failed.append(f"{method}: {reason(e)}")
+        self._leftovers.extend(d.leftover for _, d in detaches if d.leftover is not None)
         return failed
 
     # -- channels --------------------------------------------------------------------------
@@ -244,6 +254,8 @@ class Kernel:
                 bpf.cleanup()
             finally:
                 self.rings.clear()
+                leftovers, self._leftovers = self._leftovers, []
+                hand_off(leftovers)
 
 
 def _wait_for_running_programs() -> None:
