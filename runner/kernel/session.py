@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 from runner.errors import KernelError
 from runner.kernel import maps, tail_calls
 from runner.kernel.attach import Attached, AttachHook, Detach, hook_for
-from runner.kernel.bcc import CapturedStderr, reason
+from runner.kernel.bcc import CapturedStderr, failure_detail, reason
 from runner.kernel.load import Loading, begin
 from runner.kernel.perf import (
     DataCallback,
@@ -102,6 +102,7 @@ class Kernel:
              should_stop: Callable[[], bool]) -> Optional[str]:
         name = cand.function.c_name
         # libbcc and libbpf print their own complaints on fd 2; the reason we give says it.
+        ct.set_errno(0)  # what a failure leaves there is libbcc's (bcc.failure_detail)
         with CapturedStderr() as noise:
             try:
                 if not hook.loads_itself:
@@ -124,8 +125,8 @@ class Kernel:
         for table in probe.tables:  # the next option must not find it bound to this type
             tail_calls.renew(self.bcc, self.bpf, table)
         why = reason(failure)
-        detail = noise.text.strip().splitlines()
-        return f"{why} [{detail[-1].strip()}]" if detail and len(why) < 40 else why
+        detail = failure_detail(noise.text, why)
+        return f"{why} [{detail}]" if detail else why
 
     def _load_function(self, fn: Function) -> Any:
         prog_type = getattr(self.bcc.BPF, fn.prog_type)

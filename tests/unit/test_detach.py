@@ -9,15 +9,18 @@ perf events they leave bare are closed by a process that outlives nobody's patie
 
 from __future__ import annotations
 
+import ctypes as ct
+import errno
 import os
 import select
 import threading
+from types import SimpleNamespace
 from typing import List
 
 import pytest
 
 from runner.kernel import perf_link
-from runner.kernel.attach import Detach
+from runner.kernel.attach import AttachHook, Detach
 from runner.kernel.session import Kernel
 
 N = 16
@@ -107,3 +110,47 @@ def test_close_in_parallel_reports_each_outcome_in_order():
 
     got = perf_link.close_in_parallel([lambda: None, boom, lambda: None])
     assert [type(e).__name__ if e else None for e in got] == [None, "ValueError", None]
+
+
+# -- why an attach failed ----------------------------------------------------------------------
+
+def failed_attach(printed: str, message: str, err: int = 0) -> str:
+    """The reason Kernel._try gives when an attach prints `printed` on fd 2, leaves `err`
+    in libbcc's errno, and raises BCC's bare Exception(message)."""
+    def attach(*_args: object) -> Detach:
+        os.write(2, printed.encode())
+        ct.set_errno(err)
+        raise Exception(message)  # what BCC raises
+
+    k = Kernel(spec=None, c_source="")  # type: ignore[arg-type]
+    k.bpf = SimpleNamespace(funcs={})
+    cand = SimpleNamespace(function=SimpleNamespace(c_name="er_p__kprobe"), describe="kprobe x")
+    hook = AttachHook(lambda *_: None, attach, loads_itself=True)
+    why = k._try(SimpleNamespace(tables=()), cand, hook, lambda: False)  # type: ignore[arg-type]
+    assert why is not None
+    return why
+
+
+def test_an_eperm_attach_says_what_libbcc_printed():
+    """BCC's exception for a failed tracepoint or kprobe attach names the program and the
+    event, not the errno: what libbcc printed on fd 2 says it, and the reason keeps it."""
+    printed = ("some noise\nperf_event_open(/sys/kernel/tracing/events/syscalls/"
+               "sys_enter_getppid/id): Operation not permitted\n")
+    why = failed_attach(printed, "Failed to attach BPF program b'er_p__tracepoint' to "
+                                 "tracepoint b'syscalls:sys_enter_getppid'")
+    assert why == ("Failed to attach BPF program b'er_p__tracepoint' to tracepoint "
+                   "b'syscalls:sys_enter_getppid' [perf_event_open(/sys/kernel/tracing/"
+                   "events/syscalls/sys_enter_getppid/id): Operation not permitted]")
+    why = failed_attach(printed, "Failed to attach BPF program b'er_p__kprobe' to kprobe b'x'")
+    assert why.endswith("/id): Operation not permitted]"), why
+
+
+def test_an_attach_failing_silently_gives_the_errno():
+    why = failed_attach("", "Failed to attach BPF program b'er_p__kprobe' to kprobe b'x'",
+                        errno.EPERM)
+    assert why.endswith("[Operation not permitted (EPERM)]"), why
+
+
+def test_a_reason_that_says_it_all_gets_nothing_added():
+    assert failed_attach("", "cannot attach: Operation not permitted", errno.EPERM) == \
+        "cannot attach: Operation not permitted"
