@@ -1,7 +1,13 @@
 """`python -m runner` and the `ebpf-run` console script."""
 
-import os
-import sys
+# First of all, before any import that takes time: from here on SIGINT and SIGTERM are
+# recorded, not fatal (runtime/early.py; what comes before this line cannot be caught).
+from runner.runtime.early import hold_signals
+
+hold_signals()
+
+import os  # noqa: E402  (after the line above on purpose)
+import sys  # noqa: E402
 
 
 def _standard_descriptors() -> None:
@@ -29,17 +35,13 @@ def _standard_descriptors() -> None:
 
 def entry() -> int:
     try:
-        # First of all: from here on a signal is recorded, not fatal (runtime/signals.py).
-        from runner.runtime.signals import hold_early_signals
-
-        hold_early_signals()
         _standard_descriptors()
         from runner.cli.main import main
 
         return main()
     except KeyboardInterrupt:
-        # Ctrl-C before the signals were held (the import just above), or in a command
-        # other than run: nothing is loaded.
+        # Ctrl-C in a command other than run (they restore Python's handler): nothing is
+        # loaded.
         return 130
 
 
