@@ -1,12 +1,23 @@
 """`python -m runner` and the `ebpf-run` console script."""
 
-# First of all, before any import that takes time: from here on SIGINT and SIGTERM are
-# recorded, not fatal (runtime/early.py; what comes before this line cannot be caught).
-from runner.runtime.early import hold_signals
+# First of all, before anything that takes time: from here on SIGINT and SIGTERM are only
+# recorded, never fatal. `_signal` is the interpreter's own (loaded at its start); the
+# `signal` module would import enum and typing first, 40 ms in which SIGTERM killed the
+# process and SIGINT interrupted an import. What comes before this line (the interpreter's
+# own start-up) cannot be caught: the README says what it looks like.
+import _signal
 
-hold_signals()
+from runner import EARLY_SIGNALS
 
-import os  # noqa: E402  (after the line above on purpose)
+
+def _hold(signum: int, _frame: object) -> None:
+    EARLY_SIGNALS.append(signum)
+
+
+_signal.signal(_signal.SIGINT, _hold)
+_signal.signal(_signal.SIGTERM, _hold)
+
+import os  # noqa: E402  (after the lines above on purpose)
 import sys  # noqa: E402
 
 

@@ -21,12 +21,12 @@ import signal
 import time
 from typing import Any, Dict, List, Optional
 
-from runner.runtime.early import HELD
+from runner import EARLY_SIGNALS
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Signals that arrived between the process's start (runner/__main__.py holds them from its
-# first line, runtime/early.py) and the moment a command put its own handlers in.
-EARLY: List[int] = HELD
+# first line) and the moment a command put its own handlers in.
+EARLY: List[int] = EARLY_SIGNALS
 # Reasons after which nothing more is read from the kernel (after --count records are still
 # read, to be counted: records.py).
 UNREAD = ("error", "output closed")
