@@ -8,3 +8,8 @@ and ctypes) -> kernel (BCC: the only bcc import) -> runtime (poll, decode, count
 """
 
 __version__ = "0.1.0"
+
+# SIGINT and SIGTERM that came while the command started (runner/__main__.py holds them
+# from its first line, with nothing to import first): the run takes them over as stop
+# requests (runtime/signals.py), other commands as an interruption (cli/main.py).
+EARLY_SIGNALS: list = []

@@ -1,7 +1,24 @@
 """`python -m runner` and the `ebpf-run` console script."""
 
-import os
-import sys
+# First of all, before anything that takes time: from here on SIGINT and SIGTERM are only
+# recorded, never fatal. `_signal` is the interpreter's own (loaded at its start); the
+# `signal` module would import enum and typing first, 40 ms in which SIGTERM killed the
+# process and SIGINT interrupted an import. What comes before this line (the interpreter's
+# own start-up) cannot be caught: the README says what it looks like.
+import _signal
+
+from runner import EARLY_SIGNALS
+
+
+def _hold(signum: int, _frame: object) -> None:
+    EARLY_SIGNALS.append(signum)
+
+
+_signal.signal(_signal.SIGINT, _hold)
+_signal.signal(_signal.SIGTERM, _hold)
+
+import os  # noqa: E402  (after the lines above on purpose)
+import sys  # noqa: E402
 
 
 def _standard_descriptors() -> None:
@@ -29,17 +46,13 @@ def _standard_descriptors() -> None:
 
 def entry() -> int:
     try:
-        # First of all: from here on a signal is recorded, not fatal (runtime/signals.py).
-        from runner.runtime.signals import hold_early_signals
-
-        hold_early_signals()
         _standard_descriptors()
         from runner.cli.main import main
 
         return main()
     except KeyboardInterrupt:
-        # Ctrl-C before the signals were held (the import just above), or in a command
-        # other than run: nothing is loaded.
+        # Ctrl-C in a command other than run (they restore Python's handler): nothing is
+        # loaded.
         return 130
 
 

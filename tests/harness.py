@@ -119,3 +119,19 @@ def ebpf_run_programs() -> List[str]:
     (BCC names trampoline programs after their kernel function)."""
     return [p.get("name", "") for p in loaded_programs()
             if p.get("name", "").startswith(("er_", "kfunc__"))]
+
+
+def early_signal_outcome(sig: int, rc: int, err: str) -> str:
+    """How a run sent `sig` early ended, as the README documents it ("summary" or "before
+    our first line"); AssertionError for anything else. From ebpf-run's first line on: a
+    summary and 0. Before it, in Python's own start-up: killed by the signal (perhaps after
+    Python's KeyboardInterrupt traceback), or for SIGINT status 1 with a KeyboardInterrupt
+    ("Fatal Python error", "Could not import runpy module"); never a frame of our code."""
+    if rc == 0:
+        assert "summary:" in err and "Traceback" not in err, err
+        return "summary"
+    assert "/runner/" not in err, f"a traceback through our code (rc {rc}):\n{err}"
+    if rc == -sig and (not err or "KeyboardInterrupt" in err):
+        return "before our first line"
+    assert sig == signal.SIGINT and rc == 1 and "KeyboardInterrupt" in err, (rc, err)
+    return "before our first line"

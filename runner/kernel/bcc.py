@@ -12,6 +12,7 @@ still found here (see the end of this module).
 from __future__ import annotations
 
 import ctypes as ct
+import errno
 import importlib
 import os
 import tempfile
@@ -86,6 +87,25 @@ def reason(e: Exception) -> str:
     if "not traceable" in text or ("Failed to attach BPF program" in text and "kprobe" in text):
         return f"{text} (kernel has no kprobes, or the function cannot be probed)"
     return text
+
+
+# What libbcc and libbpf print after a failed system call ends in its strerror() text.
+_ERRNO_TEXTS = tuple(sorted({os.strerror(e) for e in errno.errorcode}, key=len, reverse=True))
+
+
+def failure_detail(captured: str, why: str) -> Optional[str]:
+    """What to add to `why` from what libbcc printed on fd 2 while it failed: the last line
+    naming a system call's error (BCC's exception often leaves it out, EPERM included),
+    else a short reason's last line; else the errno ctypes kept from libbcc's last call
+    (set to 0 before the attempt), as `Operation not permitted (EPERM)`."""
+    lines = [ln.strip() for ln in captured.splitlines() if ln.strip()]
+    detail = next((ln for ln in reversed(lines) if ln.endswith(_ERRNO_TEXTS)), None)
+    if detail is None and lines and len(why) < 40:
+        detail = lines[-1]
+    if detail is None and ct.get_errno() and os.strerror(ct.get_errno()) not in why:
+        err = ct.get_errno()
+        detail = f"{os.strerror(err)} ({errno.errorcode.get(err, err)})"
+    return None if detail is None or detail in why else detail
 
 
 class CapturedStderr:

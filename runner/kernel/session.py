@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 from runner.errors import KernelError
 from runner.kernel import maps, tail_calls
 from runner.kernel.attach import Attached, AttachHook, Detach, hook_for
-from runner.kernel.bcc import CapturedStderr, reason
+from runner.kernel.bcc import CapturedStderr, failure_detail, reason
 from runner.kernel.load import Loading, begin
 from runner.kernel.perf import (
     DataCallback,
@@ -29,6 +29,7 @@ from runner.kernel.perf import (
     open_perf_in_place,
 )
 from runner.kernel.perf import RecordsCallback as PerfRecordsCallback
+from runner.kernel.perf_link import close_in_parallel, hand_off
 from runner.kernel.ring import CallbackRingReader, RecordsCallback, RingReader
 from runner.kernel.tail_calls import StopRequested
 from runner.kernel.trace_pipe import TracePipe
@@ -69,6 +70,7 @@ class Kernel:
     has_perf: bool = False
     trace_pipe: Optional[TracePipe] = None
     _detaches: List[Tuple[str, Detach]] = field(default_factory=list)
+    _leftovers: List[int] = field(default_factory=list)  # bare perf events: close() ends them
     # A load begun early (load.begin), so the compile overlapped the caller's imports.
     loading: Optional[Loading] = None
 
@@ -100,6 +102,7 @@ class Kernel:
              should_stop: Callable[[], bool]) -> Optional[str]:
         name = cand.function.c_name
         # libbcc and libbpf print their own complaints on fd 2; the reason we give says it.
+        ct.set_errno(0)  # what a failure leaves there is libbcc's (bcc.failure_detail)
         with CapturedStderr() as noise:
             try:
                 if not hook.loads_itself:
@@ -122,8 +125,8 @@ class Kernel:
         for table in probe.tables:  # the next option must not find it bound to this type
             tail_calls.renew(self.bcc, self.bpf, table)
         why = reason(failure)
-        detail = noise.text.strip().splitlines()
-        return f"{why} [{detail[-1].strip()}]" if detail and len(why) < 40 else why
+        detail = failure_detail(noise.text, why)
+        return f"{why} [{detail}]" if detail else why
 
     def _load_function(self, fn: Function) -> Any:
         prog_type = getattr(self.bcc.BPF, fn.prog_type)
@@ -145,15 +148,23 @@ class Kernel:
             raise KernelError("could not detach: " + "; ".join(failed))
 
     def _detach_each(self) -> List[str]:
-        """Undo every attach, latest first; a failure does not stop the others."""
+        """Undo every attach: ours side by side, then BCC's latest first (its detaches
+        share its state); a failure does not stop the others. What that leaves bare (perf
+        events with no program) waits in _leftovers for close()."""
+        detaches, self._detaches = self._detaches[::-1], []
         failed = []
-        while self._detaches:
-            method, detach = self._detaches.pop()
-            with CapturedStderr():
-                try:
-                    detach()
-                except Exception as e:  # BCC's bare Exceptions
-                    failed.append(f"{method}: {reason(e)}")
+        ours = [(m, d) for m, d in detaches if d.parallel]
+        for (method, _), e in zip(ours, close_in_parallel([d.undo for _, d in ours])):
+            if e is not None:
+                failed.append(f"{method}: {reason(e)}")
+        for method, detach in detaches:
+            if not detach.parallel:
+                with CapturedStderr():
+                    try:
+                        detach.undo()
+                    except Exception as e:  # BCC's bare Exceptions
+                        failed.append(f"{method}: {reason(e)}")
+        self._leftovers.extend(d.leftover for _, d in detaches if d.leftover is not None)
         return failed
 
     # -- channels --------------------------------------------------------------------------
@@ -247,6 +258,8 @@ class Kernel:
                 bpf.cleanup()
             finally:
                 self.rings.clear()
+                leftovers, self._leftovers = self._leftovers, []
+                hand_off(leftovers)
 
 
 def _wait_for_running_programs() -> None:

@@ -21,10 +21,12 @@ import signal
 import time
 from typing import Any, Dict, List, Optional
 
+from runner import EARLY_SIGNALS
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Signals that arrived between the process's start (runner/__main__.py holds them from its
-# first line) and the moment a command put its own handlers in; see hold_early_signals.
-EARLY: List[int] = []
+# first line) and the moment a command put its own handlers in.
+EARLY: List[int] = EARLY_SIGNALS
 # Reasons after which nothing more is read from the kernel (after --count records are still
 # read, to be counted: records.py).
 UNREAD = ("error", "output closed")
@@ -86,18 +88,6 @@ class handle_signals:
     def __exit__(self, *exc: object) -> None:
         for s, handler in self.saved.items():
             signal.signal(s, handler)
-
-
-def _hold(signum: int, _frame: Any) -> None:
-    EARLY.append(signum)
-
-
-def hold_early_signals() -> None:
-    """From the process's first line: SIGINT and SIGTERM are only recorded, so a signal
-    during the start-up imports ends a run the same way as one a second later (a summary
-    and exit 0), never in a KeyboardInterrupt traceback, a silent 130 or death by signal."""
-    for s in SIGNALS:
-        signal.signal(s, _hold)
 
 
 def release_early_signals() -> bool:

@@ -248,7 +248,7 @@ XDP_OPTION = '''def _xdp(target: Any, nr: Optional[int], suffix: str) -> Tuple[P
 XDP_HOOK = '''def _xdp(bcc: Any, bpf: Any, cand: Candidate, name: bytes) -> Detach:
     fn = bpf.load_func(name, bcc.BPF.XDP)
     bpf.attach_xdp(cand.target, fn, 0)
-    return lambda: bpf.remove_xdp(cand.target, 0)
+    return Detach(lambda: bpf.remove_xdp(cand.target, 0))
 
 
 '''
