@@ -57,8 +57,7 @@ class Runner:
         self.aggs = Aggregations(spec, self.types)
         self.kernel: Optional[Kernel] = None  # set while probes may be attached
         self.deadline: Optional[float] = None
-        self._attached: Dict[str, bool] = {}
-        self._how: Dict[str, Optional[str]] = {}  # probe -> what attached, for /metrics
+        self._how: Dict[str, Optional[str]] = {}  # probe -> what attached (None: nothing)
         self.served: Optional[Any] = None  # metrics.Served with --metrics
         self.listener = listener  # --metrics' socket, bound before the compile
 
@@ -105,7 +104,7 @@ class Runner:
             exposure = listener.exposure() if listener is not None else None
             if exposure:  # reachable from other machines: say so where it cannot be missed
                 self.sink.note(exposure)
-        attached = sum(1 for p in self.spec.probes if self._attached.get(p.name))
+        attached = sum(1 for how in self._how.values() if how is not None)
         self.sink.note(f"ready ({attached} probe{'s' if attached != 1 else ''} attached)")
         # --duration, dump intervals and the summary's run time count from here: a slow
         # compile (seconds under emulation) must not eat into the tracing time.
@@ -122,7 +121,6 @@ class Runner:
                 result = k.attach(probe, lambda: self.stop.requested)
             except StopRequested:
                 return False
-            self._attached[probe.name] = result.method is not None
             self._how[probe.name] = result.method
             self.sink.attach(result.probe, result.method, list(result.skipped), result.optional)
             if result.method is None and not result.optional:
@@ -205,7 +203,7 @@ class Runner:
         if k.bpf is None:
             return
         k.detach_all()  # nothing is produced from here on: the drain below ends
-        closed = self.stop.reason == "output closed"
+        closed = self.stop.output_closed
         if not closed:
             if self.stop.reading:
                 k.drain()
@@ -224,18 +222,8 @@ class Runner:
             read = self.records.received.get("messages", 0) + \
                 self.records.after_count.get("messages", 0)
             lost += trace_pipe_loss(self.sink, k.sent_count(), read)
-        channels: Dict[str, Dict[str, int]] = {
-            name: {"received": n, "lost": lost_on(lost, name)}
-            for name, n in self.records.received.items()}
-        for name, n in self.records.after_count.items():
-            channels[name]["after_count"] = n
-        cut = {name: 0 for name in self.cut + self.aggs.cut}  # cut before a first dump
-        for name, n in {**cut, **self.dumps, **self.aggs.counts}.items():
-            channels[name] = {"dumps": n, "lost": lost_on(lost, name)}
-            if name in cut:
-                channels[name]["cut"] = 1
-        self.aggs.add_to_summary(channels)
-        if not closed and self.stop.reason != "output closed":
+        channels = summary_channels(self.records, self.dumps, self.cut, self.aggs, lost)
+        if not self.stop.output_closed:  # also when the drain or a dump found it closed
             self.sink.summary(time.monotonic() - started, channels, lost)
         self.raise_callback_error()
 
@@ -289,11 +277,27 @@ class Runner:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.close(devnull)
-        self.stop.reason = "output closed"
-        if self.stop.at is None:
-            self.stop.at = time.monotonic()
+        self.stop.close_output()
 
 
 def _ignore_perf_lost(_count: int) -> None:
     """The kernel's own perf loss records duplicate the in-kernel counter, which is exact and
     never late; a handler is still given, or BCC prints "Possibly lost" lines of its own."""
+
+
+def summary_channels(records: Records, dumps: Dict[str, int], cut_maps: List[str],
+                     aggs: Aggregations, lost: List[Dict[str, Any]]
+                     ) -> Dict[str, Dict[str, int]]:
+    """What the summary says of each channel and dumped map: received, lost, dumps, cut."""
+    channels: Dict[str, Dict[str, int]] = {
+        name: {"received": n, "lost": lost_on(lost, name)}
+        for name, n in records.received.items()}
+    for name, n in records.after_count.items():
+        channels[name]["after_count"] = n
+    cut = {name: 0 for name in cut_maps + aggs.cut}  # cut before a first dump
+    for name, n in {**cut, **dumps, **aggs.counts}.items():
+        channels[name] = {"dumps": n, "lost": lost_on(lost, name)}
+        if name in cut:
+            channels[name]["cut"] = 1
+    aggs.add_to_summary(channels)
+    return channels

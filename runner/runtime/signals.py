@@ -29,7 +29,8 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EARLY: List[int] = EARLY_SIGNALS
 # Reasons after which nothing more is read from the kernel (after --count records are still
 # read, to be counted: records.py).
-UNREAD = ("error", "output closed")
+OUTPUT_CLOSED = "output closed"  # stdout's reader went away (`ebpf-run spec | head -1`)
+UNREAD = ("error", OUTPUT_CLOSED)
 
 
 class Stop:
@@ -57,6 +58,17 @@ class Stop:
     @property
     def requested(self) -> bool:
         return self.reason is not None
+
+    def close_output(self) -> None:
+        """Stdout's reader is gone: nothing more is printed or read, whatever stopped the
+        run before."""
+        self.reason = OUTPUT_CLOSED
+        if self.at is None:
+            self.at = time.monotonic()
+
+    @property
+    def output_closed(self) -> bool:
+        return self.reason == OUTPUT_CLOSED
 
     @property
     def reading(self) -> bool:
