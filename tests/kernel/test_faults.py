@@ -371,9 +371,12 @@ def test_a_format_failing_in_a_callback_ends_the_run_with_a_clean_error(tmp_path
     ids: Set[int] = set()
 
     def execs() -> None:
-        while not stop.wait(0.2):
+        # Trigger only once the programs are seen loaded: the first record ends the run, and
+        # with them already unloaded the ids would never be seen.
+        while not stop.wait(0.05):
             ids.update(prog_ids(os.getpid()))
-            trigger_exec()
+            if ids:
+                trigger_exec()
 
     thread = threading.Thread(target=execs, daemon=True)
     thread.start()
