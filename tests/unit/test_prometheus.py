@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 import urllib.request
 from dataclasses import replace
 from typing import List
@@ -277,14 +276,14 @@ def test_parse_listen():
 def test_server_serves_and_stops():
     registry = registry_for([(SpecCollector("demo", [SYSCALLS, LATENCY, OPEN], demo_read), status)])
     with MetricsServer(registry, "127.0.0.1", 0) as server:
-        port = server.port
+        port, thread = server.port, server._thread
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as reply:
             assert reply.read().decode() == EXPECTED
     # Stopped: its listening socket is closed and its thread gone. (A connect to the freed
     # port is no test: a connect from the ephemeral range can pick that very port as its
     # source and connect to itself, as happened here after many connections.)
     assert server.listener is not None and server.listener.server.socket.fileno() == -1
-    assert not any(t.name == "metrics" for t in threading.enumerate())
+    assert thread is not None and not thread.is_alive()
 
 
 def test_server_port_in_use_says_what_to_do():
