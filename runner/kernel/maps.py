@@ -139,3 +139,24 @@ def _libbcc() -> Any:
     from runner.kernel.bcc import import_bcc
 
     return import_bcc().libbcc.lib
+
+
+class Maps:
+    """A loaded spec's maps as the runtime reads them (Kernel.maps)."""
+
+    def __init__(self, bpf: Any, drops: Tuple[Drop, ...]):
+        self.bpf = bpf
+        self.drops = drops
+
+    def map_items(self, m: Map, should_stop: Callable[[], bool] = lambda: False
+                  ) -> Iterator[Tuple[bytes, List[bytes]]]:
+        return map_items(self.bpf, m, should_stop)
+
+    def delete_items(self, m: Map, keys: List[bytes]) -> List[Optional[List[bytes]]]:
+        return delete_items(self.bpf, m, keys)
+
+    def drop_counts(self) -> List[int]:
+        return drop_counts(self.bpf, self.drops)
+
+    def sent_count(self) -> int:
+        return sent_count(self.bpf)

@@ -1,50 +1,31 @@
 """class Kernel: one loaded spec, from compile to release.
 
 It compiles the rendered C, fills tail-call tables, attaches each probe by the first
-attach option that works (saying why the earlier ones did not), opens the channels to
-user space, polls them, detaches, reads the loss counters and map contents, and releases
-everything on close. Callers see project exceptions only.
+attach option that works (saying why the earlier ones did not), detaches, and releases
+everything on close. The channels to user space are its `channels`
+(runner/kernel/channels.py); maps and loss counters are read with runner/kernel/maps.py
+from its `bpf`. Callers see project exceptions only.
 """
 
 from __future__ import annotations
 
 import ctypes as ct
-import mmap
 import os
-import select
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from runner.errors import KernelError
-from runner.kernel import maps, tail_calls
+from runner.kernel import tail_calls
 from runner.kernel.attach import Attached, AttachHook, Detach, hook_for
 from runner.kernel.bcc import CapturedStderr, failure_detail, reason
+from runner.kernel.channels import Channels
 from runner.kernel.load import Loading, begin
-from runner.kernel.perf import (
-    DataCallback,
-    LostCallback,
-    in_place_supported,
-    open_perf_callback,
-    open_perf_in_place,
-)
-from runner.kernel.perf import RecordsCallback as PerfRecordsCallback
+from runner.kernel.maps import Maps
 from runner.kernel.perf_link import close_in_parallel, hand_off
-from runner.kernel.ring import CallbackRingReader, RecordsCallback, RingReader
 from runner.kernel.tail_calls import StopRequested
-from runner.kernel.trace_pipe import TracePipe
-from runner.model.spec import Candidate, Function, Map, Probe, Spec
+from runner.model.spec import Candidate, Function, Probe, Spec
 
-# Ring buffers are read every DRAIN_MS while records arrive, backing off to IDLE_MS when
-# they stop, so an idle run costs next to nothing. Each poll ends with one drain pass.
-DRAIN_MS = 2
-IDLE_MS = 100
-# Perf buffers wake the reader when half full, so their timed drain only bounds how late a
-# record is shown; every 2 ms it cost about 0.5 us per event at 25k events/s.
-PERF_DRAIN_MS = 10
-# After the detach no program produces, so the final drain ends; the bound only guards
-# against a detach that did not take.
-FINAL_DRAIN_PASSES = 1000
 MEMBARRIER_CMD_GLOBAL = 1
 _SYS_MEMBARRIER = {"x86_64": 324, "aarch64": 283}
 _libc = ct.CDLL(None, use_errno=True)
@@ -62,13 +43,8 @@ class Kernel:
     c_source: str
     bpf: Any = None
     bcc: Any = None
-    # RingReader, CallbackRingReader or PerfReader: anything with drain() and close()
-    rings: List[Any] = field(default_factory=list)
-    _epoll: Any = None
-    _interval: int = DRAIN_MS
-    _busy_ms: int = PERF_DRAIN_MS  # the interval while records flow: DRAIN_MS with a ring
-    has_perf: bool = False
-    trace_pipe: Optional[TracePipe] = None
+    _channels: Optional[Channels] = None  # the buffers to user space, once loaded
+    _maps: Optional[Maps] = None  # its maps and loss counters, once loaded
     _detaches: List[Tuple[str, Detach]] = field(default_factory=list)
     _leftovers: List[int] = field(default_factory=list)  # bare perf events: close() ends them
     # A load begun early (load.begin), so the compile overlapped the caller's imports.
@@ -84,6 +60,22 @@ class Kernel:
         self.loading = self.loading or begin(self.c_source)
         self.bcc = self.loading.bcc
         self.bpf = self.loading.result()
+        self._channels = Channels(self.bcc, self.bpf)
+        self._maps = Maps(self.bpf, self.spec.drops)
+
+    @property
+    def channels(self) -> Channels:
+        if self._channels is None:
+            raise KernelError("internal error: the program's channels are asked for before "
+                              "its load or after its release")
+        return self._channels
+
+    @property
+    def maps(self) -> Maps:
+        if self._maps is None:
+            raise KernelError("internal error: the program's maps are asked for before its "
+                              "load or after its release")
+        return self._maps
 
     # -- attach and detach -----------------------------------------------------------------
 
@@ -167,81 +159,6 @@ class Kernel:
         self._leftovers.extend(d.leftover for _, d in detaches if d.leftover is not None)
         return failed
 
-    # -- channels --------------------------------------------------------------------------
-
-    def open_perf(self, m: Map, on_data: DataCallback, on_lost: LostCallback,
-                  on_records: PerfRecordsCallback) -> None:
-        """Read in place a batch at a time where we can (on_records), else through BCC's
-        reader, one callback per record (on_data); neither wakes up per record."""
-        if not in_place_supported():
-            open_perf_callback(self.bpf, m, on_data, on_lost)
-            self.has_perf = True
-            return
-        for reader in open_perf_in_place(self.bcc, self.bpf, m, on_records):
-            self.rings.append(reader)
-            self._watch(reader.fd)
-
-    def _watch(self, fd: int) -> None:
-        if self._epoll is None:
-            self._epoll = select.epoll()
-        # Edge-triggered: epoll_wait returns on a forced wakeup, not whenever data waits.
-        self._epoll.register(fd, select.EPOLLIN | select.EPOLLET)
-
-    def open_ring(self, m: Map, on_records: RecordsCallback) -> None:
-        """Read the ring through its mmap: no libbpf callback, so no ctypes call per record."""
-        fd = self.bpf[m.name.encode()].map_fd
-        in_place = os.uname().machine == "x86_64" and \
-            os.environ.get("EBPF_RUN_RING_READER") != "callback"  # the switch is for tests
-        if in_place:
-            self.rings.append(RingReader(fd, m.pages * mmap.PAGESIZE, on_records))
-        else:  # the in-place reader relies on x86-64 memory ordering
-            self.rings.append(CallbackRingReader(self.bcc, fd, on_records))
-        self._busy_ms = DRAIN_MS
-        self._watch(fd)
-
-    def open_trace_pipe(self, tag: int) -> TracePipe:
-        self.trace_pipe = TracePipe(self.bpf, tag)
-        return self.trace_pipe
-
-    def poll(self, timeout_ms: int) -> None:
-        """Wait up to timeout_ms (less while records flow), then read every buffer."""
-        if self.rings or self.has_perf:
-            timeout_ms = min(timeout_ms, self._interval)
-        if self.has_perf:
-            # Records wake BCC's reader every CALLBACK_WAKEUP_EVENTS only: read the rest too.
-            self.bpf.perf_buffer_poll(timeout_ms)
-            self.bpf.perf_buffer_consume()
-        elif self.rings:
-            self._epoll.poll(timeout_ms / 1000)
-        elif timeout_ms > 0:
-            time.sleep(timeout_ms / 1000)
-        got = sum(ring.drain() for ring in self.rings)
-        self._interval = self._busy_ms if got else min(self._interval * 2, IDLE_MS)
-
-    def drain(self) -> None:
-        """Read what is left in every buffer without waiting (after detach_all: it ends)."""
-        for ring in self.rings:
-            for _ in range(FINAL_DRAIN_PASSES):
-                if not ring.drain():
-                    break
-        if self.has_perf:
-            self.bpf.perf_buffer_consume()
-
-    # -- maps ------------------------------------------------------------------------------
-
-    def drop_counts(self) -> List[int]:
-        return maps.drop_counts(self.bpf, self.spec.drops)
-
-    def sent_count(self) -> int:
-        return maps.sent_count(self.bpf)
-
-    def map_items(self, m: Map, should_stop: Callable[[], bool] = _never
-                  ) -> Iterator[Tuple[bytes, List[bytes]]]:
-        return maps.map_items(self.bpf, m, should_stop)
-
-    def delete_items(self, m: Map, keys: List[bytes]) -> List[Optional[List[bytes]]]:
-        return maps.delete_items(self.bpf, m, keys)
-
     # -- cleanup ---------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -251,13 +168,11 @@ class Kernel:
             bpf, self.bpf = self.bpf, None
             try:
                 self._detach_each()  # some fds are ours, not BCC's (see attach.py)
-                for ring in self.rings:
-                    ring.close()
-                if self._epoll is not None:
-                    self._epoll.close()
+                if self._channels is not None:
+                    self._channels.close()
                 bpf.cleanup()
             finally:
-                self.rings.clear()
+                self._channels, self._maps = None, None
                 leftovers, self._leftovers = self._leftovers, []
                 hand_off(leftovers)
 

@@ -303,7 +303,7 @@ class Aggregations:
             except DumpInterrupted as e:
                 sink.note(f"aggregation {name}: a dump gave way to the stop ({e})")
                 return  # the dump at exit follows
-            self.dumps[name].evict(k.delete_items)
+            self.dumps[name].evict(k.maps.delete_items)
             self.due[name] = self._next(sink, name, t, time.monotonic())
 
     def _next(self, sink: Any, name: str, due: float, now: float) -> float:
@@ -334,7 +334,7 @@ class Aggregations:
     def dump(self, k: Any, sink: Any, name: str,
              should_stop: Callable[[], bool] = lambda: False) -> None:
         d = self.dumps[name]
-        shown = d.entries(k.map_items(d.agg.map, should_stop))
+        shown = d.entries(k.maps.map_items(d.agg.map, should_stop))
         sink.aggregation(name, d.text(shown.entries), d.records(shown.entries))
         self.counts[name] = self.counts.get(name, 0) + 1
         if shown.hidden:

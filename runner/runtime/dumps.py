@@ -22,7 +22,7 @@ def dump(k: Kernel, types: Any, sink: Sink, out: MapOutput,
     dk = decode.value_decoder(types, out.map.key)
     dv = decode.value_decoder(types, out.map.value)
     entries: List[Tuple[Any, Any]] = []
-    for kb, vbs in k.map_items(out.map, should_stop):
+    for kb, vbs in k.maps.map_items(out.map, should_stop):
         values = [dv(v) for v in vbs]
         entries.append((dk(kb), per_cpu_total(values) if len(values) > 1 else values[0]))
     text = out.separator.join(out.format.format_map({"key": key, "value": value})

@@ -20,7 +20,7 @@ class Losses:
 
     def report(self, k: Kernel) -> List[Dict[str, Any]]:
         """Tell the sink what grew since the last report; return every non-zero total."""
-        counts = k.drop_counts() if k.bpf is not None else []
+        counts = k.maps.drop_counts() if k.bpf is not None else []
         out = []
         for d, total in zip(self.spec.drops, counts):
             key = (channel_of(d), d.reason)

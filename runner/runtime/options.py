@@ -15,3 +15,6 @@ class Options:
     params: Tuple[Tuple[str, str], ...] = ()  # --set NAME=VALUE, as typed
     metrics: Optional[str] = None  # HOST:PORT to serve /metrics on
     metrics_web_config: Optional[str] = None  # TLS and basic auth for it (web_config.py)
+    # How ring buffers are read: "mmap" in place (x86-64), or libbpf's "callback" reader,
+    # which the tests ask for with EBPF_RUN_RING_READER=callback (runner/cli/main.py).
+    ring_reader: str = "mmap"

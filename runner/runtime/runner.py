@@ -144,18 +144,19 @@ class Runner:
             runs = self.records.ring_events(ev.map.name, ev.format, dec, ev.origin, batch,
                                             header)
             if perf:
-                k.open_perf(ev.map, self.records.perf_events(ev.map.name, ev.format, dec,
+                k.channels.open_perf(ev.map, self.records.perf_events(ev.map.name, ev.format, dec,
                                                              ev.origin), _ignore_perf_lost, runs)
             else:
-                k.open_ring(ev.map, runs)
+                k.channels.open_ring(ev.map, runs, self.opts.ring_reader != "callback")
         if self.spec.messages:
             if self.spec.messages_via == "buffer":
                 assert self.spec.message_buffer is not None
-                k.open_ring(self.spec.message_buffer,
-                            self.records.ring_messages(self.spec, self.types))
+                k.channels.open_ring(self.spec.message_buffer,
+                                     self.records.ring_messages(self.spec, self.types),
+                                     self.opts.ring_reader != "callback")
             else:
                 self.records.open("messages")
-                k.open_trace_pipe(os.getpid() & 0xFFFFFFFF)
+                k.channels.open_trace_pipe(os.getpid() & 0xFFFFFFFF)
 
     def loop(self, k: Kernel, started: float) -> None:
         due = {o.map.name: started + o.every for o in self.spec.map_outputs if o.every}
@@ -166,7 +167,7 @@ class Runner:
             waits = [POLL_MS / 1000] + [t - now for t in due.values()] + self.aggs.wait(now)
             if self.deadline:
                 waits.append(self.deadline - now)
-            k.poll(max(0, int(min(waits) * 1000)))
+            k.channels.poll(max(0, int(min(waits) * 1000)))
             self.read_trace_pipe(k)
             self.flush()
             self.raise_callback_error()
@@ -206,7 +207,7 @@ class Runner:
         closed = self.stop.output_closed
         if not closed:
             if self.stop.reading:
-                k.drain()
+                k.channels.drain()
                 self.drain_trace_pipe(k)
             # A signal beyond the one that stopped the run means "now", whenever it came:
             # also while a long dump in the loop was giving way to the stop.
@@ -217,11 +218,11 @@ class Runner:
             self.aggs.final(k, self.sink, lambda: self.stop.signals > signals)
             self.flush()
         lost = self.losses.report(k)
-        if k.trace_pipe is not None and not closed and self.stop.reading:
+        if k.channels.trace_pipe is not None and not closed and self.stop.reading:
             # After the detach and the drain: every line sent is read or lost by now.
             read = self.records.received.get("messages", 0) + \
                 self.records.after_count.get("messages", 0)
-            lost += trace_pipe_loss(self.sink, k.sent_count(), read)
+            lost += trace_pipe_loss(self.sink, k.maps.sent_count(), read)
         channels = summary_channels(self.records, self.dumps, self.cut, self.aggs, lost)
         if not self.stop.output_closed:  # also when the drain or a dump found it closed
             self.sink.summary(time.monotonic() - started, channels, lost)
@@ -231,9 +232,9 @@ class Runner:
 
     def read_trace_pipe(self, k: Kernel) -> bool:
         """Read what trace_pipe holds now (a bounded batch); whether it had any of ours."""
-        if k.trace_pipe is None or not self.stop.reading:
+        if k.channels.trace_pipe is None or not self.stop.reading:
             return False
-        lines = k.trace_pipe.messages()
+        lines = k.channels.trace_pipe.messages()
         self.records.trace_lines(lines)
         return bool(lines)
 

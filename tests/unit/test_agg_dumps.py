@@ -20,6 +20,7 @@ class Kernel:
         self.deleted = []
         self.clock = clock
         self.read_takes = read_takes
+        self.maps = self  # Kernel.maps: the reads
 
     def map_items(self, m, should_stop=None):
         if self.clock is not None:

@@ -175,6 +175,7 @@ def syscall_key(nr: int) -> bytes:
 class FakeKernel:
     def __init__(self, items):
         self.items = items
+        self.maps = self  # Kernel.maps: the reads
 
     def map_items(self, m, should_stop=None):
         return iter(self.items[m.name])
