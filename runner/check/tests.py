@@ -14,6 +14,7 @@ import string
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from runner.check.checker import Checker, Skip
+from runner.kinds.expectations import EXPECTATIONS
 from runner.kinds.maps import MAP_KINDS
 from runner.model.tests import (
     FEATURES,
@@ -32,7 +33,7 @@ from runner.model.tests import (
 from runner.spec.loader import PathKey
 from runner.support.regexes import compile_pattern
 
-KINDS = ("event", "message", "map", "attach", "lost")
+KINDS = EXPECTATIONS.names()
 ATTACH_FIELDS = ("method", "optional", "skipped")
 OPS = ("eq", "ne", "lt", "le", "gt", "ge", "regex", "one_of")
 ORDERED = ("lt", "le", "gt", "ge")
@@ -108,24 +109,25 @@ def _expectation(ck: Checker, path: PathKey, raw: Dict[str, Any],
                f"this one names {', '.join(kinds)}" if kinds else None)
         raise Skip
     kind = kinds[0]
+    names = EXPECTATIONS.lookup(kind).target  # what the expectation's value names
     where = list(_where(ck, (*path, "where"), raw.get("where", {}), captures))
-    if kind == "lost":
+    if not names:  # lost: a count
         if "where" in raw or "count" in raw:
             ck.err(path, "'lost' takes its count as its value (lost: 0), not 'where' or "
                          "'count'")
         return Expectation("lost", "", (), _count(ck, (*path, "lost"), raw["lost"]),
                            ck.origin(path))
     target = ""
-    if kind == "message":
+    if names == "text":
         # The text is a condition like any field's: `message: Hello` or `message: {regex: ..}`
         where.insert(0, _field(ck, (*path, "message"), ("text",), raw["message"], captures))
         _message_fields(ck, path, where)
-    elif kind == "attach":
+    elif names == "probe":
         target = raw[kind]
         _attach_fields(ck, path, target, where)
     else:
         target = raw[kind]
-        _target_fields(ck, path, kind, target, where)
+        _target_fields(ck, path, kind, names, target, where)
     count = _count(ck, (*path, "count"), raw.get("count", {"at_least": 1}))
     return Expectation(kind, target, tuple(where), count, ck.origin(path))
 
@@ -248,25 +250,26 @@ def _regex(ck: Checker, path: PathKey, pattern: str) -> Optional[re.Pattern[str]
 
 # -- names the records will carry ----------------------------------------------------------
 
-def _target_fields(ck: Checker, path: PathKey, kind: str, target: str,
+def _target_fields(ck: Checker, path: PathKey, kind: str, what: str, target: str,
                    where: List[FieldMatch]) -> None:
-    if kind == "map" and target in ck.aggregations:
+    """`what`: "map" (a dumped map or an aggregation) or "buffer" (a channel's events)."""
+    if what == "map" and target in ck.aggregations:
         _check_names(ck, path, where, MAP_FIELDS)  # one record per key, see MAP_FIELDS
         return
     m = ck.maps.get(target)
     if m is None:
         ck.unknown((*path, kind), "map", target,
-                   [*ck.maps, *(ck.aggregations if kind == "map" else ())])
+                   [*ck.maps, *(ck.aggregations if what == "map" else ())])
         return
     buffer = MAP_KINDS.lookup(m.kind).is_buffer
-    if kind == "event" and not buffer:
+    if what == "buffer" and not buffer:
         ck.not_a((*path, kind), target, "buffer (perf_event_array or ringbuf)")
         return
-    if kind == "map" and (buffer or m.kind == "prog_array"):
+    if what == "map" and (buffer or m.kind == "prog_array"):
         ck.err((*path, kind), f"map '{target}' is a {m.kind}: it is never dumped",
                "expect its records with `event:`" if buffer else None)
         return
-    if kind == "event":
+    if what == "buffer":
         struct = ck.structs.get(m.value.base) if m.value is not None else None
         names = [f.name for f in struct.layout.fields] if struct else []
     else:

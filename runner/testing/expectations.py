@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from runner.kinds.expectations import EXPECTATIONS, DropKey
 from runner.model.tests import (
     Capture,
     Condition,
@@ -26,9 +27,9 @@ from runner.support.regexes import RegexTimeout, search, time_bound
 
 Record = Dict[str, Any]
 Captures = Mapping[str, Any]
-# Records of the run not kept (over the limit of what is kept), by what selects them:
-# ("event", channel), ("message", ""), ("map", name); ("?", "") for a line too long to read.
-Dropped = Mapping[Tuple[str, str], int]
+# Records of the run not kept (over the limit of what is kept), by what selects them
+# (runner/kinds/expectations.py DropKey).
+Dropped = Mapping[DropKey, int]
 CLOSEST = 3  # records shown after a failure
 _MISSING = object()
 SYMBOLS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
@@ -53,13 +54,13 @@ def met_for_good(expect: Sequence[Expectation], records: Sequence[Record],
     """True when every expectation holds and no later record can undo that, so the run
     can stop early. Map and loss expectations are only known once the run has ended."""
     with time_bound():
-        return all(e.kind in ("event", "message", "attach") and e.count.monotone() and
+        return all(EXPECTATIONS.lookup(e.kind).known_early and e.count.monotone() and
                    check(e, records, captures).ok for e in expect)
 
 
 def check(e: Expectation, records: Sequence[Record], captures: Captures,
           dropped: Optional[Dropped] = None) -> Outcome:
-    if e.kind == "lost":
+    if not EXPECTATIONS.lookup(e.kind).target:  # lost: a count of the summary's losses
         return _check_lost(e, records)
     try:
         return _check(e, records, captures, dropped)
@@ -82,7 +83,8 @@ def _check(e: Expectation, records: Sequence[Record], captures: Captures,
                        f"kept (over the limit of what a case keeps); saw {len(matching)} "
                        f"matching among those kept")
     what = describe(e, captures)
-    if e.kind == "map" and not subjects and not _dumped(e.target, records):
+    if EXPECTATIONS.lookup(e.kind).target == "map" and not subjects and \
+            not _dumped(e.target, records):
         seen = f"saw no dump of map {e.target}"
     else:
         seen = f"saw {len(matching)} of {len(subjects)} {_noun(e, len(subjects))}"
@@ -97,28 +99,13 @@ def _check(e: Expectation, records: Sequence[Record], captures: Captures,
 
 def select(e: Expectation, records: Sequence[Record]) -> List[Record]:
     """The field views of the records an expectation is about."""
-    if e.kind == "event":
-        return [dict(r.get("data") or {}) for r in records
-                if r.get("type") == "event" and r.get("channel") == e.target]
-    if e.kind == "message":
-        return [{"text": r.get("text"), **(r.get("data") or {})} for r in records
-                if r.get("type") == "message"]
-    if e.kind == "attach":
-        return [{k: v for k, v in r.items() if k != "type"} for r in records
-                if r.get("type") == "attach" and r.get("probe") == e.target]
-    return last_dump(e.target, records)
+    return EXPECTATIONS.lookup(e.kind).select(e.target, records)
 
 
 def not_kept(e: Expectation, dropped: Dropped) -> int:
     """How many records this expectation is about were counted but not kept."""
-    unknown = dropped.get(("?", ""), 0)
-    if e.kind == "event":
-        return dropped.get(("event", e.target), 0) + unknown
-    if e.kind == "message":
-        return dropped.get(("message", ""), 0) + unknown
-    if e.kind == "map":
-        return dropped.get(("map", e.target), 0) + unknown
-    return 0  # attach and summary records are always kept
+    key = EXPECTATIONS.lookup(e.kind).dropped_as(e.target)
+    return 0 if key is None else dropped.get(key, 0) + dropped.get(("?", ""), 0)
 
 
 def kept_as(record: Record) -> Tuple[str, str]:
@@ -128,20 +115,6 @@ def kept_as(record: Record) -> Tuple[str, str]:
     if record.get("type") == "event":
         return ("event", str(record.get("channel")))
     return (str(record.get("type")), "")
-
-
-def last_dump(name: str, records: Sequence[Record]) -> List[Record]:
-    """The entries of a map's final dump (the one at exit): the last record that lists
-    `entries`; for the one-record-per-key aggregations, the last record of each key."""
-    dumps = [r for r in records if r.get("map") == name and r.get("type") != "attach"]
-    whole = [r for r in dumps if "entries" in r]
-    if whole:
-        return [dict(entry) for entry in whole[-1]["entries"]]
-    by_key: Dict[str, Record] = {}
-    for r in dumps:
-        by_key[json.dumps(r.get("key"), sort_keys=True)] = {
-            k: v for k, v in r.items() if k not in ("type", "map")}
-    return list(by_key.values())
 
 
 def _dumped(name: str, records: Sequence[Record]) -> bool:
@@ -229,7 +202,7 @@ def _number(v: Any) -> bool:
 # -- describing ----------------------------------------------------------------------------
 
 def describe(e: Expectation, captures: Optional[Captures] = None) -> str:
-    if e.kind == "lost":
+    if not EXPECTATIONS.lookup(e.kind).target:  # lost
         return f"{e.count.describe()} lost" if e.count.n else "nothing lost"
     text = f"{e.count.describe()} {_noun(e, e.count.n)}"
     if e.where:
@@ -240,15 +213,8 @@ def describe(e: Expectation, captures: Optional[Captures] = None) -> str:
 
 
 def _noun(e: Expectation, n: int) -> str:
-    """'event on output' / 'events on output', 'message(s)', 'entry/entries of counts'."""
-    one = n == 1
-    if e.kind == "event":
-        return f"{'event' if one else 'events'} on {e.target}"
-    if e.kind == "message":
-        return "message" if one else "messages"
-    if e.kind == "attach":
-        return f"{'attach' if one else 'attaches'} of probe {e.target}"
-    return f"{'entry' if one else 'entries'} of map {e.target}"
+    """'event on output' / 'events on output', 'message(s)', 'entry/entries of map counts'."""
+    return EXPECTATIONS.lookup(e.kind).noun(e.target, n == 1)
 
 
 def _describe_cond(c: Condition, captures: Optional[Captures] = None,

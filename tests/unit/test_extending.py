@@ -497,9 +497,19 @@ def walked(tmp_path_factory) -> Walked:
     return Walked(t, touched, json.loads(done.stdout))
 
 
-def test_the_expectation_kind_section_is_a_placeholder_for_the_lead():
-    # Expectation kinds are being changed on another branch: not walked here yet.
-    assert "the lead completes this section" in section("An expectation kind")
+def test_the_expectation_kind_section_is_the_registry():
+    """Not walked (see the section); what it names must be what the registry holds."""
+    import dataclasses
+
+    from runner.kinds.expectations import EXPECTATIONS, ExpectationKind
+
+    text = section("An expectation kind")
+    assert re.findall(r"`(\w+):`", text.split("\n\n")[1])[1:] == list(EXPECTATIONS.names())
+    fields = [f.name for f in dataclasses.fields(ExpectationKind)]
+    assert all(f"`{f}`" in text for f in fields if f != "name"), fields
+    items = json.loads((ROOT / "schema.json").read_text())["properties"]["tests"][
+        "additionalProperties"]["properties"]["expect"]["items"]["properties"]
+    assert set(EXPECTATIONS.names()) <= set(items)
 
 
 # -- the tests a new kind breaks --------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import List
 
 import pytest
 
+from runner.kinds.expectations import last_dump
 from runner.model.tests import Count, Expectation, Trigger
 from runner.support import regexes
 from runner.testing import containment, expectations, session, triggers
@@ -189,7 +190,7 @@ def test_a_maps_new_dump_replaces_the_old_one():
     kept = Kept(budget=100)
     for n in range(20):
         kept.add({"type": "map", "map": "counts", "entries": [{"key": 0, "value": n}]}, 60)
-    assert expectations.last_dump("counts", kept.records) == [{"key": 0, "value": 19}]
+    assert last_dump("counts", kept.records) == [{"key": 0, "value": 19}]
     assert kept.used == 60 and not kept.dropped
 
 
