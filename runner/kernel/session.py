@@ -78,10 +78,12 @@ class Kernel:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def load(self) -> None:
+    def load(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Load the program; self.bpf stays None if `should_stop()` came true while a
+        compiler child was still at work (load.py)."""
         self.loading = self.loading or begin(self.c_source)
         self.bcc = self.loading.bcc
-        self.bpf = self.loading.result()
+        self.bpf = self.loading.result(should_stop)
 
     # -- attach and detach -----------------------------------------------------------------
 
