@@ -6,6 +6,7 @@ runner/check/build.py runs them in order.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from runner.codegen.strings import comment_text
@@ -56,6 +57,18 @@ class Checker:
     def err(self, path: PathKey, message: str, hint: Optional[str] = None,
             *, key: bool = False) -> None:
         self.diags.append(self.doc.diagnostic(path, message, hint, key=key))
+
+    def err_in(self, path: PathKey, text: str, column: int, message: str,
+               hint: Optional[str] = None) -> None:
+        """An error `column` characters into the value `text` at `path`, where the source
+        line shows that text as written (one line, no escapes); else at the value."""
+        d = self.doc.diagnostic(path, message, hint)
+        line, col = d.source_line, d.location.col
+        if line is not None and 0 <= column < len(text):
+            start = col - 1 + (line[col - 1:col] in ("'", '"'))  # past an opening quote
+            if line[start:start + len(text)] == text:
+                d = replace(d, location=replace(d.location, col=start + column + 1))
+        self.diags.append(d)
 
     def unknown(self, path: PathKey, kind: str, name: str, choices: Iterable[str],
                 *, key: bool = False) -> None:

@@ -174,6 +174,18 @@ CASES = {
         "6:16: error: '{pid:500000000}': a width or precision is at most 1024",
         None,
     ),
+    # Issue 24: a bounded string never matches a literal it cannot hold (before: it
+    # validated, then the verifier refused the program with E2BIG, exit 3).
+    'comm_never_equals_a_long_literal': (
+        'name: x\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - if: \'comm == "0123456789abcdef"\'\n        then: []\n',
+        "6:22: error: bad condition: 'comm' is a char[16]: it holds at most 15 bytes, so it can never equal this 16-byte literal",
+        None,
+    ),
+    'prev_comm_never_starts_with_a_long_literal': (
+        'name: x\nprobes:\n  p:\n    attach: {tracepoint: "sched:sched_switch"}\n    do:\n      - if: \'pid > 0 && startswith(args.prev_comm, "0123456789abcdefgh")\'\n        then: []\n',
+        "6:52: error: bad condition: the string value is a char[16]: it holds at most 15 bytes, so it can never start with this 18-byte literal",
+        None,
+    ),
 }
 
 
