@@ -36,7 +36,6 @@ import json
 import os
 import select
 import signal
-import tempfile
 from typing import Any, Callable, List, Optional, Tuple
 
 # Imported where used: this module is imported before the fork, where every millisecond
@@ -63,8 +62,9 @@ class Compiler:
     def __init__(self) -> None:
         # Made before the fork, so both sides hold them: the C to compile, and everything
         # the child writes on fd 2 (read only if its answer is an error, or none at all).
-        self._source = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        # Files in memory: no import of tempfile before the fork, nothing on disk.
+        self._source = os.memfd_create("ebpf-run-source", os.MFD_CLOEXEC)
+        self._stderr = os.memfd_create("ebpf-run-stderr", os.MFD_CLOEXEC)
         to_child, self._to_child = os.pipe()
         self._from_child, from_child = os.pipe()
         parent = os.getpid()
@@ -72,7 +72,7 @@ class Compiler:
         if self.pid == 0:  # the child: never returns
             os.close(self._to_child)
             os.close(self._from_child)
-            _child(parent, to_child, from_child, self._source.fileno(), self._stderr.fileno())
+            _child(parent, to_child, from_child, self._source, self._stderr)
         os.close(to_child)
         os.close(from_child)
         self.status: Optional[int] = None  # the child's wait status, once reaped
@@ -80,14 +80,18 @@ class Compiler:
     def send(self, c_source: str) -> bool:
         """Give the child the C to compile. False, and the child ended, if what it
         compiled could not come back as instructions (a program needing BCC's BTF:
-        object_cache.py): the caller then compiles it itself."""
+        object_cache.py) or the C could not be written: the caller then compiles it
+        itself."""
         from runner.kernel.object_cache import needs_module
 
         if needs_module(c_source):
             self.close()
             return False
-        self._source.write(c_source.encode())
-        self._source.flush()
+        try:
+            _write_all(self._source, c_source.encode())
+        except OSError:  # out of memory: the caller compiles it itself
+            self.close()
+            return False
         fd, self._to_child = self._to_child, -1
         try:
             os.write(fd, b"1")  # one byte into an empty pipe: never blocks
@@ -133,14 +137,16 @@ class Compiler:
     def _printed(self) -> str:
         from runner.kernel.bcc import without_noise
 
-        self._stderr.seek(0)
-        return without_noise(self._stderr.read().decode("utf-8", "replace"))
+        return without_noise(_pread_all(self._stderr).decode("utf-8", "replace"))
 
     def close(self) -> None:
         """End the child, done or not, reap it, and drop its files."""
         self._end_child()
-        for f in (self._source, self._stderr):
-            f.close()
+        for name in ("_source", "_stderr"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
 
     def _end_child(self) -> None:
         for name in ("_to_child", "_from_child"):
