@@ -12,9 +12,10 @@ The count follows what the templates put on the stack and how long it lives ther
   a string comparison reads into (one byte longer than the literal, and its NUL).
 Ring buffer records are reserved in the ring, not on the stack.
 
-Measured with BCC 0.26 / LLVM 14 on kernels 6.1 and 6.18: a key and a value of 248 bytes
-each (496 in all) load, of 256 bytes each do not; a let's struct copy of 248 bytes and a
-key of 248 load. The limit keeps the margin the key limit always had, for the scalars the
+Measured with BCC 0.26 / LLVM 14 on this project's 6.18 machine (the limit is LLVM's, so
+Debian's 6.1 with the same LLVM behaves alike): a key and a value of 248 bytes each (496
+in all) load, of 256 bytes each do not; a let's struct copy of 248 bytes and a key of 248
+load, of 256 each do not. The limit keeps the margin the key limit always had, for the scalars the
 compiler spills beside the buffers.
 """
 
