@@ -186,6 +186,13 @@ CASES = {
         "6:52: error: bad condition: the string value is a char[16]: it holds at most 15 bytes, so it can never start with this 18-byte literal",
         None,
     ),
+    # Issue 24: a mapping inside an action that names no kind of value was an "unknown
+    # action" (elapsed's struct key gave "unknown action 'dev'").
+    'unknown_value_kind': (
+        'name: x\nstructs:\n  s: [{a: u32}]\nmaps:\n  out: {type: ringbuf, value: s}\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - emit: {to: out, set: {a: {literl: x}}}\n',
+        "10:35: error: unknown value kind 'literl'",
+        "did you mean 'literal'?",
+    ),
 }
 
 
