@@ -40,7 +40,8 @@ class Checker:
         self.msg_structs: List[Struct] = []
         self.via: str = self.data.get("messages", {}).get("via", "buffer")
         self.messages_map: Optional[Map] = None
-        self.fentry_owners: Dict[str, str] = {}
+        # fentry function -> (probe, attach option path): BCC allows one program each.
+        self.fentry_owners: Dict[str, Tuple[str, Any]] = {}
         self.aggregations: Dict[str, Aggregation] = {}  # runner/check/aggregations.py
         self.params: Dict[str, Any] = {}  # name -> runner.model.spec.Param (params section)
         self._catalog: Optional[tracepoints.Catalog] = None

@@ -193,6 +193,13 @@ CASES = {
         "10:35: error: unknown value kind 'literl'",
         "did you mean 'literal'?",
     ),
+    # Found by tests/specgen.py (seed 5): the same fentry twice in one probe validated and
+    # did not compile (two KFUNC_PROBE of one function).
+    'fentry_twice_in_one_probe': (
+        'name: x\nprobes:\n  p:\n    attach: [{fentry: do_nanosleep}, {fentry: do_nanosleep}]\n    do: []\n',
+        "4:39: error: fentry do_nanosleep is already used by an earlier option of this probe",
+        "BCC names a trampoline program after its function, so one per function",
+    ),
 }
 
 
