@@ -98,14 +98,12 @@ def test_a_child_that_llvm_ends_reports_why(monkeypatch):
     c_source = over_the_stack(c_of(GETPPID))
     child = compiler.Compiler()
     child.send(c_source)
-    before = load.compile_count()
-    with pytest.raises(KernelError) as info:
+    with pytest.raises(KernelError) as info:  # this process lives on: no compile here
         load.begin(c_source, child).result()
     message = str(info.value)
     assert message.startswith("BCC could not load the program: the compiler process exited "
                               "with status 1 while compiling\n"), message
     assert "Looks like the BPF stack limit of 512 bytes is exceeded" in message
-    assert load.compile_count() == before + 1  # the child's compile only
     assert child.pid == -1  # reaped
 
 
