@@ -3,6 +3,12 @@ sizes, and names drawn from the words C, BCC, the kernel headers, Python and cty
 use. Whatever `check` accepts must compile and load (tests/kernel/test_generated_specs.py);
 whatever it refuses must be refused with located messages (tests/unit/test_generated_specs.py).
 
+Since issue 24 it also compares strings (comm, char[16] record fields, string arguments)
+with literals of every length around 16 bytes and up to the stack, and looks up then
+deletes large keys built from string reads: with the code before that issue, seed 16's
+40 accepted specs include one that made LLVM exit (a lookup and a delete of a 272-byte
+key), and others with a startswith("") that did not compile.
+
 Deterministic for a seed: a failure names its seed and spec index, and `generate(seed, i)`
 gives the same text again.
 """
@@ -35,7 +41,17 @@ HOSTILE = [
 PLAIN = ["a", "b", "n", "total", "hits", "who", "where", "note", "stamp", "first", "last"]
 
 SCALARS = ["u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64"]
-CHAR_SIZES = [1, 2, 16, 17, 100, 400, 448, 449, 1024, 1025, 3001, 65000]
+CHAR_SIZES = [1, 2, 16, 17, 100, 248, 256, 400, 448, 449, 1024, 1025, 3001, 65000]
+# Literal lengths for string comparisons: around comm's 15 bytes and the verifier's old
+# E2BIG from about 16 (issue 24), and long ones that fill the stack.
+LITERAL_SIZES = [0, 1, 14, 15, 16, 17, 22, 40, 64, 100, 220, 300, 440]
+LITERAL_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789/._-"
+# Attach options with string arguments (in every form the option takes), and those strings.
+STRINGS = {
+    "execve": ({"syscall": "execve"}, ["args.filename"]),
+    "openat": ({"tracepoint": "syscalls:sys_enter_openat"}, ["args.filename"]),
+    "switch": ({"tracepoint": "sched:sched_switch"}, ["args.prev_comm", "args.next_comm"]),
+}
 ATTACH = [
     {"syscall": "getppid"}, {"syscall": "read"}, {"syscall": "fstat"}, {"syscall": "mseal"},
     {"syscall": "execve"}, {"tracepoint": "sched:sched_process_exec"},
@@ -53,6 +69,7 @@ class _Gen:
     def __init__(self, seed: int):
         self.r = random.Random(seed)
         self.used: set = set()
+        self.strings = ["comm"]  # string values the current probe can read
         reserved = sorted(c_reserved())
         self.hostile = HOSTILE + self.r.sample(reserved, 40)
 
@@ -100,10 +117,30 @@ class _Gen:
     def condition(self) -> str:
         parts = []
         for _ in range(self.r.randint(1, 3)):
+            if self.r.random() < 0.5:
+                parts.append(self.string_compare())
+                continue
             left = self.builtin()
             parts.append(f"{left} {self.r.choice(COMPARE)} "
                          f"{self.r.choice([0, 1, 7, 2**32 - 1, 2**63 - 1, 2**64 - 1])}")
         return f" {self.r.choice(['&&', '||'])} ".join(parts)
+
+    def string_compare(self) -> str:
+        source = self.strings[-1] if self.r.random() < 0.7 else self.r.choice(self.strings)
+        sizes = LITERAL_SIZES
+        if source.endswith("comm") and self.r.random() < 0.9:  # char[16]s
+            sizes = [n for n in sizes if n < 16]  # now and then one it can never match
+        literal = "".join(self.r.choice(LITERAL_CHARS) for _ in range(self.r.choice(sizes)))
+        if self.r.random() < 0.4:
+            return f'startswith({source}, "{literal}")'
+        return f'{source} {self.r.choice(["==", "!="])} "{literal}"'
+
+    def string_value(self, n: int) -> Any:
+        """A value for a char[n] key: mostly a string the probe reads (so keys are built
+        on the stack from a read), else a literal that fits."""
+        if self.r.random() < 0.7:
+            return self.r.choice(self.strings)
+        return "k" * min(n - 1, self.r.choice([0, 1, 15, 200]))
 
     def spec(self) -> Dict[str, Any]:
         structs: Dict[str, List[Dict[str, str]]] = {}
@@ -141,9 +178,14 @@ class _Gen:
         return {k: v for k, v in out.items() if v}
 
     def probe(self, structs: Dict[str, Any], maps: Dict[str, Any]) -> Dict[str, Any]:
+        self.strings = ["comm"]
         attach: Any = self.r.choice(ATTACH)
+        if self.r.random() < 0.4:
+            attach, more = self.r.choice(list(STRINGS.values()))
+            self.strings = ["comm", *more]
         if self.r.random() < 0.2:
             attach = [attach, self.r.choice(ATTACH)]
+            self.strings = ["comm"]
         return {"attach": attach, "do": self.actions(structs, maps, 2)}
 
     def actions(self, structs: Dict[str, Any], maps: Dict[str, Any],
@@ -171,6 +213,8 @@ class _Gen:
                         if self.r.random() < 0.7 and "[" not in t.replace("char[", "")
                         and (t in SCALARS or t.startswith("char["))}
                 out.append({"emit": {"to": name, "set": sets}})
+            elif k < 0.55 and self.hashes(maps):
+                out.extend(self.lookup_delete(structs, maps))
             elif k < 0.65:
                 words = self.r.sample([*ANYWHERE, "comm"], self.r.randint(0, 4))
                 out.append({"print": " ".join(f"{w}={{{w}}}" for w in words) or "hi"})
@@ -188,11 +232,33 @@ class _Gen:
                     "default": self.actions(structs, maps, depth - 1)}})
         return out
 
+    def hashes(self, maps: Dict[str, Any]) -> List[str]:
+        return [n for n, m in maps.items() if m["type"] in ("hash", "lru_hash")]
+
+    def lookup_delete(self, structs: Dict[str, Any], maps: Dict[str, Any]) -> List[Any]:
+        """A lookup, then a delete of the same key (issue 24: two large keys, built from a
+        string read, overflowed the stack); a struct looked up stays on the stack."""
+        name = self.r.choice(self.hashes(maps))
+        m = maps[name]
+        key = self.key(structs, m)
+        lookup: Dict[str, Any] = {"map": name, "key": key}
+        if m["value"] in SCALARS:
+            found: Dict[str, Any] = {"lookup": lookup, "default": 0}
+        else:
+            found = {"lookup": lookup}  # no entry: the probe stops here
+        pair = [{"let": {self.name(0): found}}, {"delete": {"map": name, "key": key}}]
+        if self.r.random() < 0.5:  # under a string comparison, as a filter would be
+            return [{"if": self.string_compare(), "then": pair}]
+        return pair
+
     def key(self, structs: Dict[str, Any], m: Dict[str, Any]) -> Any:
         key = m.get("key", "u32")
         if key in structs:
-            return {f: self.value(t) for d in structs[key] for f, t in d.items()
+            return {f: self.string_value(int(t[5:-1])) if t.startswith("char[") else
+                    self.value(t) for d in structs[key] for f, t in d.items()
                     if t in SCALARS or t.startswith("char[")}
+        if key.startswith("char["):
+            return self.string_value(int(key[5:-1]))
         return self.value(key)
 
     def tail_calls(self, out: Dict[str, Any]) -> None:
@@ -200,6 +266,7 @@ class _Gen:
         if not jumps:
             return
         target = self.name(0.05)
+        self.strings = ["comm"]  # a program's context is its callers': no args assumed
         out["programs"] = {target: {"do": self.actions(out["structs"], out["maps"], 1)}}
         out["tail_calls"] = {jumps[0]: {"default": target}}
         first = next(iter(out["probes"].values()))

@@ -176,7 +176,7 @@ class _Parser:
         if t.kind == "num":
             return Typed(e.Const(number(t)), "s64" if number(t) < 2**63 else "u64", pos=t.pos)
         if t.kind == "str":
-            return Typed(_unquote(t.text), None)
+            return Typed(_unquote(t.text), None, pos=t.pos)
         if t.kind == "name" and t.text == "startswith":
             return self.startswith(t)
         if t.kind == "name":
@@ -192,6 +192,7 @@ class _Parser:
         if lit.kind != "str" or subject.string is None:
             raise ExprError("startswith takes a string value and a \"literal\"", t.pos)
         text = _unquote(lit.text)
+        _can_hold(subject.string, text, lit.pos, "start with")
         return Typed(e.StrCompare(subject.string, text, False, True), "bool")
 
 
@@ -297,4 +298,30 @@ def _string_compare(t: Token, a: Typed, b: Typed) -> Typed:
     if not isinstance(lit.node, str) or other.string is None:
         raise ExprError(f"'{t.text}' compares a string literal with a string value "
                         "(comm, a char array, a string argument)", t.pos)
+    _can_hold(other.string, lit.node, lit.pos, "equal")
     return Typed(e.StrCompare(other.string, lit.node, t.text == "!=", False), "bool")
+
+
+def _can_hold(src: e.StrSource, text: str, pos: int, verb: str) -> None:
+    """Refuse a literal that a bounded string (comm, a char[N]) can never match: its text
+    holds at most N - 1 bytes before the NUL. The comparison could only ever give one
+    answer, and a spec that writes it means something else (a name cut at 15 bytes)."""
+    size = _capacity(src)
+    n = len(text.encode())
+    if size is None or n < size:
+        return
+    what = "the string value"
+    if isinstance(src, e.CommStr):
+        what = "'comm'"
+    elif isinstance(src, e.LocalChars):
+        what = f"'{src.name}.{src.field}'"
+    raise ExprError(f"{what} is a char[{size}]: it holds at most {size - 1} bytes, so it "
+                    f"can never {verb} this {n}-byte literal", pos, exact=True)
+
+
+def _capacity(src: e.StrSource) -> Optional[int]:
+    if isinstance(src, e.CommStr):
+        return 16  # TASK_COMM_LEN
+    if isinstance(src, (e.RecordChars, e.LocalChars)):
+        return src.count
+    return None  # a string at an address: as long as it is

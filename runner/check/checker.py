@@ -6,6 +6,7 @@ runner/check/build.py runs them in order.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from runner.errors import Diagnostic
@@ -46,7 +47,8 @@ class Checker:
         self.msg_structs: List[Struct] = []
         self.via: str = self.data.get("messages", {}).get("via", "buffer")
         self.messages_map: Optional[Map] = None
-        self.fentry_owners: Dict[str, str] = {}
+        # fentry function -> (probe, attach option path): BCC allows one program each.
+        self.fentry_owners: Dict[str, Tuple[str, Any]] = {}
         self.aggregations: Dict[str, Aggregation] = {}  # runner/check/aggregations.py
         self.params: Dict[str, Any] = {}  # name -> runner.model.spec.Param (params section)
         self._catalog: Optional[tracepoints.Catalog] = None
@@ -63,6 +65,18 @@ class Checker:
     def err(self, path: PathKey, message: str, hint: Optional[str] = None,
             *, key: bool = False, within: Optional[str] = None) -> None:
         self.diags.append(self.doc.diagnostic(path, message, hint, key=key, within=within))
+
+    def err_in(self, path: PathKey, text: str, column: int, message: str,
+               hint: Optional[str] = None) -> None:
+        """An error `column` characters into the value `text` at `path`, where the source
+        line shows that text as written (one line, no escapes); else at the value."""
+        d = self.doc.diagnostic(path, message, hint)
+        line, col = d.source_line, d.location.col
+        if line is not None and 0 <= column < len(text):
+            start = col - 1 + (line[col - 1:col] in ("'", '"'))  # past an opening quote
+            if line[start:start + len(text)] == text:
+                d = replace(d, location=replace(d.location, col=start + column + 1))
+        self.diags.append(d)
 
     def unknown(self, path: PathKey, kind: str, name: str, choices: Iterable[str],
                 *, key: bool = False) -> None:

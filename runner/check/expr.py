@@ -7,9 +7,12 @@ from dataclasses import dataclass
 
 
 class ExprError(ValueError):
-    def __init__(self, message: str, column: int):
+    def __init__(self, message: str, column: int, *, exact: bool = False):
         super().__init__(message)
         self.column = column  # 0-based offset in the expression text
+        # Reported at that column of the spec, not at the start of the expression (so far
+        # only errors about one literal: runner/check/arith.py's _can_hold).
+        self.exact = exact
 
 
 @dataclass(frozen=True)

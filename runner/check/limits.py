@@ -12,6 +12,7 @@ import dataclasses
 from collections import Counter
 from typing import Any, Iterator, Tuple
 
+from runner.check import stack
 from runner.check.checker import Checker
 from runner.check.structs import type_size
 from runner.kinds.maps import HASH, MAP_KINDS
@@ -68,8 +69,12 @@ def maps(ck: Checker) -> None:
 
 def programs(ck: Checker, probes: Tuple[Probe, ...], progs: Tuple[Program, ...]) -> None:
     """Limits that count across functions: maps per program, programs per tracepoint."""
+    checked = set()
     for owner, fn in [(("probes", p.name), c.function) for p in probes for c in p.candidates] \
             + [(("programs", p.name), f) for p in progs for f in p.functions]:
+        if owner not in checked:  # each variant of a probe has the same actions
+            checked.add(owner)
+            stack.check_function(ck, owner, fn.actions)
         used = {m.name for m in _maps_in(fn.actions)}
         if len(used) + OWN_MAPS > MAX_USED_MAPS:
             ck.err(owner, f"{owner[1]} uses {len(used)} maps; one BPF program may use "

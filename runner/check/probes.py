@@ -110,9 +110,10 @@ def syscall_args(ck: Checker, planned: List[Option]) -> Optional[Tuple[str, Tupl
 
 def _bcc_named_ok(ck: Checker, path: PathKey, probe: str, p: Planned, actions: Any) -> bool:
     """An fentry program is named after its function: one probe each, and no tail calls."""
-    owner = ck.fentry_owners.setdefault(p.target, probe)
-    if owner != probe:
-        ck.err((*path, p.kind), f"fentry {p.target} is already used by probe '{owner}'",
+    owner, first = ck.fentry_owners.setdefault(p.target, (probe, path))
+    if owner != probe or first != path:
+        where = f"probe '{owner}'" if owner != probe else "an earlier option of this probe"
+        ck.err((*path, p.kind), f"fentry {p.target} is already used by {where}",
                "BCC names a trampoline program after its function, so one per function",
                key=True)
         return False

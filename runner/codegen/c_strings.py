@@ -7,8 +7,8 @@ filled its buffer may have been cut: ebpf-run then ends it with "..." so the tru
 visible in the output (a string of exactly size - 1 bytes is shown that way too), cut where
 a UTF-8 character starts. A read that failed is marked behind the NUL of the empty string
 the helper leaves (0xff, then the errno): runtime/decode.py shows it as a failure.
-Comparisons read into a small scratch buffer and compare byte by byte, unrolled: the
-literal's length bounds the loop, as the verifier wants.
+Comparisons read into a small scratch buffer and compare byte by byte, unrolled and
+without branches: the literal's length bounds the work, as the verifier wants.
 """
 
 from __future__ import annotations
@@ -104,8 +104,21 @@ def str_compare(e: StrCompare, spell: Spell) -> str:
     # NUL; comm is always read whole.
     size = max(len(data) + 2, 16) if isinstance(e.source, CommStr) else len(data) + 2
     read = read_string(e.source, "er_s", size, spell, mark=False)
-    tests = [f"(u8)er_s[{i}] == {b}" for i, b in enumerate(data)]
+    # Every byte's difference or-ed into er_d, equal when it is 0: code without branches.
+    # With `==` joined by `&&`, LLVM turns groups of tests into diamonds whose results it
+    # packs into bits; the verifier then walks 2^n paths and refuses the program with E2BIG
+    # from about 16 bytes on (issue 24). A barrier after every 8 bytes keeps LLVM from
+    # loading every byte first, which spills past the 512-byte stack on long literals.
+    diffs = [f"((u8)er_s[{i}] ^ {b})" for i, b in enumerate(data)]
     if not e.prefix:
-        tests.append(f"er_s[{len(data)}] == 0")
+        diffs.append(f"(u8)er_s[{len(data)}]")
+    steps = "".join(f" er_d |= {' | '.join(diffs[i:i + 8])}; {_BARRIER}"
+                    for i in range(0, len(diffs), 8))
     neg = "!" if e.negate else ""
-    return f"({neg}({{ char er_s[{size}] = {{}}; {read} ({' && '.join(tests)}); }}))"
+    return (f"({neg}({{ char er_s[{size}] = {{}}; {read} u64 er_d = 0;{steps} "
+            "er_d == 0; }))")
+
+
+# Makes er_d a register value here, and no memory read moves across it.
+_BARRIER = 'asm volatile("" : "+r"(er_d) :: "memory");'
+

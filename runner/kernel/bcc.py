@@ -135,7 +135,12 @@ class CapturedStderr:
         self.file.seek(0)
         raw = self.file.read().decode("utf-8", "replace")
         self.file.close()
-        self.text = "\n".join(ln for ln in raw.splitlines() if not ln.startswith(NOISE))
+        self.text = without_noise(raw)
+
+
+def without_noise(text: str) -> str:
+    """What clang and libbcc printed, minus the lines that never mean anything (NOISE)."""
+    return "\n".join(ln for ln in text.splitlines() if not ln.startswith(NOISE))
 
 
 def check_privileges() -> None:

@@ -10,13 +10,13 @@ meanwhile, then waits in Loading.result()."""
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from runner.errors import EnvironmentProblem, KernelError
 from runner.kernel import object_cache
 from runner.kernel.bcc import CapturedStderr, check_privileges, import_bcc, quiet_bpf_class
 from runner.kernel.cached_bpf import cached_bpf
-from runner.kernel.compiler import ERROR, OBJECT, Compiler
+from runner.kernel.compiler import ERROR, OBJECT, STOPPED, Compiler
 from runner.kernel.environment import HEADERS_FIX, check_headers
 from runner.kernel.kallsyms_view import Pending
 
@@ -69,11 +69,12 @@ class Loading:
         if compiler is None:
             self._compiling = Pending(self._compile)
 
-    def result(self) -> Any:
-        """The BPF object (maps created, nothing attached), or a project error. The
-        caller owns the object from here: releasing it is theirs."""
+    def result(self, should_stop: Callable[[], bool] = lambda: False) -> Any:
+        """The BPF object (maps created, nothing attached), or a project error; None if
+        `should_stop()` turned true while a compiler child was still compiling (the child
+        is then ended). The caller owns the object from here: releasing it is theirs."""
         self._taken = True
-        return self._finish()
+        return self._finish(should_stop)
 
     def discard(self) -> None:
         """Release what was loaded unless a caller took it: a stop or a failure came
@@ -92,10 +93,13 @@ class Loading:
         if bpf is not None:
             bpf.cleanup()
 
-    def _finish(self) -> Any:
+    def _finish(self, should_stop: Callable[[], bool] = lambda: False) -> Any:
         if self._compiler is not None:
             compiler, self._compiler = self._compiler, None
-            self._bpf = self._from_child(compiler)
+            kind, answer = compiler.receive(should_stop)
+            if kind == STOPPED:
+                return None
+            self._bpf = self._from_child(kind, answer)
             if self._bpf is None:  # no help from the child: compile here, as before
                 self._compiling = Pending(self._compile)
         if self._compiling is not None:
@@ -107,8 +111,7 @@ class Loading:
             self._store(object_cache.capture(self.bcc, bpf))
         return self._bpf
 
-    def _from_child(self, compiler: Compiler) -> Any:
-        kind, answer = compiler.receive()
+    def _from_child(self, kind: str, answer: Any) -> Any:
         if kind == ERROR:
             message, stderr = answer
             raise load_error(self._c_source, Exception(message), stderr)

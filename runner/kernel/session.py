@@ -56,12 +56,15 @@ class Kernel:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def load(self) -> None:
+    def load(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Load the program; self.bpf stays None if `should_stop()` came true while a
+        compiler child was still at work (load.py)."""
         self.loading = self.loading or begin(self.c_source)
         self.bcc = self.loading.bcc
-        self.bpf = self.loading.result()
-        self._channels = Channels(self.bcc, self.bpf)
-        self._maps = Maps(self.bpf, self.spec.drops)
+        self.bpf = self.loading.result(should_stop)
+        if self.bpf is not None:
+            self._channels = Channels(self.bcc, self.bpf)
+            self._maps = Maps(self.bpf, self.spec.drops)
 
     @property
     def channels(self) -> Channels:

@@ -153,7 +153,7 @@ class Elapsed:
     """ktime minus the timestamp a hash map holds for key; the entry is deleted."""
 
     map: Map
-    key: Value
+    key: MapKey  # built as for a delete: a scalar, char[N] or struct key
 
 
 @dataclass(frozen=True)

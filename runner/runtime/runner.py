@@ -89,7 +89,9 @@ class Runner:
         """Load, attach, open the channels; the time tracing starts, or None on a stop."""
         if self.stop.requested:
             return None
-        k.load()  # the compile itself cannot be interrupted; a stop is seen right after
+        # A compile in a child is given up on a stop; one in this process (no child) is
+        # not interrupted, and the stop is seen right after it.
+        k.load(lambda: self.stop.requested)
         self.kernel = k
         if self.stop.requested or not self.attach_all(k) or self.stop.requested:
             return None

@@ -153,11 +153,19 @@ def _extra_keys(err: ValidationError) -> List[str]:
     return [k for k in err.instance if k not in props]
 
 
+_ACTION_LISTS = ("do", "then", "else", "default")
+
+
 def _kind(path: tuple) -> str:
-    if "do" in path or "then" in path or "else" in path or "cases" in path or "default" in path:
+    """What the mapping at `path` chose with its first key: an action (an item of an action
+    list), an attach kind, a kind of value inside an action (`{literal: ...}`), else a key."""
+    item = len(path) >= 2 and isinstance(path[-1], int)
+    if item and (path[-2] in _ACTION_LISTS or (len(path) >= 3 and path[-3] == "cases")):
         return "action"
     if "attach" in path:
         return "attach kind"
+    if any(p in _ACTION_LISTS or p == "cases" for p in path):
+        return "value kind"
     return "key"
 
 

@@ -168,6 +168,20 @@ def test_reads_from_a_pipe_written_every_100_ms_land_in_64_to_128_ms(tmp_path):
                       "sum": None, "buckets": [{"lower": 64, "upper": 128, "count": n}]}]
 
 
+def test_elapsed_with_a_struct_key(tmp_path):
+    # Issue 24: refused before with "unknown action 'pid'"; a start keyed by a struct
+    # (thread and file descriptor, say) is what a per-fd latency needs.
+    n = 10
+    gen = Generator(code=PIPE_READER.format(n=n))
+    text = (LATENCY_SPEC.replace("key: u32, value: u64", "key: start_key, value: u64")
+            .replace("key: tid", "key: {{pid: pid, tid: tid}}")
+            .replace("maps:", "structs:\n  start_key: [{{pid: u32}}, {{tid: u32}}]\nmaps:", 1))
+    run = traced(write(tmp_path, text.format(pid=gen.pid)), gen, "--json")
+    hists = [r for r in run.json() if r.get("type") == "hist"]
+    assert hists == [{"type": "hist", "map": "msecs", "key": {}, "unit": "ms", "count": n,
+                      "sum": None, "buckets": [{"lower": 64, "upper": 128, "count": n}]}]
+
+
 def test_text_output_draws_the_histogram_like_bpftrace(tmp_path):
     n = 4
     gen = Generator(code=PIPE_READER.format(n=n))

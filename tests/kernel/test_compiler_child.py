@@ -84,6 +84,73 @@ def test_a_dead_child_costs_an_in_process_compile(monkeypatch):
     assert child.pid == -1  # reaped
 
 
+def over_the_stack(c_source: str) -> str:
+    """The program with a 600-byte buffer on the stack: LLVM prints that the 512-byte BPF
+    stack is exceeded and calls exit(1) in the process that compiles."""
+    return c_source.replace("    return 0;\n}", "    { char er_big[600]; bpf_probe_read_kernel("
+                            "er_big, sizeof(er_big), (void *)0); }\n    return 0;\n}", 1)
+
+
+def test_a_child_that_llvm_ends_reports_why(monkeypatch):
+    # Before, the parent took the child's silent death for "no help" and compiled in its
+    # own process, where LLVM's exit(1) ended ebpf-run without a word (issue 24).
+    monkeypatch.setenv("EBPF_RUN_NO_CACHE", "1")
+    c_source = over_the_stack(c_of(GETPPID))
+    child = compiler.Compiler()
+    child.send(c_source)
+    with pytest.raises(KernelError) as info:  # this process lives on: no compile here
+        load.begin(c_source, child).result()
+    message = str(info.value)
+    assert message.startswith("BCC could not load the program: the compiler process exited "
+                              "with status 1 while compiling\n"), message
+    assert "Looks like the BPF stack limit of 512 bytes is exceeded" in message
+    assert child.pid == -1  # reaped
+
+
+def wchan(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return ""
+
+
+# Where the parent sleeps while it waits for the child's answer: a read of the pipe (before
+# issue 24's fix, for good) or a poll of it (6.1 and 6.18 name them so).
+WAITING = ("pipe_read", "poll_schedule_timeout", "do_sys_poll")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_stop_ends_the_wait_for_a_stopped_child(tmp_path, sig):
+    spec = copy_spec(tmp_path)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    if CPUS < 2:
+        pytest.skip("one CPU: no compiler child is forked (compiler.fork)")
+    proc = subprocess.Popen([sys.executable, "-m", "runner", spec], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        end = time.monotonic() + 60
+        while len(processes_running(spec)) < 2 and time.monotonic() < end \
+                and proc.poll() is None:
+            time.sleep(0.005)
+        child = max(processes_running(spec))  # forked after its parent
+        os.kill(child, signal.SIGSTOP)  # stopped before it can answer
+        while not wchan(proc.pid).startswith(WAITING) and time.monotonic() < end \
+                and proc.poll() is None:
+            time.sleep(0.01)
+        assert wchan(proc.pid).startswith(WAITING), "the run never waited for the child"
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    text = err.decode()
+    assert f"stopped ({sig.name}) before the probes were ready" in text, text
+    assert "summary:" in text and "Traceback" not in text
+    assert processes_running(spec) == []
+
+
 def processes_running(marker: str) -> list:
     """Pids whose command line holds `marker` (a fork keeps its parent's command line)."""
     found = []

@@ -81,3 +81,48 @@ def test_entry_exit_latency_with_map_state(tmp_path):
     [event] = [e for e in _events(run) if e["pid"] == child.pid]
     assert event["ret"] == 0
     assert 300 <= event["ms"] < 300 + 200 * SLOW
+
+
+LONG = "/tmp/er-string-compare-" + "x" * 80  # 103 bytes
+
+LONG_LITERALS = f"""\
+name: long_literals
+structs:
+  ev: [{{eq: u8}}, {{pre: u8}}, {{ne: u8}}, {{path: 'char[160]'}}]
+maps:
+  out: {{type: ringbuf, value: ev}}
+probes:
+  p:
+    attach: {{tracepoint: "syscalls:sys_enter_unlinkat"}}
+    do:
+      - if: 'startswith(args.pathname, "/tmp/er-string-compare-")'
+        then:
+          - emit:
+              to: out
+              set: {{path: args.pathname}}
+      - if: 'args.pathname == "{LONG}"'
+        then: [{{emit: {{to: out, set: {{eq: 1, path: args.pathname}}}}}}]
+      - if: 'startswith(args.pathname, "{LONG[:-1]}")'
+        then: [{{emit: {{to: out, set: {{pre: 1, path: args.pathname}}}}}}]
+      - if: 'args.pathname != "{LONG}" && startswith(args.pathname, "/tmp/er-string-compare-")'
+        then: [{{emit: {{to: out, set: {{ne: 1, path: args.pathname}}}}}}]
+"""
+
+
+def test_long_literals_compare_exactly(tmp_path):
+    # Issue 24: a comparison with a literal of 16 bytes or more validated, then the
+    # verifier refused it (E2BIG: LLVM's branches made 2^n paths).
+    spec = tmp_path / "long_literals.yaml"
+    spec.write_text(LONG_LITERALS)
+    paths = [LONG, LONG + "y", LONG[:-1] + "z", LONG[:-1]]
+    with Run(str(spec), "--json").wait_ready() as run:
+        for p in paths:
+            subprocess.run(["/bin/sh", "-c", f"touch {p}; rm -f {p}"], check=True)
+        run.wait_output(lambda out: sum(LONG[:-1] in ln for ln in out) >= 12)
+        assert run.stop() == 0
+    got = sorted((e["path"], e["eq"], e["pre"], e["ne"]) for e in _events(run))
+    flags = {LONG: [(1, 0, 0), (0, 1, 0)], LONG + "y": [(0, 1, 0), (0, 0, 1)],
+             LONG[:-1] + "z": [(0, 1, 0), (0, 0, 1)], LONG[:-1]: [(0, 1, 0), (0, 0, 1)]}
+    want = sorted([(p, 0, 0, 0) for p in paths]
+                  + [(p, *f) for p, fs in flags.items() for f in fs])
+    assert got == want

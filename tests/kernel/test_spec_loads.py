@@ -137,3 +137,64 @@ def test_64_probes_on_one_tracepoint_attach(tmp_path):
     attached = [r for r in run.json() if r["type"] == "attach"]
     assert len(attached) == 64
     assert {r["method"] for r in attached} == {"tracepoint syscalls:sys_enter_syncfs"}
+
+
+def test_a_large_key_looked_up_then_deleted_runs(tmp_path):
+    # Issue 24: this validated, then the run printed nothing and exited 1 (LLVM: "the BPF
+    # stack limit of 512 bytes is exceeded"): the lookup's key lived to the end of the
+    # function beside the delete's. Now each key has a block of its own.
+    spec = write(tmp_path, "lookup_delete", """\
+        name: lookup-delete
+        structs:
+          ev:
+            - n: u64
+            - path: char[256]
+        maps:
+          seen: {type: hash, key: "char[256]", value: u64}
+          out: {type: ringbuf, value: ev}
+        probes:
+          p:
+            attach: {tracepoint: "syscalls:sys_enter_unlinkat"}
+            do:
+              - if: 'startswith(args.pathname, "/tmp/er-lookup-delete-")'
+                then:
+                  - store: {map: seen, key: args.pathname, value: 41}
+                  - let: {n: {lookup: {map: seen, key: args.pathname}, default: 0}}
+                  - delete: {map: seen, key: args.pathname}
+                  - let: {gone: {lookup: {map: seen, key: args.pathname}, default: 7}}
+                  - emit: {to: out, set: {n: "n + gone", path: args.pathname}}
+        """)
+    victim = f"/tmp/er-lookup-delete-{os.getpid()}"
+    with Run(spec, "--json") as run:
+        run.wait_ready()
+        subprocess.run(["/bin/sh", "-c", f"touch {victim}; rm -f {victim}"], check=True)
+        assert run.stop(signal.SIGINT) == 0
+    events = [r for r in run.json() if r["type"] == "event"]
+    assert [(e["data"]["n"], e["data"]["path"]) for e in events] == [(48, victim)], run.err
+
+
+def test_what_the_stack_check_passes_at_its_limit_loads(tmp_path):
+    # 448 bytes of buffers at once, each way the check counts them (runner/check/stack.py).
+    def spec(name: str, structs: str, maps: str, actions: str) -> str:
+        return write(tmp_path, name, f"name: {name}\nstructs:\n  big: [{{b: \"{structs}\"}}]\n"
+                     f"maps:\n{maps}probes:\n  p:\n    attach: {{tracepoint: "
+                     f"\"syscalls:sys_enter_unlinkat\"}}\n    do:\n{actions}")
+
+    literal = "x" * 246
+    specs = [
+        spec("key-and-value", "char[224]", "  h: {type: hash, key: \"char[224]\", value: big}\n",
+             "      - store: {map: h, key: args.pathname, value: {b: args.pathname}}\n"),
+        spec("copy-and-key", "char[224]", "  vals: {type: hash, key: u32, value: big}\n"
+             "  h: {type: hash, key: \"char[224]\"}\n",
+             "      - let: {s: {lookup: {map: vals, key: tid}}}\n"
+             "      - delete: {map: h, key: s.b}\n"),
+        spec("lookup-and-delete", "char[8]", "  h: {type: hash, key: \"char[448]\"}\n",
+             "      - let: {n: {lookup: {map: h, key: args.pathname}, default: 0}}\n"
+             "      - delete: {map: h, key: args.pathname}\n"
+             "      - count: {map: h, key: args.pathname}\n"),
+        spec("copy-and-string", "char[200]", "  vals: {type: hash, key: u32, value: big}\n",
+             "      - let: {s: {lookup: {map: vals, key: tid}}}\n"
+             f"      - if: 'startswith(args.pathname, \"{literal}\")'\n"
+             "        then: [{delete: {map: vals, key: tid}}]\n"),
+    ]
+    assert load_specs(specs) == [f"ok {p}" for p in specs]

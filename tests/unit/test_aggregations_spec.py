@@ -72,6 +72,16 @@ def test_elapsed_converts_ns_to_the_unit():
     assert (action.divide, action.elapsed.map.name) == (1000, "started")
 
 
+def test_elapsed_takes_a_struct_key():
+    # Issue 24: refused before, by the schema, as "unknown action 'tid'".
+    text = BASE.replace("AGGS", HIST).replace(
+        "DO", "      - aggregate: {map: lat, elapsed: {map: pending, key: {tid: tid, fd: arg0}}}")
+    text = text.replace("maps:", "structs:\n  k: [{tid: u32}, {fd: u64}]\nmaps:\n"
+                        "  pending: {type: hash, key: k, value: u64}", 1)
+    action = spec_from_text(text).probes[0].candidates[0].function.actions[0]
+    assert [a.member for a in action.elapsed.key.assigns] == ["tid", "fd"]
+
+
 @pytest.mark.parametrize("aggs,do,expected", [
     (COUNT, "      - aggregate: {map: call, key: {syscall: syscall_nr}}",
      "10:26: unknown aggregation 'call'"),
@@ -86,6 +96,8 @@ def test_elapsed_converts_ns_to_the_unit():
     ("  s: {kind: sum, unit: bytes}",
      "      - aggregate: {map: s, elapsed: {map: started, key: tid}}",
      "10:38: elapsed is a time; aggregation 's' is in bytes"),
+    (HIST, "      - aggregate: {map: lat, elapsed: {map: started, key: {tid: tid}}}",
+     "10:60: map 'started' has a u32 key, not a struct"),
     (HIST, "      - aggregate: {map: lat, elapsed: {map: lat, key: tid}}",
      "10:46: 'lat' is an aggregation, not a hash map of u64 timestamps"),
     ("  c: {kind: count, key: {n: s64}, decode: {n: errnos}}",

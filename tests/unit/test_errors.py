@@ -189,6 +189,32 @@ CASES = {
         "5:29: error: '{value[0].real}' is not a field: a placeholder is a name, then [FIELD] of a struct or [INDEX] of an array",
         'e.g. {key[pid]} or {addr[0]}; attributes (.NAME) are not fields',
     ),
+    # Issue 24: a bounded string never matches a literal it cannot hold (before: it
+    # validated, then the verifier refused the program with E2BIG, exit 3).
+    'comm_never_equals_a_long_literal': (
+        'name: x\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - if: \'comm == "0123456789abcdef"\'\n        then: []\n',
+        "6:22: error: bad condition: 'comm' is a char[16]: it holds at most 15 bytes, so it can never equal this 16-byte literal",
+        None,
+    ),
+    'prev_comm_never_starts_with_a_long_literal': (
+        'name: x\nprobes:\n  p:\n    attach: {tracepoint: "sched:sched_switch"}\n    do:\n      - if: \'pid > 0 && startswith(args.prev_comm, "0123456789abcdefgh")\'\n        then: []\n',
+        "6:52: error: bad condition: the string value is a char[16]: it holds at most 15 bytes, so it can never start with this 18-byte literal",
+        None,
+    ),
+    # Issue 24: a mapping inside an action that names no kind of value was an "unknown
+    # action" (elapsed's struct key gave "unknown action 'dev'").
+    'unknown_value_kind': (
+        'name: x\nstructs:\n  s: [{a: u32}]\nmaps:\n  out: {type: ringbuf, value: s}\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - emit: {to: out, set: {a: {literl: x}}}\n',
+        "10:35: error: unknown value kind 'literl'",
+        "did you mean 'literal'?",
+    ),
+    # Found by tests/specgen.py (seed 5): the same fentry twice in one probe validated and
+    # did not compile (two KFUNC_PROBE of one function).
+    'fentry_twice_in_one_probe': (
+        'name: x\nprobes:\n  p:\n    attach: [{fentry: do_nanosleep}, {fentry: do_nanosleep}]\n    do: []\n',
+        "4:39: error: fentry do_nanosleep is already used by an earlier option of this probe",
+        "BCC names a trampoline program after its function, so one per function",
+    ),
 }
 
 

@@ -75,3 +75,50 @@ def test_more_programs_on_one_tracepoint_than_the_kernel_attaches(tmp_path):
         "196:13: error: probe 'p64' would be program 65 on tracepoint "
         "syscalls:sys_enter_getppid; the kernel attaches at most 64 to one tracepoint "
         "(BPF_TRACE_MAX_PROGS)")
+
+
+def _probe(maps: str, actions: str, structs: str = "") -> str:
+    return (f"name: x\n{structs}maps:\n{maps}probes:\n  p:\n    attach: {{tracepoint: "
+            f"\"syscalls:sys_enter_unlinkat\"}}\n    do:\n{actions}")
+
+
+def test_a_lookup_then_a_delete_of_a_large_key_pass(tmp_path):
+    # Issue 24: each key lives in its own block, so two 448-byte keys never share the stack.
+    path = tmp_path / "spec.yaml"
+    path.write_text(_probe("  seen: {type: hash, key: \"char[448]\"}\n",
+                           "      - let: {n: {lookup: {map: seen, key: args.pathname}, "
+                           "default: 0}}\n"
+                           "      - delete: {map: seen, key: args.pathname}\n"))
+    check(str(path))
+
+
+STACK = ("would keep {} bytes of buffers on the 512-byte BPF stack here (keys, values, "
+         "records, struct copies and string reads; limit 448)")
+
+
+def test_a_key_and_value_past_the_stack_are_refused_at_the_store(tmp_path):
+    text = _probe("  h: {type: hash, key: \"char[232]\", value: big}\n",
+                  "      - store: {map: h, key: args.pathname, value: {b: args.pathname}}\n",
+                  "structs:\n  big: [{b: \"char[224]\"}]\n")
+    assert _first(tmp_path, text) == "10:9: error: probe 'p' " + STACK.format(456)
+
+
+def test_a_struct_looked_up_stays_on_the_stack_for_the_actions_after_it(tmp_path):
+    text = _probe("  vals: {type: hash, key: u32, value: big}\n"
+                  "  seen: {type: hash, key: \"char[200]\"}\n",
+                  "      - let: {s: {lookup: {map: vals, key: tid}}}\n"
+                  "      - if: \"pid != 0\"\n"
+                  "        then:\n"
+                  "          - count: {map: seen, key: s.b}\n",
+                  "structs:\n  big: [{b: \"char[256]\"}]\n")
+    assert _first(tmp_path, text) == "14:13: error: probe 'p' " + STACK.format(456)
+
+
+def test_a_string_comparison_reads_into_the_stack_too(tmp_path):
+    literal = "x" * 300
+    text = _probe("  vals: {type: hash, key: u32, value: big}\n",
+                  "      - let: {s: {lookup: {map: vals, key: tid}}}\n"
+                  f"      - if: 'startswith(args.pathname, \"{literal}\")'\n"
+                  "        then: [{delete: {map: vals, key: tid}}]\n",
+                  "structs:\n  big: [{b: \"char[200]\"}]\n")
+    assert _first(tmp_path, text) == "11:9: error: probe 'p' " + STACK.format(502)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Tuple
 
 from runner.check.actions.base import ActionKind
+from runner.check.actions.state import map_key
 from runner.check.checker import Checker, Skip
 from runner.check.scope import ActionScope
 from runner.check.values import assigns, scalar_value
@@ -92,11 +93,9 @@ def _value(ck: Checker, here: PathKey, agg: Aggregation, u: Dict[str, Any],
             or MAP_KINDS.lookup(m.kind).per_cpu:
         ck.not_a((*epath, "map"), e["map"], "hash map of u64 timestamps")
         raise Skip
-    assert m.key is not None
-    if m.key.scalar is None or m.key.count is not None:
-        ck.err((*epath, "map"), f"elapsed needs a map with a scalar key; '{m.name}' has {m.key}")
-        raise Skip
-    return None, Elapsed(m, scalar_value(ck, (*epath, "key"), e["key"], m.key.scalar, scope))
+    # Any key a hash map takes: a scalar (tid), char[N] or a struct ({pid, fd}), built
+    # as a delete builds it.
+    return None, Elapsed(m, map_key(ck, (*epath, "key"), m, e["key"], scope))
 
 
 KIND = AggregateKind()

@@ -34,7 +34,10 @@ def _condition(ck: Checker, path: PathKey, text: str, scope: ActionScope) -> Con
     try:
         return arith.parse_condition(text, resolve.resolver(ck, path, scope))
     except expr.ExprError as e:
-        ck.err(path, f"bad condition: {e}")
+        if e.exact:
+            ck.err_in(path, text, e.column, f"bad condition: {e}")
+        else:
+            ck.err(path, f"bad condition: {e}")
         raise Skip from None
 
 
