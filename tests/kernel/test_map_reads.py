@@ -56,7 +56,7 @@ def test_batched_reads_equal_bccs(tmp_path):
             k.detach_all()
             got = {}
             for agg in compiled.spec.aggregations:
-                walked = sorted(k.map_items(agg.map))
+                walked = sorted(k.maps.map_items(agg.map))
                 assert sorted(items_batched(k.bpf, agg.map)) == walked
                 assert count_entries(k.bpf, agg.map) == len(walked)
                 some = [kb for kb, _ in walked[:5]] + [b"\xff" * len(walked[0][0])]

@@ -105,7 +105,7 @@ def load_and_attach(spec_path: str) -> str:
         os.getppid()
         k.detach_all()
         calls = next(m for m in compiled.spec.maps if m.name == "calls")
-        items = list(k.map_items(calls))
+        items = list(k.maps.map_items(calls))
     assert attached.method is not None and len(items) == 1
     return made_by
 

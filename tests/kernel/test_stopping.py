@@ -104,13 +104,13 @@ def test_bccs_perf_reader_returns_from_its_poll_while_a_flood_goes_on(tmp_path, 
     from returning. Here (one flood pinned to one CPU, 10k callbacks a second against
     millions of calls) it returns: the run ends at its duration while the flood goes on,
     and every call is either received or counted lost."""
-    from runner.kernel import session
+    from runner.kernel import channels
     from runner.output.json import JsonSink
     from runner.pipeline import compile_spec
     from runner.runtime.run import Options, Runner
 
     monkeypatch.setenv("EBPF_RUN_PERF_READER", "callback")
-    opened = session.open_perf_callback
+    opened = channels.open_perf_callback
 
     def slow_reader(*args: Any) -> Any:  # (..., on_data, on_lost)
         *first, on_data, on_lost = args
@@ -120,7 +120,7 @@ def test_bccs_perf_reader_returns_from_its_poll_while_a_flood_goes_on(tmp_path, 
             on_data(addr, size)
         return opened(*first, slow, on_lost)
 
-    monkeypatch.setattr(session, "open_perf_callback", slow_reader)
+    monkeypatch.setattr(channels, "open_perf_callback", slow_reader)
     gen = Generator(code=FLOOD.format(limit=FLOOD_LIMIT_S))
     # Each on its own CPU: the flood stays in one CPU's buffer, which the reader reads
     # from the other (a generator moving between CPUs lets the read end by chance).
