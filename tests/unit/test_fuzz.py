@@ -57,6 +57,9 @@ SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml"))
 BASES = {p.name: p.read_text() for p in SPEC_FILES}
 FUZZ = settings(max_examples=250, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
+# The development loop (./scripts/test --fast) runs a tenth: different examples, as the
+# seed comes from the test's name; the full run and CI run both.
+FUZZ_SAMPLE = settings(FUZZ, max_examples=25)
 
 
 # -- the oracle ----------------------------------------------------------------------------
@@ -672,15 +675,27 @@ def test_the_oracle_accepts_every_shipped_and_golden_spec(spec):
     assert isinstance(outcome(spec), Spec)
 
 
-@FUZZ
-@given(case=mutated_specs())
-def test_mutated_specs_end_in_success_or_a_located_error(fuzz_dir, case):
+def mutated_outcome(fuzz_dir: Path, case: Tuple[str, bytes]) -> None:
     _, data = case
     path = fuzz_dir / "mutated.yaml"
     path.write_bytes(data)
     outcome(path)
 
 
+@pytest.mark.slow
+@FUZZ
+@given(case=mutated_specs())
+def test_mutated_specs_end_in_success_or_a_located_error(fuzz_dir, case):
+    mutated_outcome(fuzz_dir, case)
+
+
+@FUZZ_SAMPLE
+@given(case=mutated_specs())
+def test_a_sample_of_mutated_specs_end_in_success_or_a_located_error(fuzz_dir, case):
+    mutated_outcome(fuzz_dir, case)
+
+
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
 @given(case=mutated_specs())
@@ -880,6 +895,7 @@ def count_actions(actions: Any) -> int:
     return total
 
 
+@pytest.mark.slow  # the largest spec the loader admits: seconds through every stage
 def test_alias_amplification_below_the_bound_is_accepted_and_bounded(tmp_path):
     """Valid aliases just under the node bound: the largest spec the loader lets through.
     What it costs is bounded by the node count, not by time: 8,863 actions reach the model."""
@@ -980,9 +996,11 @@ def test_a_spec_file_name_never_reaches_code(tmp_path, name):
 
 CLI_CASES = ("python-tag-os-system", "billion-laughs", "deep-flow-lists", "huge-integer",
              "non-utf8-middle", "int-tag-on-text", "float-message-pages", "nul-byte")
+CLI_SAMPLE = ("python-tag-os-system", "non-utf8-middle")  # in the development loop too
 
 
-@pytest.mark.parametrize("case", CLI_CASES, ids=str)
+@pytest.mark.parametrize("case", [c if c in CLI_SAMPLE else pytest.param(c, marks=pytest.mark.slow)
+                                  for c in CLI_CASES], ids=str)
 def test_cli_validate_and_render_answer_bad_input_with_a_located_error(tmp_path, case):
     data = CASES[case]
     path = tmp_path / "spec.yaml"

@@ -8,7 +8,11 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
+
 from .util import ROOT
+
+pytestmark = pytest.mark.slow  # pip builds a wheel: seconds
 
 
 def test_wheel_carries_resources_and_runs_outside_checkout(tmp_path):

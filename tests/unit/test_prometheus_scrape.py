@@ -26,6 +26,8 @@ from runner.output.prometheus_server import MetricsServer
 
 from .test_prometheus import LATENCY, OPEN, SYSCALLS, demo_read, status
 
+pytestmark = pytest.mark.slow  # a real server's start-up and scrape interval: seconds
+
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 DEADLINE = 60.0  # a hang guard, not a timing assertion
 
