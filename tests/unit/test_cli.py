@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from .util import ROOT
 
 
@@ -230,6 +232,7 @@ def test_set_takes_name_equals_value_of_a_declared_parameter():
     assert res.returncode == 0 and "((u32)16ULL)" in res.stdout  # the last one wins
 
 
+@pytest.mark.slow  # seconds of waiting or subprocesses: the full tier
 def test_set_takes_only_the_documented_integer_forms():
     """Decimal with an optional sign, or 0x hex; Python's int(text, 0) took all of these
     (`١٢٣` was 123)."""

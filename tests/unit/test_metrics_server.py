@@ -37,6 +37,7 @@ def get(url: str, **kw) -> str:
         return reply.read().decode()
 
 
+@pytest.mark.slow  # seconds of waiting or subprocesses: the full tier
 def test_idle_connections_beyond_the_cap_close_the_oldest_and_scrapes_get_in():
     with MetricsServer(registry(), "127.0.0.1", 0) as server:
         idle = [socket.create_connection(("127.0.0.1", server.port), timeout=10)
@@ -103,6 +104,7 @@ class _Exhausted:
         self.real.close()
 
 
+@pytest.mark.slow  # seconds of waiting or subprocesses: the full tier
 def test_emfile_pauses_accepting_instead_of_spinning(monkeypatch):
     monkeypatch.setattr(ps, "EXHAUSTED_PAUSE_S", 0.2)
     said: List[str] = []

@@ -388,6 +388,7 @@ def test_a_trigger_that_does_not_print_the_capture_fails_the_case(monkeypatch, t
         "capture pid: /^(\\d+)$/ found nothing in the trigger's stdout 'no pid here\\n'"]
 
 
+@pytest.mark.slow  # seconds of waiting or subprocesses: the full tier
 def test_a_trigger_that_hangs_is_ended_with_its_children():
     from runner.testing.containment import Box
     from runner.testing.triggers import run_trigger

@@ -108,6 +108,7 @@ def test_the_cgroup_of_a_killed_test_run_is_swept_by_the_next():
             os.rmdir(left)
 
 
+@pytest.mark.slow  # seconds of waiting or subprocesses: the full tier
 def test_where_no_cgroup_can_be_made_the_process_group_is_killed_and_that_is_said(
         monkeypatch):
     monkeypatch.setattr(containment, "cgroup2_root", lambda: None)
@@ -121,12 +122,14 @@ def test_where_no_cgroup_can_be_made_the_process_group_is_killed_and_that_is_sai
     assert gone(child)
 
 
+@pytest.mark.slow  # seconds of waiting or subprocesses: the full tier
 def test_a_trigger_ends_with_its_process_even_when_a_background_one_holds_stdout():
     t = Trigger(("/bin/sh", "-c", "echo 7; sleep 1000 &"), None, 30.0, (("n", r"^(\d+)$"),))
     with Box.open() as box:
         assert run_trigger(t, box) == triggers.TriggerResult({"n": 7}, None)
 
 
+@pytest.mark.slow  # seconds of waiting or subprocesses: the full tier
 def test_a_daemon_still_printing_lives_until_the_case_ends():
     """Its stdout stays open (it blocks once the pipe is full) rather than closing under it
     and killing it with SIGPIPE in the middle of the case."""

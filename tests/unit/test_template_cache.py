@@ -177,6 +177,7 @@ print(json.dumps({"tried": len(positions), "size": len(original), "wrong": wrong
 """
 
 
+@pytest.mark.slow  # seconds of waiting or subprocesses: the full tier
 def test_every_flipped_byte_renders_the_same_c_as_without_the_cache(built, tmp_path):
     """A damaged entry is ignored, as the module says: each of ~180 single-bit flips
     across the header (every other byte), the digest and the code renders the same C as
