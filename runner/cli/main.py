@@ -37,10 +37,11 @@ def _run(args: argparse.Namespace) -> int:
         from runner.errors import UsageError
 
         raise UsageError("--metrics-web-config protects --metrics: give --metrics HOST:PORT")
-    # The tests' switch to the slower ring reader (the same records, another code path).
-    reader = "callback" if os.environ.get("EBPF_RUN_RING_READER") == "callback" else "mmap"
+    from runner.support.fallbacks import Fallbacks
+
     return run_spec(args.spec, Options(args.json, args.duration, args.count, tuple(args.set),
-                                       args.metrics, args.metrics_web_config, reader))
+                                       args.metrics, args.metrics_web_config,
+                                       Fallbacks.from_environment()))
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from runner.kernel import perf_link
 from runner.kinds import perf_events
 from runner.kinds.registry import Registry, UnknownKind
 from runner.model.spec import Candidate
+from runner.support.fallbacks import FAST, Fallbacks
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,9 @@ class AttachHook:
     loads_itself: bool = False
 
 
-def hook_for(cand: Candidate) -> AttachHook:
+def hook_for(cand: Candidate, fallbacks: Fallbacks = FAST) -> AttachHook:
+    if cand.kind == "tracepoint" and fallbacks.tracepoint_bcc:
+        return BCC_TRACEPOINT  # forced by hand (runner/support/fallbacks.py)
     try:
         return HOOKS.lookup(cand.kind)
     except UnknownKind as e:
@@ -95,13 +98,17 @@ def _tracepoint(bcc: Any, bpf: Any, cand: Candidate, name: bytes) -> Detach:
     # (perf_link.py says why BCC's way takes 80 ms per probe, one at a time).
     fn = bpf.load_func(name, bcc.BPF.TRACEPOINT)  # already loaded: BCC's cached entry
     linked = perf_link.attach_tracepoint(fn.fd, cand.target)
-    if linked is not None:
-        link, perf_fd = linked
+    if linked is None:
+        return _tracepoint_by_bcc(bcc, bpf, cand, name)
+    link, perf_fd = linked
 
-        def undo() -> None:
-            os.close(link)
-            perf_link.disable(perf_fd)
-        return Detach(undo, parallel=True, leftover=perf_fd)
+    def undo() -> None:
+        os.close(link)
+        perf_link.disable(perf_fd)
+    return Detach(undo, parallel=True, leftover=perf_fd)
+
+
+def _tracepoint_by_bcc(bcc: Any, bpf: Any, cand: Candidate, name: bytes) -> Detach:
     tp = cand.target.encode()
     bpf.attach_tracepoint(tp=tp, fn_name=name)
     # BCC keeps one fd per tracepoint name: a second probe on the same tracepoint would
@@ -184,6 +191,7 @@ HOOKS: Registry[AttachHook] = Registry("attach hook")  # keyed by CANDIDATE_KIND
 HOOKS.register("kprobe", AttachHook(_kprobe_precheck, _kprobe))
 HOOKS.register("kretprobe", AttachHook(_kprobe_precheck, _kretprobe))
 HOOKS.register("tracepoint", AttachHook(_tracepoint_precheck, _tracepoint))
+BCC_TRACEPOINT = AttachHook(_tracepoint_precheck, _tracepoint_by_bcc)  # no link, as BCC does
 HOOKS.register("raw_tracepoint", AttachHook(_no_precheck, _raw_tracepoint))
 HOOKS.register("uprobe", AttachHook(_uprobe_precheck, _uprobe))
 HOOKS.register("uretprobe", AttachHook(_uprobe_precheck, _uretprobe))

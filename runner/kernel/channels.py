@@ -22,6 +22,7 @@ from runner.kernel.perf import RecordsCallback as PerfRecordsCallback
 from runner.kernel.ring import CallbackRingReader, RecordsCallback, RingReader
 from runner.kernel.trace_pipe import TracePipe
 from runner.model.spec import Map
+from runner.support.fallbacks import FAST, Fallbacks
 
 # Ring buffers are read every DRAIN_MS while records arrive, backing off to IDLE_MS when
 # they stop, so an idle run costs next to nothing. Each poll ends with one drain pass.
@@ -36,9 +37,10 @@ FINAL_DRAIN_PASSES = 1000
 
 
 class Channels:
-    def __init__(self, bcc: Any, bpf: Any):
+    def __init__(self, bcc: Any, bpf: Any, fallbacks: Fallbacks = FAST):
         self.bcc = bcc
         self.bpf = bpf
+        self.fallbacks = fallbacks
         # RingReader, CallbackRingReader or PerfReader: anything with drain() and close()
         self.rings: List[Any] = []
         self._epoll: Any = None
@@ -51,7 +53,7 @@ class Channels:
                   on_records: PerfRecordsCallback) -> None:
         """Read in place a batch at a time where we can (on_records), else through BCC's
         reader, one callback per record (on_data); neither wakes up per record."""
-        if not in_place_supported():
+        if not in_place_supported() or self.fallbacks.perf_callback:
             open_perf_callback(self.bpf, m, on_data, on_lost)
             self.has_perf = True
             return
@@ -65,11 +67,10 @@ class Channels:
         # Edge-triggered: epoll_wait returns on a forced wakeup, not whenever data waits.
         self._epoll.register(fd, select.EPOLLIN | select.EPOLLET)
 
-    def open_ring(self, m: Map, on_records: RecordsCallback, in_place: bool = True) -> None:
-        """Read the ring through its mmap: no libbpf callback, so no ctypes call per record.
-        in_place=False takes libbpf's reader (Options.ring_reader, which tests set)."""
+    def open_ring(self, m: Map, on_records: RecordsCallback) -> None:
+        """Read the ring through its mmap: no libbpf callback, so no ctypes call per record."""
         fd = self.bpf[m.name.encode()].map_fd
-        if in_place and os.uname().machine == "x86_64":
+        if not self.fallbacks.ring_callback and os.uname().machine == "x86_64":
             self.rings.append(RingReader(fd, m.pages * mmap.PAGESIZE, on_records))
         else:  # the in-place reader relies on x86-64 memory ordering
             self.rings.append(CallbackRingReader(self.bcc, fd, on_records))

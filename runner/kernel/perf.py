@@ -47,9 +47,8 @@ _libc = ct.CDLL(None, use_errno=True)
 
 def in_place_supported() -> bool:
     # Plain loads of data_head and stores of data_tail rely on x86-64 ordering (TSO), as
-    # the in-place ring reader does; the switch is for tests.
-    return os.uname().machine == "x86_64" and \
-        os.environ.get("EBPF_RUN_PERF_READER") != "callback"
+    # the in-place ring reader does.
+    return os.uname().machine == "x86_64"
 
 
 def open_perf_callback(bpf: Any, m: Map, on_data: DataCallback, on_lost: LostCallback) -> None:

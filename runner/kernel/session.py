@@ -25,6 +25,7 @@ from runner.kernel.maps import Maps
 from runner.kernel.perf_link import close_in_parallel, hand_off
 from runner.kernel.tail_calls import StopRequested
 from runner.model.spec import Candidate, Function, Probe, Spec
+from runner.support.fallbacks import FAST, Fallbacks
 
 MEMBARRIER_CMD_GLOBAL = 1
 _SYS_MEMBARRIER = {"x86_64": 324, "aarch64": 283}
@@ -49,6 +50,7 @@ class Kernel:
     _leftovers: List[int] = field(default_factory=list)  # bare perf events: close() ends them
     # A load begun early (load.begin), so the compile overlapped the caller's imports.
     loading: Optional[Loading] = None
+    fallbacks: Fallbacks = FAST  # the slower paths, when forced by hand
 
     def __enter__(self) -> Kernel:
         return self
@@ -63,7 +65,7 @@ class Kernel:
         self.bcc = self.loading.bcc
         self.bpf = self.loading.result(should_stop)
         if self.bpf is not None:
-            self._channels = Channels(self.bcc, self.bpf)
+            self._channels = Channels(self.bcc, self.bpf, self.fallbacks)
             self._maps = Maps(self.bpf, self.spec.drops)
 
     @property
@@ -86,7 +88,7 @@ class Kernel:
         """The first option of the probe that attaches; StopRequested if a stop came."""
         skipped: List[Tuple[str, str]] = []
         for cand in probe.candidates:
-            hook = hook_for(cand)
+            hook = hook_for(cand, self.fallbacks)
             why = hook.precheck(self.bcc, cand) or self._try(probe, cand, hook, should_stop)
             if why is None:
                 return Attached(probe.name, cand.describe, tuple(skipped), probe.optional)

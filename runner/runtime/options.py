@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from runner.support.fallbacks import FAST, Fallbacks
+
 
 @dataclass(frozen=True)
 class Options:
@@ -15,6 +17,5 @@ class Options:
     params: Tuple[Tuple[str, str], ...] = ()  # --set NAME=VALUE, as typed
     metrics: Optional[str] = None  # HOST:PORT to serve /metrics on
     metrics_web_config: Optional[str] = None  # TLS and basic auth for it (web_config.py)
-    # How ring buffers are read: "mmap" in place (x86-64), or libbpf's "callback" reader,
-    # which the tests ask for with EBPF_RUN_RING_READER=callback (runner/cli/main.py).
-    ring_reader: str = "mmap"
+    # The slower readers and attach, forced by hand (runner/support/fallbacks.py).
+    fallbacks: Fallbacks = FAST

@@ -68,8 +68,8 @@ class Runner:
     # -- lifecycle -------------------------------------------------------------------------
 
     def run(self) -> int:
-        with handle_signals(self.stop), Kernel(self.spec, self.c_source,
-                                                   loading=self.loading) as k:
+        with handle_signals(self.stop), Kernel(self.spec, self.c_source, loading=self.loading,
+                                                   fallbacks=self.opts.fallbacks) as k:
             started = self.start(k)
             if started is None:  # stopped before the probes were ready
                 self.sink.note(f"stopped ({self.stop.reason}) before the probes were ready")
@@ -149,13 +149,12 @@ class Runner:
                 k.channels.open_perf(ev.map, self.records.perf_events(ev.map.name, ev.format, dec,
                                                              ev.origin), _ignore_perf_lost, runs)
             else:
-                k.channels.open_ring(ev.map, runs, self.opts.ring_reader != "callback")
+                k.channels.open_ring(ev.map, runs)
         if self.spec.messages:
             if self.spec.messages_via == "buffer":
                 assert self.spec.message_buffer is not None
                 k.channels.open_ring(self.spec.message_buffer,
-                                     self.records.ring_messages(self.spec, self.types),
-                                     self.opts.ring_reader != "callback")
+                                     self.records.ring_messages(self.spec, self.types))
             else:
                 self.records.open("messages")
                 k.channels.open_trace_pipe(os.getpid() & 0xFFFFFFFF)

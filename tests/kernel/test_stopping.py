@@ -108,8 +108,8 @@ def test_bccs_perf_reader_returns_from_its_poll_while_a_flood_goes_on(tmp_path, 
     from runner.output.json import JsonSink
     from runner.pipeline import compile_spec
     from runner.runtime.run import Options, Runner
+    from runner.support.fallbacks import Fallbacks
 
-    monkeypatch.setenv("EBPF_RUN_PERF_READER", "callback")
     opened = channels.open_perf_callback
 
     def slow_reader(*args: Any) -> Any:  # (..., on_data, on_lost)
@@ -140,7 +140,8 @@ def test_bccs_perf_reader_returns_from_its_poll_while_a_flood_goes_on(tmp_path, 
     try:
         compiled = compile_spec(spec_for(tmp_path, "perf_event_array", 8, gen.pid))
         runner = Runner(compiled.spec, compiled.rendered.c, compiled.rendered.python,
-                        Options(duration=1, json=True), Starting(out, io.StringIO()))
+                        Options(duration=1, json=True, fallbacks=Fallbacks(perf_callback=True)),
+                        Starting(out, io.StringIO()))
         assert runner.run() == 0
         assert gen.proc.poll() is None, "the flood ended before the run did"
     finally:
