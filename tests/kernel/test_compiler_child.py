@@ -247,6 +247,8 @@ def render_entry(cache_home):
     return found[0]
 
 
+# The same on every kernel (checking, reporting, output, caches): left out of the slow VM.
+@pytest.mark.host_only
 def test_a_render_entry_that_does_not_read_back_forks_safely(tmp_path):
     # The entry is found (libbcc starts loading in a thread), then refused: the compiler
     # child is forked only after that thread is done, or it could inherit the dynamic

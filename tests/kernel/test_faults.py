@@ -167,6 +167,8 @@ def _strace() -> Optional[str]:
     return shutil.which("strace")
 
 
+# The same on every kernel (checking, reporting, output, caches): left out of the slow VM.
+@pytest.mark.host_only
 @pytest.mark.parametrize("case", sorted(BAD_SPECS), ids=str)
 def test_a_bad_spec_is_a_located_error_and_loads_nothing(tmp_path, case):
     """`ebpf-run BAD` as root: exit 1 with FILE:LINE:COL, and not one bpf(BPF_PROG_LOAD)."""

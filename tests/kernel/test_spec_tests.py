@@ -45,6 +45,8 @@ def test_every_shipped_spec_passes_its_own_tests():
         sorted(skipped)
 
 
+# The same on every kernel (checking, reporting, output, caches): left out of the slow VM.
+@pytest.mark.host_only
 def test_a_broken_expectation_fails_saying_what_was_expected_and_seen(tmp_path):
     text = (SPECS / "hello-buffer.yaml").read_text().replace("command: sh,", "command: zsh,")
     path = tmp_path / "hello-buffer.yaml"

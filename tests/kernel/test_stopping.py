@@ -214,6 +214,8 @@ def _wait_ready(proc: subprocess.Popen, err: List[str]) -> None:
         time.sleep(0.05)
 
 
+# The same on every kernel (checking, reporting, output, caches): left out of the slow VM.
+@pytest.mark.host_only
 def test_sigint_while_stdout_is_blocked_keeps_every_json_line_whole(tmp_path):
     """The glued-records bug: stdout a full pipe read slowly, SIGINT while ebpf-run is
     blocked writing it, PYTHONUNBUFFERED=1 as on this project's machines. Every line must
