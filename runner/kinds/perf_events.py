@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 # linux/perf_event.h: perf_type_id and the config numbers of each type.
 TYPE_HARDWARE = 0
@@ -143,10 +143,3 @@ def _number(text: str, what: str, most: int) -> int:
     if value > most:
         raise PerfEventError(f"the {what} {text} is more than {most}")
     return value
-
-
-def describe(ev: PerfEvent) -> Optional[str]:
-    """The filters as text, for messages ('on CPU 0', 'of pid 12'), or None."""
-    parts = ([f"on CPU {ev.cpu}"] if ev.cpu >= 0 else []) + (
-        [f"of pid {ev.pid}"] if ev.pid >= 0 else [])
-    return " ".join(parts) or None

@@ -142,7 +142,7 @@ g.f text { pointer-events: none; }
 # DOM as text.
 _SCRIPT = r"""
 "use strict";
-var svg, frames, details, matched, reset, total, width, pad, chars, zoomed = null;
+var svg, frames, details, matched, reset, total, width, pad, chars;
 function init() {
   svg = document.documentElement;
   frames = Array.prototype.slice.call(document.querySelectorAll("g.f"));
@@ -194,12 +194,10 @@ function place(start, n) {
   });
 }
 function zoom(g) {
-  zoomed = g;
   place(+g.getAttribute("data-s"), +g.getAttribute("data-n"));
   reset.classList.remove("hide");
 }
 function unzoom() {
-  zoomed = null;
   place(0, total);
   reset.classList.add("hide");
 }

@@ -40,8 +40,8 @@ def folded(samples: Iterable[Sample]) -> List[str]:
     paths: Dict[str, int] = Counter()
     for s in samples:
         names = [_folded_name(s.comm)]
-        names += [_folded_name(f.symbol if f.name else f.text) for f in reversed(s.user)]
-        names += [_folded_name(f.symbol if f.name else f.text) + "_[k]"
+        names += [_folded_name(f.name or f.text) for f in reversed(s.user)]
+        names += [_folded_name(f.name or f.text) + "_[k]"
                   for f in reversed(s.kernel)]
         paths[";".join(names)] += s.count
     return [f"{path} {count}" for path, count in sorted(paths.items())]

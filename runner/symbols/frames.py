@@ -21,8 +21,3 @@ class Frame:
         if self.name is None:
             return f"{self.address:#x}"
         return self.name if self.offset == 0 else f"{self.name}+{self.offset}"
-
-    @property
-    def symbol(self) -> str:
-        """The name alone, for folded stacks and flame graphs (`[unknown]` when none)."""
-        return self.name if self.name is not None else "[unknown]"

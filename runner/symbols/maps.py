@@ -11,7 +11,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 PROC = Path("/proc")
 MAX_MAPPINGS = 65536  # the kernel's default vm.max_map_count
@@ -71,9 +71,3 @@ def open_mapped(pid: int, m: Mapping, proc: Path = PROC) -> Optional[Tuple[int, 
             return fd, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         os.close(fd)
     return None
-
-
-def live_pids(proc: Path = PROC) -> Iterator[int]:
-    for name in os.listdir(proc):
-        if name.isdigit():
-            yield int(name)
