@@ -108,14 +108,31 @@ def failure_detail(captured: str, why: str) -> Optional[str]:
     return None if detail is None or detail in why else detail
 
 
+# fd 2 belongs to the whole process: captures in two threads at once (a compile in its
+# thread, a detach in the main one) would interleave their dup2s and could leave fd 2 on
+# the first one's file for good. Reentrant: a capture may hold another in its thread.
+_CAPTURE = threading.RLock()
+
+
 class CapturedStderr:
-    """Collect what clang and libbcc write to fd 2 during a compile, minus known noise."""
+    """Collect what clang and libbcc write to fd 2 during a compile, minus known noise.
+
+    Everything the process writes to fd 2 meanwhile lands in the file too: ebpf-run's own
+    output goes through a descriptor of its own (runtime/run.py's writers)."""
 
     def __enter__(self) -> CapturedStderr:
+        _CAPTURE.acquire()
+        try:
+            return self._enter()
+        except BaseException:
+            _CAPTURE.release()
+            raise
+
+    def _enter(self) -> CapturedStderr:
         self.text = ""
         self.file: Optional[IO[bytes]] = None
         try:
-            self.file = tempfile.TemporaryFile(mode="w+b")
+            self.file = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (closed in _exit)
             self.saved = os.dup(2)
         except OSError:
             # Out of descriptors (EMFILE): what it guards (an attach, a detach) must still
@@ -128,6 +145,12 @@ class CapturedStderr:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        try:
+            self._exit()
+        finally:
+            _CAPTURE.release()
+
+    def _exit(self) -> None:
         if self.file is None:
             return
         os.dup2(self.saved, 2)

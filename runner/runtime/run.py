@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import signal
 import sys
 import threading
@@ -38,6 +39,12 @@ def run_spec(path: str, options: Options) -> int:
             # Imported here, after the handlers: they take a good part of the start-up,
             # and a signal during them must be a stop like any other.
             listener = _listen(options)  # a port in use fails before the compile
+            for stream in (sys.stdout, sys.stderr):
+                # What Python itself still prints (errors after the run) escaped, not failed.
+                if isinstance(stream, io.TextIOWrapper):
+                    stream.reconfigure(errors="backslashreplace")
+            # Before the compile begins: a compile in a thread points fd 2 at a file.
+            out, err = _writer(sys.stdout, stop), _writer(sys.stderr, stop)
             from runner.pipeline import compile_spec
 
             compiled = compile_spec(path, params=options.params, on_miss=early.fork_compiler,
@@ -47,11 +54,6 @@ def run_spec(path: str, options: Options) -> int:
             from runner.output.registry import sink_for
             from runner.runtime.runner import Runner
 
-            for stream in (sys.stdout, sys.stderr):
-                # What Python itself still prints (errors after the run) escaped, not failed.
-                if isinstance(stream, io.TextIOWrapper):
-                    stream.reconfigure(errors="backslashreplace")
-            out, err = _writer(sys.stdout, stop), _writer(sys.stderr, stop)
             sink = sink_for("json" if options.json else "text", out, err)  # type: ignore[arg-type]
             runner = Runner(compiled.spec, compiled.rendered.c, compiled.rendered.python,
                             options, sink, stop, loading, listener)
@@ -141,6 +143,10 @@ def _writer(stream: TextIO, stop: Stop) -> Union[FdWriter, TextIO]:
     # A format like {x:c} can make text no encoding carries (a lone surrogate): FdWriter
     # prints it escaped rather than fail mid-run.
     try:
+        # A descriptor of our own: a compile in a thread points fd 2 at a file while it
+        # runs (kernel/bcc.py, CapturedStderr), and a note or summary written through
+        # fd 2 then went into that file with clang's words, lost. Made before that.
+        fd = os.dup(fd)
         return FdWriter(fd, getattr(stream, "encoding", None) or "utf-8", stop)
     except OSError:  # a closed descriptor: let the stream report it as it would have
         return stream

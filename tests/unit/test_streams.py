@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 from runner.runtime.signals import Stop
 from runner.runtime.streams import FdWriter
+
+from .util import ROOT
 
 
 def lines(n: int) -> str:
@@ -107,3 +111,80 @@ def test_a_regular_file_gets_everything(tmp_path):
     writer.flush()
     os.close(fd)
     assert path.read_text() == "a\\udc80b\n" + lines(100)
+
+
+# Run in a child: these move its fd 2, which pytest's own output must keep.
+_NOTE_DURING_CAPTURE = """
+import sys, threading
+from runner.kernel.bcc import CapturedStderr
+from runner.runtime.run import _writer
+from runner.runtime.signals import Stop
+
+err = _writer(sys.stderr, Stop())  # as run_spec makes it, before any compile begins
+inside, done = threading.Event(), threading.Event()
+
+def compile_thread():  # what load.py's compile thread does around clang
+    with CapturedStderr() as captured:
+        inside.set()
+        done.wait()
+    sys.stdout.write("captured: " + captured.text)
+
+t = threading.Thread(target=compile_thread)
+t.start()
+inside.wait()
+err.write("ebpf-run: summary: ran 0.0s\\n")  # the main thread's note, mid-compile
+err.flush()
+done.set()
+t.join()
+"""
+
+
+def test_a_note_written_while_a_compile_captures_fd_2_reaches_stderr():
+    """A stop during an in-process compile: the summary went into the compile's capture
+    file, and the run ended with 0 and nothing said."""
+    out = subprocess.run([sys.executable, "-c", _NOTE_DURING_CAPTURE], capture_output=True,
+                         text=True, timeout=60, cwd=ROOT, check=True)
+    assert out.stderr == "ebpf-run: summary: ran 0.0s\n"
+    assert out.stdout == "captured: "
+
+
+_TWO_CAPTURES = """
+import os, sys, threading, time
+from runner.kernel.bcc import CapturedStderr
+
+before = os.fstat(2).st_ino
+a_in, b_started, a_may_leave, a_left = (threading.Event() for _ in range(4))
+
+def a():
+    with CapturedStderr():
+        a_in.set()
+        a_may_leave.wait()
+    a_left.set()
+
+def b():
+    a_in.wait()
+    b_started.set()
+    with CapturedStderr():  # waits for a's capture to end, rather than interleave
+        os.write(2, b"from b\\n")
+        a_left.wait(5)  # unguarded, b would end last and put a's file back on fd 2
+
+ta, tb = threading.Thread(target=a), threading.Thread(target=b)
+ta.start(); tb.start()
+b_started.wait()
+time.sleep(0.2)  # b is in its capture now, or waiting to enter it
+a_may_leave.set()
+ta.join(); tb.join()
+with CapturedStderr():  # nested in one thread: the inner one ends on the outer's file
+    with CapturedStderr() as inner:
+        os.write(2, b"inner\\n")
+print(os.fstat(2).st_ino == before, repr(inner.text))
+"""
+
+
+def test_captures_in_two_threads_leave_fd_2_where_it_was():
+    """Interleaved, thread A's capture restored the real stderr first and thread B's then
+    put A's file back on fd 2 for good: every later line went nowhere."""
+    out = subprocess.run([sys.executable, "-c", _TWO_CAPTURES], capture_output=True,
+                         text=True, timeout=60, cwd=ROOT, check=True)
+    assert out.stdout == "True 'inner'\n", out
+    assert out.stderr == ""
