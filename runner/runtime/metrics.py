@@ -203,15 +203,28 @@ class Bounded:
         if not walked_all:
             wanted = [kb for ident in adm for kb in self._bucket_keys(ident) if kb not in seen]
             entries = self._entries(maps)
-            if len(wanted) < entries:
+            walked = self._walk_admitted(maps, len(wanted)) if len(wanted) >= entries else None
+            if walked is None:
                 seen.update(maps.lookup(m, wanted))
             else:
-                seen = {kb: v for kb, v in maps.map_items(m) if self._ident(kb) in adm}
+                seen = walked
             unread = max(0, entries - len(seen))
         present = {self._ident(kb) for kb in seen}
         for ident in [i for i in adm if i not in present]:
             del adm[ident]
         return list(seen.items()), unread
+
+    def _walk_admitted(self, maps: SpecMetrics, budget: int
+                       ) -> Optional[Dict[bytes, List[bytes]]]:
+        """The admitted keys' entries from a walk of the whole map; None once it passes
+        `budget` entries (the map grew since it was counted: the lookups cost less)."""
+        out = {}
+        for n, (kb, values) in enumerate(maps.map_items(self.agg.map), 1):
+            if n > budget:
+                return None
+            if self._ident(kb) in self.admitted:
+                out[kb] = values
+        return out
 
     def _ident(self, kb: bytes) -> bytes:
         """A histogram entry's key without its bucket: the label set's bytes."""

@@ -499,3 +499,18 @@ def test_a_histogram_scrape_looks_up_its_admitted_keys_instead_of_walking_the_ma
                           lambda: now[0])
     (snap,) = metrics.read()  # fewer keys than the limit: one walk, no lookup
     assert (len(snap.samples), snap.unread, small.pulled, small.looked_up) == (3, 0, 9, 0)
+
+
+def test_a_histogram_scrape_walks_a_small_map_and_gives_up_on_one_grown_since_counted():
+    s = spec("  h: {kind: hist, unit: bytes, key: {cpu: u32},\n"
+             "      metric: {name: size_bytes, help: h, max_label_sets: 2}}",
+             "      - aggregate: {map: h, key: {cpu: cpu}, value: arg2}")
+    k, now = HistogramKernel(5), [0.0]
+    metrics = SpecMetrics(s, fake_types(s), k.map_items, k.lookup, k.count, lambda: now[0])
+    (first,) = metrics.read()  # 15 entries: a walk costs less than 2 x 63 lookups
+    assert (k.pulled, k.looked_up, k.counted, first.unread) == (7 + 15, 0, 1, 9)
+    k.n = 10_000  # grown since the count (kept 30 s): the walk stops at 2 x 66 entries
+    now[0] += 5
+    (second,) = metrics.read()
+    assert (k.pulled, k.looked_up) == (7 + 15 + 133, 2 * 66)
+    assert second.samples == first.samples
