@@ -514,3 +514,14 @@ def test_a_histogram_scrape_walks_a_small_map_and_gives_up_on_one_grown_since_co
     (second,) = metrics.read()
     assert (k.pulled, k.looked_up) == (7 + 15 + 133, 2 * 66)
     assert second.samples == first.samples
+
+
+def test_a_histogram_metric_keeps_fewer_label_sets_by_default():
+    """Each label set of a hist is 66 series: 10,000 of them (a counter's default) made
+    scrapes past Prometheus' 10 s timeout."""
+    s = spec(HIST + "\n  c: {kind: count, metric: {name: calls_total}}\n"
+             "  h: {kind: hist, metric: {name: sizes_bytes, max_label_sets: 7}}",
+             "      - aggregate: {map: lat, elapsed: {map: started, key: tid}}\n"
+             "      - aggregate: {map: c}\n      - aggregate: {map: h, value: arg0}")
+    assert {a.name: a.metric.max_label_sets for a in s.aggregations} == \
+        {"lat": 1_000, "c": 10_000, "h": 7}
