@@ -168,12 +168,11 @@ def test_the_schema_refuses_an_unknown_kind():
 
 
 def fake_types(s) -> types.ModuleType:
-    """The generated ctypes module of spec s, imported from its rendered text."""
+    """The generated ctypes module of spec s, loaded from its rendered text as a run does."""
     from runner.codegen import render
+    from runner.runtime.decode import load_types
 
-    module = types.ModuleType("fake_types")
-    exec(render.render_python(s), module.__dict__)
-    return module
+    return load_types(render.render_python(s), s)
 
 
 def slot_bytes(count: int, total: int, lo: int, hi: int) -> bytes:
