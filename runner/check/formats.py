@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Any, Dict, List, Set
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from runner.check.checker import Checker, Skip
 from runner.model.spec import Struct
@@ -21,42 +21,85 @@ MAX_WIDTH = 1024
 _ITEMS = re.compile(r"(?:\[[^\]]*\])*")
 
 
-def fields(ck: Checker, path: PathKey, text: str, allowed: Set[str], what: str) -> List[str]:
-    """The distinct placeholder names of a format, each checked against `allowed`."""
+def fields(ck: Checker, path: PathKey, text: str, allowed: Set[str], what: str,
+           elsewhere: Iterable[str] = ()) -> List[str]:
+    """The distinct placeholder names of a format, each checked against `allowed`: every bad
+    placeholder is reported (at its own column), then Skip. `elsewhere`: names the language
+    has but this format cannot show, which get no "did you mean" of another name."""
     names: List[str] = []
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as e:
         ck.err(path, f"bad format: {e}", "write {{ and }} for literal braces")
         raise Skip from None
+    bad = 0
+    starts = iter(_starts(text))
     for _, field, spec, _ in parsed:
         if field is None:
             continue
-        base = field.split(".")[0].split("[")[0]
-        at = "{" + field
-        if base == "" or base.isdigit():
-            ck.err(path, "placeholders must be named, e.g. {pid}", within=at)
-            raise Skip
-        if base not in allowed:
-            ck.err(path, f"'{{{field}}}' names no {what}",
-                   did_you_mean(base, allowed) or known(f"{what}s", allowed), within=at)
-            raise Skip
-        if _ITEMS.fullmatch(field, len(base)) is None:
-            # str.format would read any attribute (`{comm.upper}`, `{pid.__class__}`) and
-            # print Python's internals: only fields and elements are values of a record.
-            ck.err(path, f"'{{{field}}}' is not a field: a placeholder is a name, then "
-                   "[FIELD] of a struct or [INDEX] of an array", "e.g. {key[pid]} or "
-                   "{addr[0]}; attributes (.NAME) are not fields", within=at)
-            raise Skip
-        if spec and "{" in spec:
-            ck.err(path, "nested placeholders in format specs are not supported")
-            raise Skip
-        if spec and any(int(n) > MAX_WIDTH for n in re.findall(r"\d+", spec)):
-            ck.err(path, f"'{{{field}:{spec}}}': a width or precision is at most {MAX_WIDTH}")
-            raise Skip
-        if base not in names:
-            names.append(base)
+        at = next(starts, 0)
+        problem = _placeholder(field, spec, allowed, what, set(elsewhere))
+        if problem:
+            ck.err_in(path, text, at, *problem)
+            bad += 1
+        elif field.split(".")[0].split("[")[0] not in names:
+            names.append(field.split(".")[0].split("[")[0])
+    if bad:
+        raise Skip
     return names
+
+
+def _placeholder(field: str, spec: str, allowed: Set[str], what: str,
+                 elsewhere: Set[str]) -> Optional[Tuple[str, Optional[str]]]:
+    """What is wrong with one placeholder (message, hint), if anything."""
+    base = field.split(".")[0].split("[")[0]
+    if base == "" or base.isdigit():
+        return "placeholders must be named, e.g. {pid}", None
+    if base not in allowed:
+        return f"'{{{field}}}' names no {what}", _hint(field, base, allowed, what, elsewhere)
+    if _ITEMS.fullmatch(field, len(base)) is None:
+        # str.format would read any attribute (`{comm.upper}`, `{pid.__class__}`) and
+        # print Python's internals: only fields and elements are values of a record.
+        return (f"'{{{field}}}' is not a field: a placeholder is a name, then "
+                "[FIELD] of a struct or [INDEX] of an array", "e.g. {key[pid]} or "
+                "{addr[0]}; attributes (.NAME) are not fields")
+    if spec and "{" in spec:
+        return "nested placeholders in format specs are not supported", None
+    if spec and any(int(n) > MAX_WIDTH for n in re.findall(r"\d+", spec)):
+        return f"'{{{field}:{spec}}}': a width or precision is at most {MAX_WIDTH}", None
+    return None
+
+
+def _hint(field: str, base: str, allowed: Set[str], what: str, elsewhere: Set[str]) -> str:
+    """A close name of the same kind, else the known ones: `{args.ret}` names a member of a
+    namespace, never a flat name like `arg5`; `{ppid}` in a print is a name of the language
+    (a task field) that cannot be printed there, not a misspelt `pid`."""
+    if "." not in field and base not in elsewhere:
+        close = did_you_mean(base, allowed)
+        if close:
+            return close
+    return known(f"{what}s", allowed)
+
+
+def _starts(text: str) -> List[int]:
+    """The offset of each placeholder's `{` in `text`, in the order string.Formatter().parse
+    yields them (`{{` and `}}` are literal braces; a spec may nest one level of braces)."""
+    out: List[int] = []
+    i = 0
+    while i < len(text):
+        if text.startswith(("{{", "}}"), i):
+            i += 2
+            continue
+        if text[i] == "{":
+            out.append(i)
+            depth = 0
+            while i < len(text):
+                depth += {"{": 1, "}": -1}.get(text[i], 0)
+                if depth == 0:
+                    break
+                i += 1
+        i += 1
+    return out
 
 
 def try_format(ck: Checker, path: PathKey, fmt: str, *samples: Dict[str, Any]) -> None:

@@ -20,6 +20,9 @@ from runner.spec.loader import PathKey
 from runner.support import syscalls
 from runner.support.hints import did_you_mean
 
+# What a `let` whose value failed names: its uses are skipped without a report.
+UNKNOWN = Typed(e.Local("?"), None)
+
 # Names that read the current task through BTF, and what they stand for.
 TASK_ALIASES = {"ppid": "task.real_parent.tgid"}
 
@@ -44,9 +47,11 @@ def use_builtin(ck: Checker, path: PathKey, name: str, scope: ActionScope) -> No
 
 def resolver(ck: Checker, path: PathKey, scope: ActionScope) -> Resolve:
     def resolve(name: str, col: int) -> Typed:
+        head, _, rest = name.partition(".")
+        if scope.locals.get(head) is UNKNOWN:
+            raise Skip  # a `let` whose value was reported: its uses are no new error
         if name in scope.locals:
             return scope.locals[name]
-        head, _, rest = name.partition(".")
         if head == "args" and rest:
             return _arg(ck, path, scope, rest, col)
         if head == "params" and rest:

@@ -62,7 +62,7 @@ def parse_value(ck: Checker, path: PathKey, text: str, scope: ActionScope) -> ar
     try:
         return arith.parse(text, resolve.resolver(ck, path, scope))
     except ExprError as err:
-        ck.err(path, f"bad value: {err}")
+        ck.err_in(path, text, err.column, f"bad value: {err}")
         raise Skip from None
 
 

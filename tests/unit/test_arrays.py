@@ -36,12 +36,12 @@ CASES = {
     ),
     "array_in_arithmetic": (
         TP % '      - emit: {to: out, set: {a: "args.saddr + 1"}}\n',
-        "10:34: error: bad value: '+' needs a number, not an array (u8[4])",
+        "10:46: error: bad value: '+' needs a number, not an array (u8[4])",
         None,
     ),
     "array_in_a_comparison": (
         TP % '      - if: "args.daddr == 16777343"\n        then: []\n',
-        "10:13: error: bad condition: '==' needs a number, not an array (u8[4])",
+        "10:25: error: bad condition: '==' needs a number, not an array (u8[4])",
         None,
     ),
     "array_into_a_number": (

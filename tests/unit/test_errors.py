@@ -106,7 +106,7 @@ CASES = {
     ),
     'bad_condition': (
         'name: x\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - if: "uid = 0"\n        then: []\n',
-        "6:13: error: bad condition: unexpected character '='",
+        "6:18: error: bad condition: unexpected character '='",
         None,
     ),
     'map_named_like_a_libc_builtin': (
@@ -156,12 +156,12 @@ CASES = {
     ),
     'unsigned_compared_with_negative': (
         'name: x\nprobes:\n  p:\n    attach: {syscall: read}\n    do:\n      - if: "ktime > -1"\n        then: []\n',
-        "6:13: error: bad condition: 'ktime' is a u64, never negative: comparing it with -1 does not depend on its value (and C would compare them as unsigned numbers)",
+        "6:22: error: bad condition: 'ktime' is a u64, never negative: comparing it with -1 does not depend on its value (and C would compare them as unsigned numbers)",
         None,
     ),
     'negative_compared_with_unsigned': (
         'name: x\nprobes:\n  p:\n    attach: {syscall: read}\n    do:\n      - if: "-5 <= pid"\n        then: []\n',
-        "6:13: error: bad condition: 'pid' is a u32, never negative: comparing it with -5 does not depend on its value",
+        "6:14: error: bad condition: 'pid' is a u32, never negative: comparing it with -5 does not depend on its value",
         None,
     ),
     'add_zero': (
@@ -171,7 +171,7 @@ CASES = {
     ),
     'format_width_too_large': (
         'name: x\nprobes:\n  p:\n    attach: {syscall: read}\n    do:\n      - print: "{pid:500000000}"\n',
-        "6:16: error: '{pid:500000000}': a width or precision is at most 1024",
+        "6:17: error: '{pid:500000000}': a width or precision is at most 1024",
         None,
     ),
     'format_attribute_of_a_string': (

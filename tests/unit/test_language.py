@@ -25,24 +25,24 @@ P = HEAD + "probes:\n  p:\n    attach: {syscall: openat}\n    do:\n%s"
 CASES = {
     'negative_against_unsigned': (
         P % '      - if: "uid == -1"\n        then: []\n',
-        "13:13: error: bad condition: 'uid' is a u32, never negative: comparing it with -1 "
+        "13:21: error: bad condition: 'uid' is a u32, never negative: comparing it with -1 "
         "does not depend on its value",
         None,
     ),
     'signed_mixed_with_u64': (
         P % '      - let: {x: "args.dfd + ktime"}\n',
-        "13:18: error: bad value: '+' mixes a signed s32 and an unsigned u64 (C would "
+        "13:28: error: bad value: '+' mixes a signed s32 and an unsigned u64 (C would "
         'read a negative value as a huge one): cast one side',
         None,
     ),
     'division_by_zero': (
         P % '      - let: {x: "ktime / 0"}\n',
-        "13:18: error: bad value: '/' by zero",
+        "13:25: error: bad value: '/' by zero",
         None,
     ),
     'shift_out_of_range': (
         P % '      - let: {x: "ktime << 64"}\n',
-        '13:18: error: bad value: shift by 64: only 0..63 is defined',
+        '13:25: error: bad value: shift by 64: only 0..63 is defined',
         None,
     ),
     'too_wide_for_field': (
@@ -95,7 +95,7 @@ CASES = {
     ),
     'unknown_param': (
         P % '      - if: "params.pid == 1"\n        then: []\n',
-        "13:13: error: bad condition: no parameter 'pid' in params",
+        "13:14: error: bad condition: no parameter 'pid' in params",
         None,
     ),
     'string_against_number': (
@@ -123,12 +123,12 @@ CASES = {
     ),
     'condition_not_a_comparison': (
         P % '      - if: "pid + 1"\n        then: []\n',
-        "13:13: error: bad condition: expected a comparison (== != < <= > >=), e.g. 'pid == 42'",
+        "13:14: error: bad condition: expected a comparison (== != < <= > >=), e.g. 'pid == 42'",
         None,
     ),
     'negate_u64': (
         P % '      - let: {x: "-ktime"}\n',
-        "13:18: error: bad value: '-' of a u64 would wrap: cast it to s64 first",
+        "13:19: error: bad value: '-' of a u64 would wrap: cast it to s64 first",
         None,
     ),
 }

@@ -4,7 +4,7 @@ for the scope's contexts."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional
 
 from runner.check import arith, expr, resolve
 from runner.check.actions.base import ActionKind
@@ -21,9 +21,14 @@ class IfKind(ActionKind):
 
     def check(self, ck: Checker, path: PathKey, a: Dict[str, Any], scope: ActionScope,
               origin: str) -> If:
-        cond = _condition(ck, (*path, "if"), a["if"], scope)
+        try:
+            cond: Optional[Condition] = _condition(ck, (*path, "if"), a["if"], scope)
+        except Skip:
+            cond = None  # reported; the branches' own errors are still worth reporting
         then = ck.actions((*path, "then"), a["then"], scope)
         other = ck.actions((*path, "else"), a.get("else", []), scope)
+        if cond is None:
+            raise Skip
         return If(origin, cond, then, other)
 
     def nested(self, a: Dict[str, Any]) -> Iterable[List[Dict[str, Any]]]:
@@ -34,10 +39,7 @@ def _condition(ck: Checker, path: PathKey, text: str, scope: ActionScope) -> Con
     try:
         return arith.parse_condition(text, resolve.resolver(ck, path, scope))
     except expr.ExprError as e:
-        if e.exact:
-            ck.err_in(path, text, e.column, f"bad condition: {e}")
-        else:
-            ck.err(path, f"bad condition: {e}")
+        ck.err_in(path, text, e.column, f"bad condition: {e}")
         raise Skip from None
 
 

@@ -10,7 +10,7 @@ from runner.check import formats
 from runner.check.actions.base import ActionKind
 from runner.check.actions.emit import record
 from runner.check.checker import Checker, Skip
-from runner.check.resolve import use_builtin
+from runner.check.resolve import TASK_ALIASES, use_builtin
 from runner.check.scope import ActionScope
 from runner.check.values import assign
 from runner.kinds.builtins import BUILTINS
@@ -28,7 +28,8 @@ class PrintKind(ActionKind):
               origin: str) -> Print:
         text = a["print"]
         here = (*path, "print")
-        names = formats.fields(ck, here, text, set(BUILTINS), "built-in")
+        names = formats.fields(ck, here, text, set(BUILTINS), "built-in",
+                               [*TASK_ALIASES, "args", "params", "task"])
         formats.try_format(ck, here, text, *({n: formats.sample_value(
             parse_type(BUILTINS[n].type), {}, hi) for n in names} for hi in (False, True)))
         for n in names:

@@ -63,10 +63,15 @@ class LetKind(ActionKind):
         if name in scope.locals or name in BUILTINS or name in _RESERVED:
             ck.err(path, f"'{name}' is already a name here", "choose another name", key=True)
             raise Skip
-        if isinstance(raw, dict) and "lookup" in raw:
-            let = _lookup(ck, path, name, raw, scope, origin)
-        else:
-            let = _computed(ck, path, name, raw, scope, origin)
+        try:
+            if isinstance(raw, dict) and "lookup" in raw:
+                let = _lookup(ck, path, name, raw, scope, origin)
+            else:
+                let = _computed(ck, path, name, raw, scope, origin)
+        except Skip:
+            # Reported: the name still exists, so its uses are not unknown names.
+            scope.locals[name] = resolve.UNKNOWN
+            raise
         _declare(ck, scope, let)
         return let
 
