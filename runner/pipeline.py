@@ -30,7 +30,10 @@ def check(path: str, arch: Optional[str] = None, raw: Optional[bytes] = None) ->
     from runner.spec import loader, schema
 
     doc = loader.load_file(path) if raw is None else loader.load_bytes(raw, path)
-    schema.check(doc)
+    try:
+        schema.check(doc)
+    except schema.UnknownActions as e:  # the checker reports the rest with them
+        return build.build(doc, arch, e.diagnostics)
     return build.build(doc, arch)
 
 

@@ -4,20 +4,26 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Dict, List, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from runner.check.actions import ACTIONS, ActionKind
 from runner.check.checker import Checker, Skip
+from runner.check.resolve import UNKNOWN
 from runner.check.scope import ActionScope
+from runner.kinds.builtins import BUILTINS
 from runner.kinds.registry import UnknownKind
 from runner.model.spec import Action
 from runner.spec.loader import PathKey
 
 
-def kind_of(a: Dict[str, Any]) -> ActionKind:
+def kind_of(a: Dict[str, Any]) -> Optional[ActionKind]:
     """An action's kind: the one key of the mapping that names a kind (`if` has its branches
-    beside it, in any order). The schema admits nothing else."""
+    beside it, in any order). None for an action of no known kind, which the schema reported
+    (runner/spec/schema.py UnknownActions): the checker passes over it to report the rest.
+    The schema admits nothing else."""
     found = [k for k in a if k in ACTIONS]
+    if not found:
+        return None
     if len(found) != 1:
         raise UnknownKind(f"internal error: no one action kind among the keys {sorted(a)}")
     return ACTIONS.lookup(found[0])
@@ -29,9 +35,22 @@ def check_list(ck: Checker, path: PathKey, raw: List[Dict[str, Any]],
     for i, a in enumerate(raw):
         apath = (*path, i)
         kind = kind_of(a)
+        if kind is None:
+            _names_of_unknown(a, scope)
+            continue
         with contextlib.suppress(Skip):
             out.append(kind.check(ck, apath, a, scope, f"{ck.origin(apath)} {kind.name}"))
     return tuple(out)
+
+
+def _names_of_unknown(a: Dict[str, Any], scope: ActionScope) -> None:
+    """An action of no known kind (reported by the schema) may be a misspelt `let`
+    (`lett: {x: ...}`): the names its mapping gives are taken as values of unknown type, so
+    their uses after it are not reported as unknown names."""
+    for value in a.values():
+        for name in value if isinstance(value, dict) else ():
+            if name not in BUILTINS:
+                scope.locals.setdefault(name, UNKNOWN)
 
 
 def tail_maps(actions: Any) -> Set[str]:
@@ -39,6 +58,8 @@ def tail_maps(actions: Any) -> Set[str]:
     found: Set[str] = set()
     for a in actions if isinstance(actions, list) else []:
         kind = kind_of(a)
+        if kind is None:
+            continue
         found |= set(kind.jumps(a))
         for nested in kind.nested(a):
             found |= tail_maps(nested)

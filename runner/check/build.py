@@ -9,7 +9,7 @@ The sections run in the order below, each in its own module, sharing one Checker
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional
+from typing import Optional, Sequence
 
 from runner.check import (
     aggregations,
@@ -24,16 +24,20 @@ from runner.check import (
 )
 from runner.check.action_lists import check_list
 from runner.check.checker import Checker
-from runner.errors import SpecError
+from runner.errors import Diagnostic, SpecError
 from runner.model.spec import Spec
 from runner.spec.loader import Document
 from runner.support import syscalls
 from runner.support.comment_text import comment_text
 
 
-def build(doc: Document, arch: Optional[str] = None) -> Spec:
-    """Check the meaning of `doc` and return its model; raise SpecError with every problem."""
+def build(doc: Document, arch: Optional[str] = None,
+          reported: Sequence[Diagnostic] = ()) -> Spec:
+    """Check the meaning of `doc` and return its model; raise SpecError with every problem.
+    `reported`: the schema's errors about actions of no known kind, which the checker passes
+    over (runner/spec/schema.py UnknownActions), raised with its own."""
     ck = Checker(doc, arch or syscalls.host_arch(), check_list)
+    ck.diags.extend(reported)
     spec = _run(ck)
     if ck.diags:
         uniq = {(d.location.line, d.location.col, d.message): d for d in ck.diags}

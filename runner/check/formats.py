@@ -38,7 +38,7 @@ def fields(ck: Checker, path: PathKey, text: str, allowed: Set[str], what: str,
         if field is None:
             continue
         at = next(starts, 0)
-        problem = _placeholder(field, spec, allowed, what, set(elsewhere))
+        problem = _placeholder(field, spec or "", allowed, what, set(elsewhere))
         if problem:
             ck.err_in(path, text, at, *problem)
             bad += 1

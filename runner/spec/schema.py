@@ -7,7 +7,7 @@ which keys the user wrote and report the errors of the shape they meant.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 from runner.errors import Diagnostic, SpecError
 from runner.spec import fast_schema
@@ -61,10 +61,19 @@ def check(doc: Document) -> None:
     """Raise SpecError with every schema problem of `doc`, in document order."""
     if fast_schema.is_valid(schema(), doc.data):
         return
-    diags = [d for e in validator().iter_errors(doc.data) for d in _explain(doc, e)]
+    errors = list(validator().iter_errors(doc.data))
+    diags = [d for e in errors for d in _explain(doc, e)]
     if diags:
         uniq = {(d.location.line, d.location.col, d.message): d for d in diags}
-        raise SpecError(sorted(uniq.values(), key=lambda d: (d.location.line, d.location.col)))
+        found = sorted(uniq.values(), key=lambda d: (d.location.line, d.location.col))
+        raise (UnknownActions if all(map(_unknown_actions_only, errors))
+               else SpecError)(found)
+
+
+class UnknownActions(SpecError):
+    """The schema's only problems are actions of no known kind: every other part of the
+    spec has its shape, so the meaning checker can still report its own errors (it passes
+    over those actions) and the user sees them all in one pass."""
 
 
 def _explain(doc: Document, err: ValidationError) -> Iterator[Diagnostic]:
@@ -96,22 +105,16 @@ def _explain_choice(doc: Document, err: ValidationError) -> Iterator[Diagnostic]
     inst = err.instance
     path = tuple(err.absolute_path)
     if isinstance(inst, dict):
-        # Pick the branch whose `required` keys the user wrote (e.g. `print:`).
-        for branch in _branches(err):
-            req = branch.get("required", [])
-            if req and all(k in inst for k in req):
-                sub = [e for e in err.context if _branch_of(err, e) is branch]
-                if sub:
-                    for e in sub:
-                        yield from _explain(doc, e)
-                    return
-        names = sorted({k for b in _branches(err) for k in b.get("required", [])[:1]})
-        if names and len(inst) >= 1:
-            key = next(iter(inst))
-            if key not in names:
-                yield doc.diagnostic((*path, key), f"unknown {_kind(path)} '{key}'",
-                                     did_you_mean(key, names) or _allowed(names), key=True)
-                return
+        sub = _chosen(err)
+        if sub:
+            for e in sub:
+                yield from _explain(doc, e)
+            return
+        key, names = _unknown_key(err)
+        if key is not None:
+            yield doc.diagnostic((*path, key), f"unknown {_kind(path)} '{key}'",
+                                 did_you_mean(key, names) or _allowed(names), key=True)
+            return
     # Branches of the wrong shape (a list where a mapping was written) say nothing useful.
     here = [e for e in err.context if not (e.validator == "type" and not e.relative_path)]
     if not here:
@@ -122,6 +125,35 @@ def _explain_choice(doc: Document, err: ValidationError) -> Iterator[Diagnostic]
     from jsonschema.exceptions import best_match
 
     yield from _explain(doc, best_match(here))
+
+
+def _chosen(err: ValidationError) -> List[ValidationError]:
+    """The errors of the branch whose `required` keys the user wrote (e.g. `print:`)."""
+    for branch in _branches(err):
+        req = branch.get("required", [])
+        if req and all(k in err.instance for k in req):
+            sub = [e for e in err.context if _branch_of(err, e) is branch]
+            if sub:
+                return sub
+    return []
+
+
+def _unknown_key(err: ValidationError) -> Tuple[Optional[str], List[str]]:
+    """The mapping's first key when it names none of the branches, and their names."""
+    names = sorted({k for b in _branches(err) for k in b.get("required", [])[:1]})
+    key = next(iter(err.instance), None) if names else None
+    return (key if key is not None and key not in names else None), names
+
+
+def _unknown_actions_only(err: ValidationError) -> bool:
+    """Is every problem `err` stands for an action of no known kind (`- frob: ...`)?"""
+    if err.validator not in ("oneOf", "anyOf") or not err.context \
+            or not isinstance(err.instance, dict):
+        return False
+    sub = _chosen(err)
+    if sub:
+        return all(map(_unknown_actions_only, sub))
+    return _kind(tuple(err.absolute_path)) == "action" and _unknown_key(err)[0] is not None
 
 
 def _as_list(v: Any) -> List[Any]:
