@@ -63,13 +63,17 @@ class Checker:
     # -- reporting -------------------------------------------------------------------------
 
     def err(self, path: PathKey, message: str, hint: Optional[str] = None,
-            *, key: bool = False, within: Optional[str] = None) -> None:
-        self.diags.append(self.doc.diagnostic(path, message, hint, key=key, within=within))
+            *, key: bool = False) -> None:
+        self.diags.append(self.doc.diagnostic(path, message, hint, key=key))
 
     def err_in(self, path: PathKey, text: str, column: int, message: str,
                hint: Optional[str] = None) -> None:
-        """An error `column` characters into the value `text` at `path`, where the source
-        line shows that text as written (one line, no escapes); else at the value."""
+        """An error `column` characters into the value `text` at `path` (a token of a
+        condition, a value or a format), where the source line shows that text as written:
+        a plain, single- or double-quoted scalar on one line. Else (a block scalar, whose
+        node starts at its `|` or `>`; a scalar folded over lines; escapes such as `\"` or
+        `''`, which shift every column after them) the caret stays at the value's start,
+        since the mapping from the text to the source is not exact there."""
         d = self.doc.diagnostic(path, message, hint)
         line, col = d.source_line, d.location.col
         if line is not None and 0 <= column < len(text):

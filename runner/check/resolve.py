@@ -63,7 +63,9 @@ def resolver(ck: Checker, path: PathKey, scope: ActionScope) -> Resolve:
             return task_field(TASK_ALIASES.get(name, name), col)
         b = BUILTINS.get(name)
         if b is None:
-            hint = did_you_mean(name, [*BUILTINS, *scope.locals, *TASK_ALIASES])
+            # `e.fieldd` means a field of a looked-up struct, `pidd` a flat name: never both.
+            hint = did_you_mean(name, [n for n in (*BUILTINS, *scope.locals, *TASK_ALIASES)
+                                       if ("." in n) == ("." in name)])
             raise ExprError(f"unknown name '{name}'" + (f" ({hint})" if hint else ""), col)
         use_builtin(ck, path, name, scope)
         if b.name == "comm":

@@ -50,16 +50,9 @@ class Document:
 
     def diagnostic(
         self, path: PathKey, message: str, hint: str | None = None, *, key: bool = False,
-        within: str | None = None,
     ) -> Diagnostic:
-        """`within`: text inside the value (a placeholder of a format) to point at, where
-        the source line spells it as written; else the value's own start."""
         loc = self.where(path, key=key)
         src = self.lines[loc.line - 1] if 0 < loc.line <= len(self.lines) else None
-        if within and src is not None:
-            at = src.find(within, loc.col - 1)
-            if at >= 0:
-                loc = Location(loc.file, loc.line, at + 1)
         return Diagnostic(loc, message, hint, src)
 
 
