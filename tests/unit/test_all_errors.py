@@ -201,3 +201,18 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_located_error(tmp_path, name):
     assert_first_error(tmp_path, name, *CASES[name])
+
+
+def test_a_bad_choose_value_hides_no_error_in_its_cases(tmp_path):
+    assert errors(tmp_path, P % (
+        '      - choose:\n'
+        '          value: pdi\n'
+        '          cases:\n'
+        '            1: [{print: "{tidd}"}]\n'
+        '          default: [{let: {x: nope}}]\n')) == [
+        "12:18: error: expected a number or an integer built-in for a s64, got 'pdi'",
+        "  hint: did you mean 'pid'?",
+        "14:26: error: '{tidd}' names no built-in",
+        "  hint: did you mean 'tid'?",
+        "15:31: error: bad value: unknown name 'nope'",
+    ]

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Optional
 
 from runner.check.actions.base import ActionKind
-from runner.check.checker import Checker
+from runner.check.checker import Checker, Skip
 from runner.check.scope import ActionScope
 from runner.check.values import scalar_value
+from runner.model.expr import Value
 from runner.model.spec import Case, Choose
 from runner.model.types import SCALARS
 from runner.spec.loader import PathKey
@@ -22,7 +23,11 @@ class ChooseKind(ActionKind):
               origin: str) -> Choose:
         c = a["choose"]
         here = (*path, "choose")
-        value = scalar_value(ck, (*here, "value"), c["value"], SCALARS["s64"], scope)
+        try:
+            value: Optional[Value] = scalar_value(ck, (*here, "value"), c["value"],
+                                                  SCALARS["s64"], scope)
+        except Skip:
+            value = None  # reported; the cases' own errors are still worth reporting
         by_syscall = c["value"] == "syscall_nr"
         cases = []
         seen: Dict[int, str] = {}
@@ -39,6 +44,8 @@ class ChooseKind(ActionKind):
         if "default" in c:
             cases.append(Case((), "default", ck.actions((*here, "default"), c["default"],
                                                         scope)))
+        if value is None:
+            raise Skip
         return Choose(origin, value, tuple(cases))
 
     def nested(self, a: Dict[str, Any]) -> Iterable[List[Dict[str, Any]]]:
