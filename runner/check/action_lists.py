@@ -45,10 +45,12 @@ def check_list(ck: Checker, path: PathKey, raw: List[Dict[str, Any]],
 
 def _names_of_unknown(a: Dict[str, Any], scope: ActionScope) -> None:
     """An action of no known kind (reported by the schema) may be a misspelt `let`
-    (`lett: {x: ...}`): the names its mapping gives are taken as values of unknown type, so
-    their uses after it are not reported as unknown names."""
+    (`lett: {x: ...}`): the one name its mapping gives is taken as a value of unknown type,
+    so its uses after it are not reported as unknown names. (Mappings of several keys are
+    the shapes of other actions: `{map: ..., key: ...}` names nothing.)"""
     for value in a.values():
-        for name in value if isinstance(value, dict) else ():
+        if isinstance(value, dict) and len(value) == 1:
+            (name,) = value
             if name not in BUILTINS:
                 scope.locals.setdefault(name, UNKNOWN)
 

@@ -216,3 +216,15 @@ def test_a_bad_choose_value_hides_no_error_in_its_cases(tmp_path):
         "  hint: did you mean 'tid'?",
         "15:31: error: bad value: unknown name 'nope'",
     ]
+
+
+def test_a_misspelt_action_of_several_keys_names_nothing(tmp_path):
+    assert errors(tmp_path, P % (
+        '      - cuont: {map: h, key: tid}\n'
+        '      - let: {key: 1}\n'
+        '      - if: "map == 1"\n'
+        '        then: []\n')) == [
+        "11:9: error: unknown action 'cuont'",
+        "  hint: did you mean 'count'?",
+        "13:14: error: bad condition: unknown name 'map'",
+    ]
