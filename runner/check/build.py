@@ -75,4 +75,5 @@ def _run(ck: Checker) -> Optional[Spec]:
         message_buffer=ck.messages_map if ck.messages else None,
         events=events, map_outputs=map_outputs, params=declared,
         aggregations=tuple(ck.aggregations.values()), tests=cases,
+        stacks=tuple(ck.stack_maps[d] for d in sorted(ck.stack_maps)),
     )

@@ -53,12 +53,18 @@ def _fields(ck: Checker, sname: str, fields: List[Dict[str, str]]) -> Fields:
     return out
 
 
-def type_of(ck: Checker, path: PathKey, text: str) -> Optional[TypeRef]:
-    """Parse a type the spec names; a struct must be declared in the spec."""
+def type_of(ck: Checker, path: PathKey, text: str, stacks: bool = False
+            ) -> Optional[TypeRef]:
+    """Parse a type the spec names; a struct must be declared in the spec. A stack type
+    only where `stacks` says (an aggregation's key), since only there is it read back."""
     try:
         t = parse_type(text)
     except TypeSyntaxError as e:
         ck.err(path, str(e))
+        return None
+    if t.is_stack and not stacks:
+        ck.err(path, f"a {t.base} is a field of an aggregation's key, not of a struct or "
+               "a map", f"declare it in an aggregation's key, e.g. key: {{stack: {text}}}")
         return None
     if t.is_struct and t.base not in ck.data.get("structs", {}):
         ck.err(path, f"unknown type '{t.base}'",

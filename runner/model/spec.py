@@ -54,15 +54,42 @@ class Drop:
 # Actions. Values and conditions are runner/model/expr.py trees; codegen spells them in C.
 
 
+STACK_PID = "er_stack_pid"  # the hidden key field of an aggregation with a ustack
+# Why a capture failed, as the loss counter says it: the map is full (-ENOMEM) or another
+# stack hashed to the same slot (-EEXIST; stack maps keep one stack per hash bucket).
+STACK_LOSS = "stack not captured: stack map full or hash collision"
+
+
+@dataclass(frozen=True)
+class StackMap:
+    """A stack-trace map (BPF_MAP_TYPE_STACK_TRACE) holding stacks of at most `depth`
+    frames, shared by every kstack and ustack field of that depth; ids index it."""
+
+    name: str
+    depth: int
+    entries: int
+
+
+@dataclass(frozen=True)
+class StackCapture:
+    """bpf_get_stackid into a stack field: kernel or user frames, into `map`; a failure
+    other than "no stack here" (a user stack in a kernel thread) is counted in `drop`."""
+
+    map: StackMap
+    user: bool
+    drop: Drop
+
+
 @dataclass(frozen=True)
 class Assign:
     """One field of a record being filled."""
 
     member: str
-    how: str  # "expr" | "comm" | "string" | "read" | "copy"
+    how: str  # "expr" | "comm" | "string" | "read" | "copy" | "stack"
     # "expr": the value; "string": the text; "comm": None; "read": a StrSource;
-    # "copy": an ArraySource (an integer array copied whole into an array field)
-    value: Union[Value, str, StrSource, ArraySource, None]
+    # "copy": an ArraySource (an integer array copied whole into an array field);
+    # "stack": a StackCapture
+    value: Union[Value, str, StrSource, ArraySource, StackCapture, None]
     size: int  # bytes to copy for "string" (literal plus NUL), "comm" and "copy"; "read": the field
 
 
@@ -146,6 +173,14 @@ class Aggregation:
     # Histograms exported to Prometheus also keep their values' sum (its _sum and _count),
     # per key, in the entry whose bucket is SUM_BUCKET (runner/check/aggregations.py).
     keeps_sum: bool = False
+    # With a ustack key field, the key struct also holds the pid (field STACK_PID, after
+    # the spec's fields): user addresses mean something only in their process. It is part
+    # of the key, as in bpftrace, but not shown.
+    stack_pid: bool = False
+
+    @property
+    def has_stacks(self) -> bool:
+        return any(k.type.is_stack for k in self.keys)
 
 
 @dataclass(frozen=True)
@@ -342,6 +377,7 @@ class Spec:
     aggregations: Tuple[Aggregation, ...] = ()
     params: Tuple[Param, ...] = ()
     tests: Tuple[TestCase, ...] = ()  # the spec's own test cases, for `ebpf-run test`
+    stacks: Tuple[StackMap, ...] = ()  # one per stack depth the spec's keys use
 
 
 @dataclass(frozen=True)

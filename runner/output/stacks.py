@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Sequence, Tuple
 
+from runner.kinds.decoders.text import safe_text
 from runner.symbols.frames import Frame
 
 INDENT = "    "  # bpftrace's frame indent
@@ -52,3 +53,16 @@ def _folded_name(name: str) -> str:
     character (names come from any file a process maps)."""
     return "".join("?" if (c == ";" or ord(c) < 0x20 or ord(c) == 0x7F) else c
                    for c in name) or "?"
+
+
+def key_text(parts: Sequence[object]) -> str:
+    """`[part, part]` as bpftrace writes a key holding stacks: a stack (a tuple of frames)
+    one frame a line, an empty one as nothing; every text escaped for the terminal (frame
+    names come from any file a process maps)."""
+    shown = []
+    for p in parts:
+        if isinstance(p, tuple):
+            shown.append("".join(f"\n{INDENT}{safe_text(f.text)}" for f in p) + ("\n" if p else ""))
+        else:
+            shown.append(safe_text(str(p)))
+    return f"[{', '.join(shown)}]"
