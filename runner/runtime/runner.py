@@ -26,7 +26,7 @@ from runner.kernel.tail_calls import StopRequested
 from runner.kinds.maps import MAP_KINDS
 from runner.model.spec import MapOutput, Spec
 from runner.output.text import Sink
-from runner.runtime import decode, dumps
+from runner.runtime import decode, dumps, stack_files
 from runner.runtime.aggdump import Aggregations
 from runner.runtime.losses import Losses, lost_on, trace_pipe_loss
 from runner.runtime.options import Options
@@ -228,6 +228,7 @@ class Runner:
         if not self.stop.output_closed:  # also when the drain or a dump found it closed
             self.sink.summary(time.monotonic() - started, channels, lost)
         self.raise_callback_error()
+        stack_files.write(self.spec, self.opts, self.aggs, k.maps)
 
     # -- helpers ---------------------------------------------------------------------------
 
