@@ -268,7 +268,7 @@ class Dump:
         agg, r = self.agg, self.reader
         out: List[Dict[str, Any]] = []
         for i, e in enumerate(entries):
-            key = r.json_key(e.key)
+            key: Dict[str, Any] = dict(r.json_key(e.key))
             if rows is not None:
                 key.update({k.name: stack_text.as_json(rows[i][0][j])
                             for j, k in enumerate(agg.keys) if k.type.is_stack})

@@ -15,11 +15,11 @@ from typing import Any, Dict, Optional, Tuple
 from runner.check.actions.base import ActionKind
 from runner.check.actions.state import map_key
 from runner.check.checker import Checker, Skip
+from runner.check.resolve import use_builtin
 from runner.check.scope import ActionScope
 from runner.check.values import assigns, scalar_value
 from runner.kinds.maps import MAP_KINDS
 from runner.kinds.units import NS_PER
-from runner.check.resolve import use_builtin
 from runner.model.expr import BuiltinRef, Cast, Value
 from runner.model.spec import STACK_PID, Aggregate, Aggregation, Assign, Elapsed
 from runner.model.types import SCALARS
