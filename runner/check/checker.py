@@ -52,6 +52,7 @@ class Checker:
         self.aggregations: Dict[str, Aggregation] = {}  # runner/check/aggregations.py
         self.params: Dict[str, Any] = {}  # name -> runner.model.spec.Param (params section)
         self.stack_maps: Dict[int, StackMap] = {}  # depth -> map (runner/check/stacks.py)
+        self.stack_pids = False  # whether a ustack is taken: the pid ring is needed
         self._catalog: Optional[tracepoints.Catalog] = None
 
     def catalog(self) -> tracepoints.Catalog:

@@ -13,12 +13,17 @@ from __future__ import annotations
 from typing import Any
 
 from runner.check.checker import Checker, Skip
-from runner.model.spec import STACK_LOSS, Assign, StackCapture, StackMap
+from runner.model.spec import STACK_LOSS, Assign, Map, StackCapture, StackMap, StackPids
 from runner.model.types import STACKS, TypeRef
 from runner.spec.loader import PathKey
 
 DEFAULT_ENTRIES = 16384
 CHANNEL = "stacks"
+# One u32 per process that has a ustack taken, once (16-byte records): 8 pages hold 2048
+# new processes between two reads of ebpf-run's loop.
+# Past `seen` pids sent, a new process is read when a dump meets it.
+PIDS = StackPids(Map("er_stack_pids", "ringbuf", None, None, 0, 8,
+                     "the pids whose user stacks were taken, each once"), seen=65536)
 
 
 def stack_map(ck: Checker, depth: int) -> StackMap:

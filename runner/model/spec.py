@@ -55,8 +55,7 @@ class Drop:
 
 
 STACK_PID = "er_stack_pid"  # the hidden key field of an aggregation with a ustack
-# Why a capture failed, as the loss counter says it: the map is full (-ENOMEM) or another
-# stack hashed to the same slot (-EEXIST; stack maps keep one stack per hash bucket).
+# A failed capture: the map is full (-ENOMEM), or another stack holds its hash slot (-EEXIST).
 STACK_LOSS = "stack not captured: stack map full or hash collision"
 
 
@@ -81,14 +80,23 @@ class StackCapture:
 
 
 @dataclass(frozen=True)
+class StackPids:
+    """The ring the pids of processes with a ustack go to, each once: `seen` pids are
+    remembered in the kernel (a hash set) so as not to send them again."""
+
+    ring: Map
+    seen: int
+
+
+@dataclass(frozen=True)
 class Assign:
     """One field of a record being filled."""
 
     member: str
-    how: str  # "expr" | "comm" | "string" | "read" | "copy" | "stack"
+    how: str  # "expr" | "comm" | "string" | "read" | "copy" | "stack" | "stack_pid"
     # "expr": the value; "string": the text; "comm": None; "read": a StrSource;
     # "copy": an ArraySource (an integer array copied whole into an array field);
-    # "stack": a StackCapture
+    # "stack": a StackCapture; "stack_pid": the pid (a Value) a ustack's addresses are in
     value: Union[Value, str, StrSource, ArraySource, StackCapture, None]
     size: int  # bytes to copy for "string" (literal plus NUL), "comm" and "copy"; "read": the field
 
@@ -378,6 +386,9 @@ class Spec:
     params: Tuple[Param, ...] = ()
     tests: Tuple[TestCase, ...] = ()  # the spec's own test cases, for `ebpf-run test`
     stacks: Tuple[StackMap, ...] = ()  # one per stack depth the spec's keys use
+    # A ring of pids, each sent the first time a ustack is taken in it, so that ebpf-run
+    # reads its mappings while it lives (runner/runtime/stacks.py); None without a ustack.
+    stack_pids: Optional[StackPids] = None
 
 
 @dataclass(frozen=True)

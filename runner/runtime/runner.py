@@ -150,6 +150,8 @@ class Runner:
                                                              ev.origin), _ignore_perf_lost, runs)
             else:
                 k.channels.open_ring(ev.map, runs)
+        if self.spec.stack_pids is not None:
+            k.channels.open_ring(self.spec.stack_pids.ring, self.aggs.stacks.on_pids)
         if self.spec.messages:
             if self.spec.messages_via == "buffer":
                 assert self.spec.message_buffer is not None

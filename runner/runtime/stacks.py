@@ -3,14 +3,16 @@ from its stack map and symbolizes it (kernel frames from /proc/kallsyms, user fr
 through the process's mappings, runner/symbols).
 
 User frames are resolved with the pid kept beside a ustack in the key (STACK_PID). The
-process's mappings are read the first time a dump meets its pid: a process that exited
-before then is shown as addresses (hex), never dropped. A negative id is no stack: -EFAULT
+process's mappings are read when the program first takes a ustack in it and sends its pid
+(the ring Spec.stack_pids), or else the first time a dump meets its pid; a process that
+exited before either is shown as addresses (hex), never dropped. A negative id is no stack: -EFAULT
 (a kernel thread has no user stack) is an empty stack; any other is a capture the kernel
 counted as lost (a full map, a hash collision), shown as the one frame LOST.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from runner.model.aggregates import Entry, Key
@@ -34,6 +36,13 @@ class StackReader:
         self.kernel = kernel or KernelSymbols()
         self.user = user or UserSymbols()
         self._addresses: Dict[Tuple[str, int], Optional[List[int]]] = {}
+
+    def on_pids(self, data: bytes, size: int, count: int) -> None:
+        """Ring records of pids whose user stacks were just taken: read each one's mappings
+        now, while it lives (a record: an 8-byte header, then the u32 pid, padded)."""
+        stride = len(data) // count
+        for off in range(8, 8 + count * stride, stride):
+            self.user.capture(int.from_bytes(data[off:off + 4], sys.byteorder))
 
     def load(self, maps: Any, agg: Aggregation, keys: Iterable[Key]) -> None:
         """Read each stack the keys name, once (a dump's keys share many stacks)."""

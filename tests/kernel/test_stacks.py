@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+import time
 from pathlib import Path
 from typing import List, Tuple
 
@@ -155,6 +156,27 @@ def test_user_frames_name_the_programs_functions_innermost_first(tmp_path, progr
     names = [f.split("+")[0] for f in key["ustack"]]
     assert names[:4] == ["er_leaf", "er_middle", "er_outer", "main"], key["ustack"]
     assert key["kstack"] and all(isinstance(f, str) for f in key["kstack"])
+
+
+def test_a_process_that_exits_before_the_dump_still_has_its_frames_named(tmp_path, program):
+    # The program sends the pid the first time it takes a ustack; ebpf-run reads the
+    # process's mappings then. The process lives a second after its calls (ebpf-run wakes
+    # on the record at once), then exits, before the run's dump.
+    spec = _spec(tmp_path, '{ustack: ustack, comm: "char[16]"}', "{ustack: ustack, comm: comm}")
+    work = Workload(program, "calls", 10)
+    try:
+        with Run(spec, "--json") as run:
+            run.wait_ready()
+            work.go()
+            time.sleep(1)
+            work.release()
+            assert work.proc.returncode == 0
+            assert run.stop() == 0
+    finally:
+        work.release()
+    (record,) = [r for r in run.json() if r.get("type") == "map"]
+    names = [f.split("+")[0] for f in record["key"]["ustack"]]
+    assert record["value"] == 10 and names[:4] == ["er_leaf", "er_middle", "er_outer", "main"]
 
 
 def test_folded_and_flamegraph_files_hold_the_stacks(tmp_path, program):

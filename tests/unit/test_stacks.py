@@ -4,7 +4,10 @@ lines), against a fake kernel and fake symbol tables."""
 
 from __future__ import annotations
 
+import os
 import struct
+import sys
+from dataclasses import replace
 
 import pytest
 
@@ -16,6 +19,7 @@ from runner.runtime.aggdump import Aggregations
 from runner.runtime.stack_files import folded_lines
 from runner.runtime.stacks import StackReader
 from runner.symbols.frames import Frame
+from runner.symbols.maps import Mapping, open_mapped, parse_maps
 
 from .test_aggregations_spec import Sink, fake_types
 from .util import spec_from_text
@@ -67,7 +71,8 @@ def test_the_program_captures_each_stack_into_the_map_of_its_depth():
     assert "struct er_stack_127 { u64 ip[127]; };" in c
     assert "er_key.kstack = er_stack_id(er_stacks_127.get_stackid(ctx, 0), 0);" in c
     assert "er_key.ustack = er_stack_id(er_stacks_8.get_stackid(ctx, BPF_F_USER_STACK), 0);" in c
-    assert "er_key.er_stack_pid = (u32)((u32)(er_pid_tgid >> 32));" in c
+    assert "er_key.er_stack_pid = er_note_pid((u32)((u32)(er_pid_tgid >> 32)));" in c
+    assert "BPF_RINGBUF_OUTPUT(er_stack_pids, 8);" in c
     assert "if (id < 0 && id != -14)\n        er_count_drop(slot);" in c
 
 
@@ -175,3 +180,31 @@ def test_folded_lines_add_up_equal_paths_outermost_first():
     aggs, k, _ = dump_of(rows, STACKS)
     lines = folded_lines(spec(), aggs, k)
     assert lines == ["app;0xdead;fb1@42;fa2_[k];fa1_[k] 5", "app;0xdead;fb1@43;fa2_[k];fa1_[k] 3"]
+
+
+def test_a_pid_record_makes_its_process_mappings_read_at_once():
+    captured = []
+
+    class User:
+        def capture(self, pid):
+            captured.append(pid)
+
+    reader = StackReader(spec(), Names(), User())  # type: ignore[arg-type]
+    records = b"".join(bytes(8) + pid.to_bytes(4, sys.byteorder) + bytes(4) for pid in (7, 4242))
+    reader.on_pids(records, 4, 2)
+    assert captured == [7, 4242]
+
+
+def test_the_file_of_an_exited_process_is_opened_by_path_only_if_it_is_the_same_file(tmp_path):
+    f = tmp_path / "lib.so"
+    f.write_bytes(b"\x7fELF")
+    st = os.stat(f)
+    device = (os.major(st.st_dev), os.minor(st.st_dev))
+    gone = tmp_path / "proc"  # no /proc/PID left: the process has exited
+    same = Mapping(0x1000, 0x2000, 0, str(f), device, st.st_ino)
+    opened = open_mapped(12345, same, gone)
+    assert opened is not None and opened[1][:2] == (st.st_dev, st.st_ino)
+    os.close(opened[0])
+    assert open_mapped(12345, replace(same, inode=st.st_ino + 1), gone) is None  # replaced
+    assert parse_maps(f"1000-2000 r-xp 00000000 fe:01 {st.st_ino} {f}\n") == \
+        [Mapping(0x1000, 0x2000, 0, str(f), (0xfe, 1), st.st_ino)]

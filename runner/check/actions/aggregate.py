@@ -66,7 +66,8 @@ def _key(ck: Checker, path: PathKey, agg: Aggregation, raw: Dict[str, Any],
     done = assigns(ck, path, struct, raw, scope)
     if agg.stack_pid:  # the process whose addresses the ustack holds (hidden key field)
         use_builtin(ck, path, "pid", scope)
-        done += (Assign(STACK_PID, "expr", Cast("u32", BuiltinRef("pid")), 0),)
+        done += (Assign(STACK_PID, "stack_pid", Cast("u32", BuiltinRef("pid")), 0),)
+        ck.stack_pids = True
     return done
 
 
