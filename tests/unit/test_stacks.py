@@ -208,3 +208,35 @@ def test_the_file_of_an_exited_process_is_opened_by_path_only_if_it_is_the_same_
     assert open_mapped(12345, replace(same, inode=st.st_ino + 1), gone) is None  # replaced
     assert parse_maps(f"1000-2000 r-xp 00000000 fe:01 {st.st_ino} {f}\n") == \
         [Mapping(0x1000, 0x2000, 0, str(f), (0xfe, 1), st.st_ino)]
+
+
+def test_clear_and_top_work_on_keys_holding_stacks():
+    s = spec_from_text(BASE.format(key=PROFILE_KEY + ", every: 1, clear: true, top: 1",
+                                   values=PROFILE_VALUES, top=""))
+    aggs = Aggregations(s, fake_types(s))
+    aggs.stacks = StackReader(s, Names(), Names())  # type: ignore[arg-type]
+    a, b = key_bytes(1, 2, b"a", 42), key_bytes(1, -14, b"b", 43)
+    k, sink = FakeStacks([(a, slot(5)), (b, slot(2))], STACKS), Sink()
+    aggs.dump(k, sink, "samples")
+    k.rows = [(a, slot(6)), (b, slot(9))]  # a gained 1, b 7
+    aggs.dump(k, sink, "samples")
+    (_, first, _), (_, second, records) = sink.dumps
+    assert first.endswith(", a]: 5") and first.count("@samples") == 1
+    assert second == "@samples[\n    fa1+4\n    fa2+4\n, , b]: 7"
+    assert records[0]["key"]["ustack"] == [] and records[0]["value"] == 7
+
+
+def test_a_histogram_per_stack_is_drawn_under_its_frames():
+    s = spec_from_text(BASE.format(key="{k: kstack}, kind: hist", top="",
+                                   values="{k: kstack}, value: arg0").replace(
+        "kind: count, ", "").replace("syscalls:sys_enter_getppid", "syscalls:sys_enter_read"))
+    aggs = Aggregations(s, fake_types(s))
+    aggs.stacks = StackReader(s, Names(), Names())  # type: ignore[arg-type]
+    bucket_of_3 = 3  # 2 + floor(log2 3): [2, 4)
+    k, sink = FakeStacks([(struct.pack("=i4xQ", 1, bucket_of_3), [(2).to_bytes(8, sys.byteorder)])],
+                         STACKS), Sink()
+    aggs.dump(k, sink, "samples")
+    (_, text, records) = sink.dumps[0]
+    assert text == ("@samples[\n    fa1+4\n    fa2+4\n]: \n"
+                    f"[2, 4)                 2 |{'@' * 52}|\n")
+    assert records[0]["key"] == {"k": ["fa1+4", "fa2+4"]} and records[0]["count"] == 2
