@@ -14,7 +14,7 @@ from typing import List, Tuple
 
 import pytest
 from bpftrace_oracle import Bpftrace, needs_bpftrace
-from harness import Run
+from harness import SLOW, Run
 
 # The syscall is made by inline asm in er_leaf itself: called through libc's getppid(),
 # whose code keeps no frame pointer, a frame-pointer walk would skip er_leaf (its return
@@ -70,7 +70,7 @@ pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
 def program(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("stacks")
     (d / "erstk.c").write_text(PROGRAM)
-    subprocess.run(["gcc", "-O0", "-fno-omit-frame-pointer", "-o", str(d / "erstk"),
+    subprocess.run(["cc", "-O0", "-fno-omit-frame-pointer", "-o", str(d / "erstk"),
                     str(d / "erstk.c")], check=True)
     return d / "erstk"
 
@@ -160,7 +160,7 @@ def test_user_frames_name_the_programs_functions_innermost_first(tmp_path, progr
 
 def test_a_process_that_exits_before_the_dump_still_has_its_frames_named(tmp_path, program):
     # The program sends the pid the first time it takes a ustack; ebpf-run reads the
-    # process's mappings then. The process lives a second after its calls (ebpf-run wakes
+    # process's mappings then. The process lives a second (more on a slow machine) after its calls (ebpf-run wakes
     # on the record at once), then exits, before the run's dump.
     spec = _spec(tmp_path, '{ustack: ustack, comm: "char[16]"}', "{ustack: ustack, comm: comm}")
     work = Workload(program, "calls", 10)
@@ -168,7 +168,7 @@ def test_a_process_that_exits_before_the_dump_still_has_its_frames_named(tmp_pat
         with Run(spec, "--json") as run:
             run.wait_ready()
             work.go()
-            time.sleep(1)
+            time.sleep(SLOW)
             work.release()
             assert work.proc.returncode == 0
             assert run.stop() == 0
