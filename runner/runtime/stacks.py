@@ -36,6 +36,8 @@ class StackReader:
         self.kernel = kernel or KernelSymbols()
         self.user = user or UserSymbols()
         self._addresses: Dict[Tuple[str, int], Optional[List[int]]] = {}
+        # A dump's symbolized stacks: keys share stacks (one kstack under many comms)
+        self._frames: Dict[Tuple[str, int, int], Frames] = {}
 
     def on_pids(self, data: bytes, size: int, count: int) -> None:
         """Ring records of pids whose user stacks were just taken: read each one's mappings
@@ -46,7 +48,7 @@ class StackReader:
 
     def load(self, maps: Any, agg: Aggregation, keys: Iterable[Key]) -> None:
         """Read each stack the keys name, once (a dump's keys share many stacks)."""
-        self._addresses = {}
+        self._addresses, self._frames = {}, {}
         for key in keys:
             for i, k in enumerate(agg.keys):
                 sid = key[i]
@@ -62,13 +64,21 @@ class StackReader:
         assert isinstance(sid, int)
         if sid < 0:
             return () if sid == -EFAULT else (LOST,)
-        addresses = self._addresses.get((self.maps[k.type.depth].name, sid))
+        name = self.maps[k.type.depth].name
+        pid = key[len(agg.keys)] if agg.stack_pid and k.type.base == "ustack" else -1
+        assert isinstance(pid, int)
+        found = self._frames.get((name, sid, pid))
+        if found is None:
+            found = self._frames[(name, sid, pid)] = self._symbolize(name, sid, pid)
+        return found
+
+    def _symbolize(self, name: str, sid: int, pid: int) -> Frames:
+        """Stack `sid` of map `name`: kernel frames (pid -1), or user frames of `pid`."""
+        addresses = self._addresses.get((name, sid))
         if addresses is None:  # no longer in the map: nothing to show but the loss
             return (LOST,)
-        if k.type.base == "kstack":
+        if pid < 0:
             return tuple(self.kernel.frame(a) for a in addresses)
-        pid = key[len(agg.keys)] if agg.stack_pid else 0
-        assert isinstance(pid, int)
         return tuple(self.user.frame(pid, a) for a in addresses)
 
 

@@ -160,8 +160,8 @@ def test_user_frames_name_the_programs_functions_innermost_first(tmp_path, progr
 
 def test_a_process_that_exits_before_the_dump_still_has_its_frames_named(tmp_path, program):
     # The program sends the pid the first time it takes a ustack; ebpf-run reads the
-    # process's mappings then. The process lives a second (more on a slow machine) after its calls (ebpf-run wakes
-    # on the record at once), then exits, before the run's dump.
+    # process's mappings then (it wakes on the record at once). The process lives a second
+    # after its calls (five in the slower VM), then exits, before the run's dump.
     spec = _spec(tmp_path, '{ustack: ustack, comm: "char[16]"}', "{ustack: ustack, comm: comm}")
     work = Workload(program, "calls", 10)
     try:
