@@ -26,8 +26,9 @@ class Sample:
 
 def frame_lines(frames: Sequence[Frame]) -> str:
     """A stack as bpftrace prints it inside a map key: a newline, then one indented frame
-    a line, innermost first."""
-    return "\n" + "".join(f"{INDENT}{f.text}\n" for f in frames)
+    a line, innermost first; nothing for an empty stack. Names are escaped for the
+    terminal: they come from any file a process maps."""
+    return "".join(f"\n{INDENT}{safe_text(f.text)}" for f in frames) + ("\n" if frames else "")
 
 
 def as_json(frames: Sequence[Frame]) -> List[str]:
@@ -59,10 +60,5 @@ def key_text(parts: Sequence[object]) -> str:
     """`[part, part]` as bpftrace writes a key holding stacks: a stack (a tuple of frames)
     one frame a line, an empty one as nothing; every text escaped for the terminal (frame
     names come from any file a process maps)."""
-    shown = []
-    for p in parts:
-        if isinstance(p, tuple):
-            shown.append("".join(f"\n{INDENT}{safe_text(f.text)}" for f in p) + ("\n" if p else ""))
-        else:
-            shown.append(safe_text(str(p)))
+    shown = [frame_lines(p) if isinstance(p, tuple) else safe_text(str(p)) for p in parts]
     return f"[{', '.join(shown)}]"
