@@ -31,7 +31,8 @@ def stack_map(ck: Checker, depth: int) -> StackMap:
     found = ck.stack_maps.get(depth)
     if found is None:
         entries = int(ck.data.get("stacks", {}).get("entries", DEFAULT_ENTRIES))
-        found = ck.stack_maps[depth] = StackMap(f"er_stacks_{depth}", depth, entries)
+        found = ck.stack_maps[depth] = StackMap(f"er_stacks_{depth}", f"er_stack_{depth}",
+                                                depth, entries)
     return found
 
 

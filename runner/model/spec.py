@@ -65,6 +65,7 @@ class StackMap:
     frames, shared by every kstack and ustack field of that depth; ids index it."""
 
     name: str
+    value: str  # the C struct of one stack: `depth` u64 addresses
     depth: int
     entries: int
 
