@@ -16,7 +16,8 @@ from runner.check.names import name_ok
 from runner.check.structs import type_of
 from runner.kinds.decoders import Decoders, UnknownDecoder
 from runner.kinds.maps import DEFAULT_MAX_ENTRIES
-from runner.model.spec import STACK_PID, AggKey, Aggregation, Map, MetricDecl, Struct
+from runner.model.spec import AggKey, Aggregation, Map, MetricDecl, Struct
+from runner.model.stacks import STACK_PID
 from runner.model.types import TypeRef, lay_out
 from runner.spec.loader import PathKey
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from runner.check.checker import Checker, Skip
-from runner.model.spec import STACK_LOSS, Assign, Map, StackCapture, StackMap, StackPids
+from runner.model.spec import Assign, Map, StackCapture, StackPids
+from runner.model.stacks import STACK_LOSS, StackMap
 from runner.model.types import STACKS, TypeRef
 from runner.spec.loader import PathKey
 
