@@ -1,5 +1,6 @@
-"""Stack values: the stack-trace maps the spec's kstack/ustack key fields need (one per
-depth), and the capture that fills such a field (`key: {k: kstack}`).
+"""Stack values: the stack-trace maps the spec's kstack/ustack fields need (one per
+depth), the capture that fills such a field (`key: {k: kstack}`), and the copy of a kstack
+stored in a map value into an aggregation's key field (`key: {k: s.stack}`).
 
 A stack map is preallocated by the kernel: entries x depth x 8 bytes (16384 x 127 frames
 is 16 MiB). 16384 is BCC profile's default (--stack-storage-size): room for the distinct
@@ -10,8 +11,9 @@ failed capture: counted as a loss, and the sample is kept with a `[lost stack]` 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
+from runner.check.arith import Typed
 from runner.check.checker import Checker, Skip
 from runner.model.spec import Assign, Map, StackCapture, StackPids
 from runner.model.stacks import STACK_LOSS, StackMap
@@ -37,13 +39,29 @@ def stack_map(ck: Checker, depth: int) -> StackMap:
     return found
 
 
-def capture(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any) -> Assign:
-    """A stack field is filled by the built-in of its own kind, and by nothing else."""
+def capture(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any,
+            locals_: Mapping[str, Typed]) -> Assign:
+    """A stack field is filled by the built-in of its own kind, or by a stack field of its
+    kind and depth read back from a map (an id is an index into its depth's map only)."""
+    read = locals_.get(raw) if isinstance(raw, str) else None
+    if read is not None and read.stack is not None:
+        return _copy(ck, path, member, t, raw, read)
     if raw != t.base:
         ck.err(path, f"field '{member}' is {t}: it takes the value {t.base}, not {raw!r}")
         raise Skip
     return Assign(member, "stack", StackCapture(stack_map(ck, t.depth), t.base == "ustack",
                                                 ck.drop(CHANNEL, STACK_LOSS)), 0)
+
+
+def _copy(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: str,
+          read: Typed) -> Assign:
+    if read.stack != t:
+        ck.err(path, f"field '{member}' is {t} but '{raw}' is {read.stack}: a stack id "
+               f"indexes the stack map of its own kind and depth",
+               f"declare both {t}, or both {read.stack}")
+        raise Skip
+    stack_map(ck, t.depth)  # the map its frames are read from, also when nothing fills it here
+    return Assign(member, "expr", read.node, 0)  # type: ignore[arg-type]
 
 
 def misused(ck: Checker, path: PathKey, name: str, target: str) -> None:

@@ -94,7 +94,7 @@ def assign(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any,
                "leave it out: it stays zero")
         raise Skip
     if t.is_stack:
-        return stacks.capture(ck, path, member, t, raw)
+        return stacks.capture(ck, path, member, t, raw, scope.locals)
     if isinstance(raw, str) and raw in STACKS:  # text "kstack" is written {literal: kstack}
         stacks.misused(ck, path, raw, f"a value for field '{member}' ({t})")
     if t.count is not None and not t.is_string:

@@ -102,8 +102,9 @@ def test_a_kstack_alone_needs_no_pid():
      "3:52: key field 'k' is a stack: a stack is not a metric label"),
     ("{k: kstack}, decode: {k: ksym}", "{k: kstack}", "", "",
      "3:56: key field 'k' is kstack: decoder 'ksym' takes a number"),
-    ("{k: kstack}", "{k: kstack}", "structs:\n  ev:\n    - s: kstack\n", "",
-     "4:10: a kstack is a field of an aggregation's key, not of a struct or a map"),
+    ("{k: kstack}", "{k: kstack}", "maps:\n  m: {type: hash, key: u32, value: kstack}\n", "",
+     "3:36: a kstack is a field of an aggregation's key or of a struct, not a map's key or "
+     "value"),
 ])
 def test_a_stack_anywhere_else_is_a_located_error(key, values, top, extra, expected):
     assert error(key, values, top, extra) == expected

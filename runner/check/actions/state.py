@@ -116,7 +116,9 @@ def _declare(ck: Checker, scope: ActionScope, let: Let) -> None:
         return
     for f in ck.structs[let.type.base].layout.fields:
         key = f"{let.name}.{f.name}"
-        if f.type.is_string and f.type.count:
+        if f.type.is_stack:  # an id that only fills an aggregation's key field alike
+            scope.locals[key] = Typed(e.Local(let.name, f.name), None, stack=f.type)
+        elif f.type.is_string and f.type.count:
             src = e.LocalChars(let.name, f.name, f.type.count)
             scope.locals[key] = Typed(src, None, src)
         elif f.type.count is None and not f.type.is_struct:
