@@ -83,6 +83,16 @@ def test_a_stored_stack_used_otherwise_is_a_located_error(kw, expected):
     assert error(**kw) == expected
 
 
+def test_let_does_not_name_a_stored_stack():
+    with pytest.raises(SpecError) as info:
+        spec_from_text(text().replace("      - aggregate:",
+                                      "      - let: {x: b.stack}\n      - aggregate:"))
+    d = info.value.diagnostics[0]
+    assert (d.message, d.hint) == (
+        "'b.stack' is not a number: let names numbers and looked-up values",
+        "a stack goes straight into an aggregation's key field declared kstack")
+
+
 def test_a_struct_with_a_stack_is_no_map_key_event_or_nested_struct():
     key = text().replace("aggregations:", "  other: {type: hash, key: blocked, value: u64, "
                          "max_entries: 4}\naggregations:")

@@ -82,11 +82,19 @@ def _computed(ck: Checker, path: PathKey, name: str, raw: Any, scope: ActionScop
         raise Skip
     if not v.is_int:
         ck.err(path, f"'{raw}' is not a number: let names numbers and looked-up values",
-               "arrays go straight into an array field" if v.array is not None
-               else "strings go straight into a char[N] field")
+               _straight_into(v))
         raise Skip
     assert v.scalar is not None
     return Let(origin, name, TypeRef(v.scalar), v.node)  # type: ignore[arg-type]
+
+
+def _straight_into(v: Typed) -> str:
+    """Where a value let does not name goes instead."""
+    if v.stack is not None:
+        return f"a stack goes straight into an aggregation's key field declared {v.stack}"
+    if v.array is not None:
+        return "arrays go straight into an array field"
+    return "strings go straight into a char[N] field"
 
 
 def _lookup(ck: Checker, path: PathKey, name: str, raw: Dict[str, Any],
