@@ -17,6 +17,7 @@ from runner.check.structs import type_of
 from runner.kinds.decoders import Decoders, UnknownDecoder
 from runner.kinds.maps import DEFAULT_MAX_ENTRIES
 from runner.model.spec import AggKey, Aggregation, Map, MetricDecl, Struct
+from runner.model.stacks import STACK_PID
 from runner.model.types import TypeRef, lay_out
 from runner.spec.loader import PathKey
 
@@ -47,6 +48,9 @@ def _aggregation(ck: Checker, path: PathKey, name: str, a: Dict[str, Any]) -> Ag
     linear = _linear(ck, path, kind, a)
     origin = ck.origin(path)
     fields = [(k.name, k.type, origin) for k in keys]
+    stack_pid = any(k.type.base == "ustack" for k in keys)
+    if stack_pid:
+        fields.append((STACK_PID, TypeRef("u32"), "the pid whose addresses a ustack holds"))
     if kind in HISTOGRAMS:
         fields.append(("bucket", TypeRef("u64"), "the histogram bucket's index"))
     if fields:
@@ -72,7 +76,7 @@ def _aggregation(ck: Checker, path: PathKey, name: str, a: Dict[str, Any]) -> Ag
         name=name, kind=kind, map=m, keys=keys, unit=a.get("unit"), linear=linear,
         every=a.get("every"), at_exit=bool(a.get("at_exit", True)), clear=clear,
         top=a.get("top"), metric=metric, origin=origin,
-        keeps_sum=metric is not None and kind in HISTOGRAMS)
+        keeps_sum=metric is not None and kind in HISTOGRAMS, stack_pid=stack_pid)
 
 
 def _slot(ck: Checker) -> Struct:
@@ -94,7 +98,7 @@ def _keys(ck: Checker, path: PathKey, a: Dict[str, Any]) -> Tuple[AggKey, ...]:
     for fname, tname in a.get("key", {}).items():
         fpath = (*path, "key", fname)
         name_ok(ck, fpath, fname, "field")
-        t = type_of(ck, fpath, tname)
+        t = type_of(ck, fpath, tname, stacks=True)
         if t is None:
             raise Skip
         if t.is_struct or (t.count is not None and not t.is_string):
@@ -161,6 +165,12 @@ def _metric(ck: Checker, path: PathKey, name: str, kind: str, keys: Tuple[AggKey
     if raw is None:
         return None
     mpath = (*path, "metric")
+    stack = next((k for k in keys if k.type.is_stack), None)
+    if stack is not None:
+        # A label per distinct stack: unbounded series, and frames are no label values.
+        ck.err(mpath, f"key field '{stack.name}' is a stack: a stack is not a metric label",
+               "leave metric out: --folded FILE and --flamegraph FILE show stack counts")
+        return None
     if kind == "stats":
         ck.err(mpath, "a stats aggregation has five values: export a count, sum or avg "
                "aggregation instead", key=True)

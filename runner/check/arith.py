@@ -27,7 +27,7 @@ from typing import Callable, List, Optional
 
 from runner.check.expr import ExprError, Token, number
 from runner.model import expr as e
-from runner.model.types import SCALARS
+from runner.model.types import SCALARS, TypeRef
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Typed:
     scalar: Optional[str]
     string: Optional[e.StrSource] = None
     pos: int = -1  # a literal's column (its '-' for a negative one), for messages
+    stack: Optional[TypeRef] = None  # a stack field read back: its kind and depth
 
     @property
     def is_int(self) -> bool:
@@ -57,6 +58,8 @@ class Typed:
         """What a value that is not a number is, for messages."""
         if self.scalar == "bool":
             return "a comparison"
+        if self.stack is not None:
+            return f"a stack ({self.stack})"
         if self.array is not None:
             return f"an array ({self.array.scalar}[{self.array.count}])"
         return "a number" if self.is_int else "a string"

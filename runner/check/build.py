@@ -19,6 +19,7 @@ from runner.check import (
     params,
     probes,
     programs,
+    stacks,
     structs,
     tests,
 )
@@ -79,4 +80,6 @@ def _run(ck: Checker) -> Optional[Spec]:
         message_buffer=ck.messages_map if ck.messages else None,
         events=events, map_outputs=map_outputs, params=declared,
         aggregations=tuple(ck.aggregations.values()), tests=cases,
+        stacks=tuple(ck.stack_maps[d] for d in sorted(ck.stack_maps)),
+        stack_pids=stacks.PIDS if ck.stack_pids else None,
     )

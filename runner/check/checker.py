@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from runner.errors import Diagnostic
 from runner.model.spec import Action, Aggregation, Drop, Map, MessageDef, Struct
+from runner.model.stacks import StackMap
 from runner.spec.loader import Document, PathKey
 from runner.support import syscalls, tracepoints
 from runner.support.comment_text import comment_text
@@ -51,6 +52,8 @@ class Checker:
         self.fentry_owners: Dict[str, Tuple[str, Any]] = {}
         self.aggregations: Dict[str, Aggregation] = {}  # runner/check/aggregations.py
         self.params: Dict[str, Any] = {}  # name -> runner.model.spec.Param (params section)
+        self.stack_maps: Dict[int, StackMap] = {}  # depth -> map (runner/check/stacks.py)
+        self.stack_pids = False  # whether a ustack is taken: the pid ring is needed
         self._catalog: Optional[tracepoints.Catalog] = None
 
     def catalog(self) -> tracepoints.Catalog:

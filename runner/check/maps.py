@@ -8,7 +8,7 @@ from typing import Any, Dict
 
 from runner.check.checker import Checker, Skip
 from runner.check.names import name_ok
-from runner.check.structs import type_of, type_size
+from runner.check.structs import stack_field, type_of, type_size
 from runner.kinds.maps import DEFAULT_MAX_ENTRIES, MAP_KINDS, MapKind
 from runner.model.spec import Map
 from runner.model.types import TypeRef
@@ -36,6 +36,7 @@ def _map(ck: Checker, path: PathKey, name: str, m: Dict[str, Any]) -> Map:
         assert kind.default_key is not None and kind.default_value is not None
         key = _type(ck, path, m, "key", kind.default_key)
         value = _type(ck, path, m, "value", kind.default_value)
+        _no_stack(ck, (*path, "key"), key, "a map's key")
         if kind.required_key and str(key) != kind.required_key:
             ck.err((*path, "key"), f"an {kind.name} map's key must be {kind.required_key}, "
                    f"not {key}")
@@ -57,12 +58,23 @@ def _type(ck: Checker, path: PathKey, m: Dict[str, Any], which: str, default: st
     return t
 
 
+def _no_stack(ck: Checker, path: PathKey, t: TypeRef, where: str) -> None:
+    """A struct with a stack field is a map's value: only there is the id read back (by a
+    lookup that hands it to an aggregation's key, which shows its frames)."""
+    found = stack_field(ck, t) if t.is_struct else None
+    if found is not None:
+        ck.err(path, f"struct '{t.base}' holds a stack (field '{found}'): it cannot be "
+               f"{where}", "a struct with a stack field is the value of a hash map; "
+               "aggregate a stack with key: {stack: kstack}")
+
+
 def _event_type(ck: Checker, path: PathKey, kind: MapKind, m: Dict[str, Any]) -> TypeRef:
     """A buffer's value: the struct of the events it carries."""
     if "value" not in m:
         ck.err(path, f"a {kind.name} map needs 'value': the event struct it carries")
         raise Skip
     value = _type(ck, path, m, "value", "")
+    _no_stack(ck, (*path, "value"), value, "an event")
     if not (value.is_struct and value.count is None):
         ck.err((*path, "value"), f"a {kind.name} map's value must be a struct, not {value}")
         raise Skip

@@ -15,7 +15,7 @@ from runner.check.expr import ExprError
 from runner.check.scope import ActionScope
 from runner.kinds.builtins import BUILTINS, available
 from runner.model import expr as e
-from runner.model.types import SCALAR_BY_SIZE
+from runner.model.types import SCALAR_BY_SIZE, STACKS
 from runner.spec.loader import PathKey
 from runner.support import syscalls
 from runner.support.hints import did_you_mean
@@ -61,6 +61,10 @@ def resolver(ck: Checker, path: PathKey, scope: ActionScope) -> Resolve:
                 raise ExprError(f"{name} is read at offsets from this machine's BTF, which "
                                 f"do not hold for {ck.arch}: render on the target", col)
             return task_field(TASK_ALIASES.get(name, name), col)
+        if name in STACKS:
+            raise ExprError(f"'{name}' is a stack: it only fills an aggregation's key field "
+                            f"declared {name} or {name}[N], it is not a value to compute "
+                            "with", col)
         b = BUILTINS.get(name)
         if b is None:
             # `e.fieldd` means a field of a looked-up struct, `pidd` a flat name: never both.

@@ -24,6 +24,13 @@ def check(ck: Checker) -> None:
     for sname in _order(ck, parsed):
         if any(t.is_struct and t.base not in ck.structs for _, t, _ in parsed[sname]):
             continue  # a struct it contains was refused, and reported
+        inner = next((t.base for _, t, _ in parsed[sname]
+                      if t.is_struct and stack_field(ck, t) is not None), None)
+        if inner is not None:
+            ck.err(("structs", sname), f"struct '{sname}' contains struct '{inner}', which "
+                   "holds a stack: a stack field is a field of a map value's own struct",
+                   "move the stack field into this struct", key=True)
+            continue
         layout = lay_out(tuple(parsed[sname]), {k: v.layout for k, v in ck.structs.items()})
         if layout.size > MAX_STRUCT:
             ck.err(("structs", sname), f"struct '{sname}' is {layout.size} bytes; the "
@@ -47,18 +54,32 @@ def _fields(ck: Checker, sname: str, fields: List[Dict[str, str]]) -> Fields:
             ck.err(fpath, f"duplicate field '{fname}' in struct '{sname}'", key=True)
         seen.add(fname)
         name_ok(ck, fpath, fname, "field")
-        t = type_of(ck, fpath, tname)
-        if t:
+        t = type_of(ck, fpath, tname, stacks=True)
+        if t and t.base == "ustack":
+            # Its addresses mean something only in the process that took it, and the pid of
+            # that process is not stored with it: a kernel stack needs none.
+            ck.err(fpath, f"field '{fname}': a ustack is not stored in a struct (its "
+                   "frames are resolved in the process that took it, whose pid it lacks)",
+                   "store a kstack, or aggregate the ustack where it is taken")
+        elif t:
             out.append((fname, t, ck.origin(fpath)))
     return out
 
 
-def type_of(ck: Checker, path: PathKey, text: str) -> Optional[TypeRef]:
-    """Parse a type the spec names; a struct must be declared in the spec."""
+def type_of(ck: Checker, path: PathKey, text: str, stacks: bool = False
+            ) -> Optional[TypeRef]:
+    """Parse a type the spec names; a struct must be declared in the spec. A stack type
+    only where `stacks` says (an aggregation's key, a struct's field): it is an id in a
+    stack map, which a bare map key or value would not say."""
     try:
         t = parse_type(text)
     except TypeSyntaxError as e:
         ck.err(path, str(e))
+        return None
+    if t.is_stack and not stacks:
+        ck.err(path, f"a {t.base} is a field of an aggregation's key or of a struct, not a "
+               "map's key or value", f"declare it in an aggregation's key, e.g. key: "
+               f"{{stack: {text}}}, or in the struct a map holds")
         return None
     if t.is_struct and t.base not in ck.data.get("structs", {}):
         ck.err(path, f"unknown type '{t.base}'",
@@ -66,6 +87,13 @@ def type_of(ck: Checker, path: PathKey, text: str) -> Optional[TypeRef]:
                or known("types", SCALARS))
         return None
     return t
+
+
+def stack_field(ck: Checker, t: TypeRef) -> Optional[str]:
+    """The first stack field of struct `t` (a declared struct), or None."""
+    struct = ck.structs.get(t.base)
+    fields = struct.layout.fields if struct else ()
+    return next((f.name for f in fields if f.type.is_stack), None)
 
 
 def _order(ck: Checker, parsed: Dict[str, Fields]) -> List[str]:

@@ -7,14 +7,14 @@ import contextlib
 import re
 from typing import Any, Dict, Optional, Tuple
 
-from runner.check import arith, resolve
+from runner.check import arith, resolve, stacks
 from runner.check.checker import Checker, Skip
 from runner.check.expr import ExprError
 from runner.check.scope import ActionScope
 from runner.kinds.builtins import BUILTINS
 from runner.model.expr import BuiltinRef, Cast, Const, PtrStr, StrSource, Value
 from runner.model.spec import Assign, Struct
-from runner.model.types import SCALARS, Scalar, TypeRef
+from runner.model.types import SCALARS, STACKS, Scalar, TypeRef
 from runner.spec.loader import PathKey
 from runner.support.hints import did_you_mean, known
 
@@ -33,6 +33,8 @@ def scalar_value(ck: Checker, path: PathKey, raw: Any, target: Scalar,
             raise Skip
         return Const(raw)
     name = raw if isinstance(raw, str) else None
+    if name is not None and name in STACKS:
+        stacks.misused(ck, path, name, f"a number for a {target.name}")
     b = BUILTINS.get(name)
     if (name is not None and b is None and not _IDENT.match(name)) or name in scope.locals:
         return _expression(ck, path, name, target, scope)  # type: ignore[arg-type]
@@ -91,6 +93,10 @@ def assign(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any,
         ck.err(path, f"field '{member}' is a struct ({t}) and cannot be set from a value",
                "leave it out: it stays zero")
         raise Skip
+    if t.is_stack:
+        return stacks.capture(ck, path, member, t, raw, scope.locals)
+    if isinstance(raw, str) and raw in STACKS:  # text "kstack" is written {literal: kstack}
+        stacks.misused(ck, path, raw, f"a value for field '{member}' ({t})")
     if t.count is not None and not t.is_string:
         return _array(ck, path, member, t, raw, scope)
     if t.is_string:

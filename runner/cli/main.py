@@ -41,7 +41,8 @@ def _run(args: argparse.Namespace) -> int:
 
     return run_spec(args.spec, Options(args.json, args.duration, args.count, tuple(args.set),
                                        args.metrics, args.metrics_web_config,
-                                       Fallbacks.from_environment()))
+                                       Fallbacks.from_environment(), args.folded,
+                                       args.flamegraph))
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -106,6 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--metrics-web-config", metavar="FILE",
                    help="TLS and basic auth for --metrics, in Prometheus' exporter-toolkit "
                         "web config format (docs/spec.md)")
+    r.add_argument("--folded", metavar="FILE",
+                   help="at the end, write the count and sum aggregations keyed by kstack or "
+                        "ustack as folded stacks (comm;outer;...;inner count)")
+    r.add_argument("--flamegraph", metavar="FILE",
+                   help="at the end, write them as a self-contained SVG flame graph")
     v = sub.add_parser("validate", help="check specs and exit")
     v.add_argument("specs", nargs="+", metavar="SPEC")
     d = sub.add_parser("render", help="print the generated C, Python and layout table")

@@ -1,4 +1,4 @@
-"""Reading maps from user space: the in-kernel loss counters and map dumps."""
+"""Reading maps from user space: the in-kernel loss counters, map dumps and stacks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 from runner.errors import KernelError
 from runner.kinds.maps import HASH, MAP_KINDS
 from runner.model.spec import Drop, Map
+from runner.model.stacks import StackMap
 
 # Map kinds whose lookups give one value per CPU (the runtime reduces them): a column of
 # the map-type table, so a new per-CPU kind is read right without a change here.
@@ -28,6 +29,22 @@ def drop_counts(bpf: Any, drops: Tuple[Drop, ...]) -> List[int]:
         return []
     table = bpf[b"er_drops"]
     return [sum(int(v) for v in table.getvalue(table.Key(d.index))) for d in drops]
+
+
+def stack_addresses(bpf: Any, m: StackMap, stack_id: int) -> Optional[List[int]]:
+    """The addresses of stack `stack_id`, innermost first; None if the map has no such id.
+    One lookup each: stack maps have no batch operations."""
+    table = bpf[m.name.encode()]
+    try:
+        leaf = table[table.Key(stack_id)]
+    except KeyError:
+        return None
+    out = []
+    for address in leaf.ip:  # a stack shorter than the depth ends with zeros
+        if not address:
+            break
+        out.append(int(address))
+    return out
 
 
 def sent_count(bpf: Any) -> int:
@@ -157,6 +174,9 @@ class Maps:
 
     def drop_counts(self) -> List[int]:
         return drop_counts(self.bpf, self.drops)
+
+    def stack(self, m: StackMap, stack_id: int) -> Optional[List[int]]:
+        return stack_addresses(self.bpf, m, stack_id)
 
     def sent_count(self) -> int:
         return sent_count(self.bpf)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 from runner.model.expr import ArraySource, Condition, StrSource, Value
+from runner.model.stacks import StackMap
 from runner.model.tests import TestCase
 from runner.model.types import Layout, Member, TypeRef
 
@@ -55,14 +56,34 @@ class Drop:
 
 
 @dataclass(frozen=True)
+class StackCapture:
+    """bpf_get_stackid into a stack field: kernel or user frames, into `map`; a failure
+    other than "no stack here" (a user stack in a kernel thread) is counted in `drop`."""
+
+    map: StackMap
+    user: bool
+    drop: Drop
+
+
+@dataclass(frozen=True)
+class StackPids:
+    """The ring the pids of processes with a ustack go to, each once: `seen` pids are
+    remembered in the kernel (a hash set) so as not to send them again."""
+
+    ring: Map
+    seen: int
+
+
+@dataclass(frozen=True)
 class Assign:
     """One field of a record being filled."""
 
     member: str
-    how: str  # "expr" | "comm" | "string" | "read" | "copy"
+    how: str  # "expr" | "comm" | "string" | "read" | "copy" | "stack" | "stack_pid"
     # "expr": the value; "string": the text; "comm": None; "read": a StrSource;
-    # "copy": an ArraySource (an integer array copied whole into an array field)
-    value: Union[Value, str, StrSource, ArraySource, None]
+    # "copy": an ArraySource (an integer array copied whole into an array field);
+    # "stack": a StackCapture; "stack_pid": the pid (a Value) a ustack's addresses are in
+    value: Union[Value, str, StrSource, ArraySource, StackCapture, None]
     size: int  # bytes to copy for "string" (literal plus NUL), "comm" and "copy"; "read": the field
 
 
@@ -146,6 +167,14 @@ class Aggregation:
     # Histograms exported to Prometheus also keep their values' sum (its _sum and _count),
     # per key, in the entry whose bucket is SUM_BUCKET (runner/check/aggregations.py).
     keeps_sum: bool = False
+    # With a ustack key field, the key struct also holds the pid (STACK_PID, after
+    # the spec's fields): user addresses mean something only in their process. It is part
+    # of the key, as in bpftrace, but not shown.
+    stack_pid: bool = False
+
+    @property
+    def has_stacks(self) -> bool:
+        return any(k.type.is_stack for k in self.keys)
 
 
 @dataclass(frozen=True)
@@ -342,6 +371,10 @@ class Spec:
     aggregations: Tuple[Aggregation, ...] = ()
     params: Tuple[Param, ...] = ()
     tests: Tuple[TestCase, ...] = ()  # the spec's own test cases, for `ebpf-run test`
+    stacks: Tuple[StackMap, ...] = ()  # one per stack depth the spec's keys use
+    # A ring of pids, each sent the first time a ustack is taken in it, so that ebpf-run
+    # reads its mappings while it lives (runner/runtime/stacks.py); None without a ustack.
+    stack_pids: Optional[StackPids] = None
 
 
 @dataclass(frozen=True)

@@ -64,23 +64,42 @@ CHAR = Scalar("char", "char", "ctypes.c_char", 1, True)
 class TypeRef:
     """A parsed field type: a scalar, char[N], an integer array, or a struct."""
 
-    base: str  # a SCALARS key, "char", or a struct name
+    base: str  # a SCALARS key, "char", a STACKS key, or a struct name
     count: Optional[int] = None  # array length, None for a single value
+    depth: int = 0  # a stack's depth limit (1..MAX_STACK_DEPTH); 0 for every other type
 
     @property
     def is_string(self) -> bool:
         return self.base == "char"
 
     @property
+    def is_stack(self) -> bool:
+        return self.base in STACKS
+
+    @property
     def is_struct(self) -> bool:
-        return self.base != "char" and self.base not in SCALARS
+        return self.base != "char" and self.base not in SCALARS and not self.is_stack
 
     @property
     def scalar(self) -> Optional[Scalar]:
+        """The C and ctypes type a field holds; a stack field holds its stack id."""
+        if self.is_stack:
+            return STACK_ID
         return CHAR if self.is_string else SCALARS.get(self.base)
 
     def __str__(self) -> str:
+        if self.is_stack:
+            return self.base if self.depth == MAX_STACK_DEPTH else f"{self.base}[{self.depth}]"
         return f"{self.base}[{self.count}]" if self.count is not None else self.base
+
+
+# Stack types: a field holding the id bpf_get_stackid returns (an s32: negative when no
+# stack was taken) for a stack of at most `depth` frames, kept in a stack-trace map. The
+# kernel's own limit (sysctl kernel.perf_event_max_stack) is 127 by default, and 127 is
+# bpftrace's default depth.
+STACKS = {"kstack": "kernel", "ustack": "user"}
+MAX_STACK_DEPTH = 127
+STACK_ID = SCALARS["s32"]
 
 
 _TYPE_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\[\s*([0-9]+)\s*\])?\s*$")
@@ -100,6 +119,11 @@ def parse_type(text: str) -> TypeRef:
     if not m:
         raise TypeSyntaxError(f"'{text}' is not a type (expected e.g. u32, char[16], u64[4])")
     base, count = m.group(1), m.group(2)
+    if base in STACKS:
+        depth = int(count) if count is not None else MAX_STACK_DEPTH
+        if not 1 <= depth <= MAX_STACK_DEPTH:
+            raise TypeSyntaxError(f"stack depth {count} is out of range (1..{MAX_STACK_DEPTH})")
+        return TypeRef(base, None, depth)
     if base == "char" and count is None:
         raise TypeSyntaxError("a lone 'char' is not supported: use char[N] for text or u8/s8")
     if count is not None and not 1 <= int(count) <= 65536:

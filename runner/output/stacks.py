@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Sequence, Tuple
 
+from runner.kinds.decoders.text import safe_text
 from runner.symbols.frames import Frame
 
 INDENT = "    "  # bpftrace's frame indent
@@ -25,8 +26,9 @@ class Sample:
 
 def frame_lines(frames: Sequence[Frame]) -> str:
     """A stack as bpftrace prints it inside a map key: a newline, then one indented frame
-    a line, innermost first."""
-    return "\n" + "".join(f"{INDENT}{f.text}\n" for f in frames)
+    a line, innermost first; nothing for an empty stack. Names are escaped for the
+    terminal: they come from any file a process maps."""
+    return "".join(f"\n{INDENT}{safe_text(f.text)}" for f in frames) + ("\n" if frames else "")
 
 
 def as_json(frames: Sequence[Frame]) -> List[str]:
@@ -52,3 +54,11 @@ def _folded_name(name: str) -> str:
     character (names come from any file a process maps)."""
     return "".join("?" if (c == ";" or ord(c) < 0x20 or ord(c) == 0x7F) else c
                    for c in name) or "?"
+
+
+def key_text(parts: Sequence[object]) -> str:
+    """`[part, part]` as bpftrace writes a key holding stacks: a stack (a tuple of frames)
+    one frame a line, an empty one as nothing; every text escaped for the terminal (frame
+    names come from any file a process maps)."""
+    shown = [frame_lines(p) if isinstance(p, tuple) else safe_text(str(p)) for p in parts]
+    return f"[{', '.join(shown)}]"

@@ -32,11 +32,14 @@ from runner.model.aggregates import (
     top,
 )
 from runner.model.spec import Aggregation, Spec
-from runner.output.histogram import draw_histogram_map
+from runner.model.stacks import STACK_PID
+from runner.output import stacks as stack_text
+from runner.output.histogram import draw_histogram, draw_histogram_map
 from runner.output.records import histogram_record, stats_record
 from runner.output.tables import entries_table
 from runner.runtime import decode
 from runner.runtime.clearing import plus, since, subtract
+from runner.runtime.stacks import Parts, StackReader, resolved
 
 Items = Iterable[Tuple[bytes, List[bytes]]]  # what Kernel.map_items yields
 
@@ -57,7 +60,9 @@ class AggReader:
         self.decoders = {k.name: decoders.get(k.decode) for k in agg.keys if k.decode}
         self.layout = layout_of(agg)
         self.hist = agg.kind in ("hist", "lhist")
-        names = [k.name for k in agg.keys] + (["bucket"] if self.hist else [])
+        # A ustack's pid is a hidden part of the key, last (runner/runtime/stacks.py)
+        self.names = [k.name for k in agg.keys] + ([STACK_PID] if agg.stack_pid else [])
+        names = self.names + (["bucket"] if self.hist else [])
         self.unpack = decode.tuple_decoder(types, agg.map.key.base, names) \
             if agg.map.key.is_struct else None
 
@@ -70,7 +75,7 @@ class AggReader:
                 return tuple(_plain(p) for p in parts[:-1]), parts[-1]
             return tuple(_plain(p) for p in parts), 0
         fields = self.key_of(raw)
-        key = tuple(_plain(fields[k.name]) for k in self.agg.keys)
+        key = tuple(_plain(fields[n]) for n in self.names)
         return key, int(fields.get("bucket", 0))
 
     def read(self, items: Items, raw: Optional[Dict[Key, List[bytes]]] = None
@@ -242,11 +247,32 @@ class Dump:
         table = entries_table(columns, rows, agg.kind, agg.unit)  # type: ignore[arg-type]
         return f"@{agg.name}:\n{table.rstrip()}"
 
-    def records(self, entries: List[Entry]) -> List[Dict[str, Any]]:
+    def stack_text(self, rows: List[Tuple[Parts, Entry]]) -> str:
+        """A dump of keys holding stacks, as bpftrace prints `@name[kstack, comm]: 3`:
+        one frame a line, innermost first (a table cannot hold them)."""
+        name = self.agg.name
+        lines = []
+        for parts, e in rows:
+            key = stack_text.key_text(parts)
+            if isinstance(e.value, Histogram):
+                lines.append(f"@{name}{key}: \n{draw_histogram(e.value)}")
+            elif isinstance(e.value, Stats):
+                v = e.value
+                lines.append(f"@{name}{key}: count {v.count}, average {v.avg}, total {v.sum}")
+            else:
+                lines.append(f"@{name}{key}: {e.value}")
+        return "\n".join(lines)
+
+    def records(self, entries: List[Entry], rows: Optional[List[Tuple[Parts, Entry]]] = None
+                ) -> List[Dict[str, Any]]:
+        """JSON records; with `rows` (keys holding stacks), a stack is a list of frames."""
         agg, r = self.agg, self.reader
         out: List[Dict[str, Any]] = []
-        for e in entries:
-            key = r.json_key(e.key)
+        for i, e in enumerate(entries):
+            key: Dict[str, Any] = dict(r.json_key(e.key))
+            if rows is not None:
+                key.update({k.name: stack_text.as_json(rows[i][0][j])
+                            for j, k in enumerate(agg.keys) if k.type.is_stack})
             if isinstance(e.value, Histogram):
                 out.append(dict(histogram_record(agg.name, key, e.value, agg.unit)))
             elif isinstance(e.value, Stats):
@@ -269,6 +295,7 @@ class Aggregations:
         decoders = decoders or Decoders.for_arch(spec.arch)
         self.decoders = decoders
         self.dumps = {a.name: Dump(AggReader(types, a, decoders)) for a in spec.aggregations}
+        self.stacks = StackReader(spec)
         self.due: Dict[str, float] = {}
         self.counts: Dict[str, int] = {}
         self.skipped: Dict[str, int] = {}  # intervals skipped after late dumps
@@ -335,7 +362,11 @@ class Aggregations:
              should_stop: Callable[[], bool] = lambda: False) -> None:
         d = self.dumps[name]
         shown = d.entries(k.maps.map_items(d.agg.map, should_stop))
-        sink.aggregation(name, d.text(shown.entries), d.records(shown.entries))
+        if d.agg.has_stacks:
+            rows = resolved(self.stacks, k.maps, d.agg, shown.entries)
+            sink.aggregation(name, d.stack_text(rows), d.records(shown.entries, rows))
+        else:
+            sink.aggregation(name, d.text(shown.entries), d.records(shown.entries))
         self.counts[name] = self.counts.get(name, 0) + 1
         if shown.hidden:
             sink.note(f"aggregation {name}: dump {self.counts[name]} shows the largest "

@@ -19,3 +19,5 @@ class Options:
     metrics_web_config: Optional[str] = None  # TLS and basic auth for it (web_config.py)
     # The slower readers and attach, forced by hand (runner/support/fallbacks.py).
     fallbacks: Fallbacks = FAST
+    folded: Optional[str] = None  # --folded FILE: stack aggregations as folded stacks
+    flamegraph: Optional[str] = None  # --flamegraph FILE: the same as an SVG flame graph

@@ -49,6 +49,9 @@ def run_spec(path: str, options: Options) -> int:
 
             compiled = compile_spec(path, params=options.params, on_miss=early.fork_compiler,
                                     on_hit=early.preload)
+            from runner.runtime import stack_files
+
+            stack_files.check(compiled.spec, options)  # before anything is loaded
             loading = early.begin(compiled.rendered.c, stop)
             # Imported while the program compiles (in the child, or in a thread).
             from runner.output.registry import sink_for

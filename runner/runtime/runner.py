@@ -26,7 +26,7 @@ from runner.kernel.tail_calls import StopRequested
 from runner.kinds.maps import MAP_KINDS
 from runner.model.spec import MapOutput, Spec
 from runner.output.text import Sink
-from runner.runtime import decode, dumps
+from runner.runtime import decode, dumps, stack_files
 from runner.runtime.aggdump import Aggregations
 from runner.runtime.losses import Losses, lost_on, trace_pipe_loss
 from runner.runtime.options import Options
@@ -150,6 +150,8 @@ class Runner:
                                                              ev.origin), _ignore_perf_lost, runs)
             else:
                 k.channels.open_ring(ev.map, runs)
+        if self.spec.stack_pids is not None:
+            k.channels.open_ring(self.spec.stack_pids.ring, self.aggs.stacks.on_pids)
         if self.spec.messages:
             if self.spec.messages_via == "buffer":
                 assert self.spec.message_buffer is not None
@@ -228,6 +230,7 @@ class Runner:
         if not self.stop.output_closed:  # also when the drain or a dump found it closed
             self.sink.summary(time.monotonic() - started, channels, lost)
         self.raise_callback_error()
+        stack_files.write(self.spec, self.opts, self.aggs, k.maps)
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -25,6 +25,8 @@ class Mapping:
     end: int
     offset: int  # file offset of `start`
     path: str  # as the kernel shows it ("[vdso]", or a path, maybe " (deleted)")
+    device: Tuple[int, int] = (0, 0)  # major, minor of the file's device
+    inode: int = 0
 
     def file_offset(self, address: int) -> int:
         return address - self.start + self.offset
@@ -40,9 +42,11 @@ def parse_maps(text: str) -> List[Mapping]:
         try:
             lo, hi = (int(x, 16) for x in parts[0].split("-", 1))
             offset = int(parts[2], 16)
+            major, minor = (int(x, 16) for x in parts[3].split(":", 1))
+            inode = int(parts[4])
         except ValueError:
             continue
-        out.append(Mapping(lo, hi, offset, parts[5]))
+        out.append(Mapping(lo, hi, offset, parts[5], (major, minor), inode))
     return out
 
 
@@ -60,14 +64,19 @@ def open_mapped(pid: int, m: Mapping, proc: Path = PROC) -> Optional[Tuple[int, 
     if not m.path.startswith("/"):
         return None
     candidates = [proc / str(pid) / "map_files" / f"{m.start:x}-{m.end:x}",
-                  proc / str(pid) / "root" / m.path.lstrip("/")]
-    for path in candidates:
+                  proc / str(pid) / "root" / m.path.lstrip("/"),
+                  # The process has exited meanwhile (its pid came from the kernel as it
+                  # ran): the same path here, if it is the very file its maps named.
+                  Path(m.path)]
+    for i, path in enumerate(candidates):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:
             continue
         st = os.fstat(fd)
-        if stat.S_ISREG(st.st_mode):
+        same = i < 2 or (st.st_ino == m.inode and
+                         (os.major(st.st_dev), os.minor(st.st_dev)) == m.device)
+        if stat.S_ISREG(st.st_mode) and same:
             return fd, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         os.close(fd)
     return None

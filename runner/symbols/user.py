@@ -21,6 +21,10 @@ from runner.symbols.maps import PROC, FileKey, Mapping, open_mapped, read_maps
 
 MAX_PROCESSES = 4096  # snapshots kept; the oldest are forgotten first
 MAX_FILES = 1024  # files whose symbols are kept
+# Files held open, not read yet: a capture only opens them (reading the symbol tables of a
+# big program's files takes seconds, too long for the run's loop); a dump that needs one
+# reads it then. Past this many the oldest is closed (its frames then need the file by path).
+MAX_PENDING = 256
 
 
 class _Process:
@@ -35,6 +39,7 @@ class UserSymbols:
         self.debug_root = debug_root
         self._processes: OrderedDict[int, _Process] = OrderedDict()
         self._files: OrderedDict[FileKey, Optional[ElfSymbols]] = OrderedDict()
+        self._pending: OrderedDict[FileKey, int] = OrderedDict()  # file -> an fd on it
         self.unresolved = 0  # frames given as addresses (counted for the summary)
 
     def capture(self, pid: int, refresh: bool = False) -> bool:
@@ -58,17 +63,28 @@ class UserSymbols:
         if opened is None:
             return None
         fd, key = opened
-        try:
-            if key not in self._files:
-                with os.fdopen(os.dup(fd), "rb") as f:
-                    self._files[key] = read_elf(f, self.debug_root)
-                while len(self._files) > MAX_FILES:
-                    self._files.popitem(last=False)
-            else:
-                self._files.move_to_end(key)
-        finally:
+        if key in self._files or key in self._pending:
             os.close(fd)
+        else:
+            self._pending[key] = fd
+            while len(self._pending) > MAX_PENDING:
+                os.close(self._pending.popitem(last=False)[1])
         return key
+
+    def _symbols(self, key: FileKey) -> Optional[ElfSymbols]:
+        """The file's symbols, read on first use from the fd its capture kept."""
+        fd = self._pending.pop(key, None)
+        if fd is not None:
+            try:
+                with os.fdopen(fd, "rb") as f:
+                    self._files[key] = read_elf(f, self.debug_root)
+            except OSError:
+                self._files[key] = None
+            while len(self._files) > MAX_FILES:
+                self._files.popitem(last=False)
+        elif key in self._files:
+            self._files.move_to_end(key)
+        return self._files.get(key)
 
     def frame(self, pid: int, address: int) -> Frame:
         found = self._resolve(pid, address)
@@ -90,7 +106,7 @@ class UserSymbols:
     def _in_mapping(self, process: _Process, i: int, m: Mapping, address: int) -> Frame:
         module = m.path
         key = process.files.get(i)
-        symbols = self._files.get(key) if key is not None else None
+        symbols = self._symbols(key) if key is not None else None
         if symbols is None:
             return Frame(address, module=module)
         vaddr = symbols.vaddr_of(m.file_offset(address))

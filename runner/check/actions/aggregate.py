@@ -15,12 +15,14 @@ from typing import Any, Dict, Optional, Tuple
 from runner.check.actions.base import ActionKind
 from runner.check.actions.state import map_key
 from runner.check.checker import Checker, Skip
+from runner.check.resolve import use_builtin
 from runner.check.scope import ActionScope
 from runner.check.values import assigns, scalar_value
 from runner.kinds.maps import MAP_KINDS
 from runner.kinds.units import NS_PER
-from runner.model.expr import Value
+from runner.model.expr import BuiltinRef, Cast, Value
 from runner.model.spec import Aggregate, Aggregation, Assign, Elapsed
+from runner.model.stacks import STACK_PID
 from runner.model.types import SCALARS
 from runner.spec.loader import PathKey
 
@@ -62,7 +64,12 @@ def _key(ck: Checker, path: PathKey, agg: Aggregation, raw: Dict[str, Any],
         ck.err((*path, extra[0]), f"'{extra[0]}' is not a key field of '{agg.name}' "
                f"(keyed by {', '.join(wanted)})", key=True)
         raise Skip
-    return assigns(ck, path, struct, raw, scope)
+    done = assigns(ck, path, struct, raw, scope)
+    if agg.stack_pid:  # the process whose addresses the ustack holds (hidden key field)
+        use_builtin(ck, path, "pid", scope)
+        done += (Assign(STACK_PID, "stack_pid", Cast("u32", BuiltinRef("pid")), 0),)
+        ck.stack_pids = True
+    return done
 
 
 def _value(ck: Checker, here: PathKey, agg: Aggregation, u: Dict[str, Any],

@@ -87,11 +87,19 @@ def _computed(ck: Checker, path: PathKey, name: str, raw: Any, scope: ActionScop
         raise Skip
     if not v.is_int:
         ck.err(path, f"'{raw}' is not a number: let names numbers and looked-up values",
-               "arrays go straight into an array field" if v.array is not None
-               else "strings go straight into a char[N] field")
+               _straight_into(v))
         raise Skip
     assert v.scalar is not None
     return Let(origin, name, TypeRef(v.scalar), v.node)  # type: ignore[arg-type]
+
+
+def _straight_into(v: Typed) -> str:
+    """Where a value let does not name goes instead."""
+    if v.stack is not None:
+        return f"a stack goes straight into an aggregation's key field declared {v.stack}"
+    if v.array is not None:
+        return "arrays go straight into an array field"
+    return "strings go straight into a char[N] field"
 
 
 def _lookup(ck: Checker, path: PathKey, name: str, raw: Dict[str, Any],
@@ -121,7 +129,9 @@ def _declare(ck: Checker, scope: ActionScope, let: Let) -> None:
         return
     for f in ck.structs[let.type.base].layout.fields:
         key = f"{let.name}.{f.name}"
-        if f.type.is_string and f.type.count:
+        if f.type.is_stack:  # an id that only fills an aggregation's key field alike
+            scope.locals[key] = Typed(e.Local(let.name, f.name), None, stack=f.type)
+        elif f.type.is_string and f.type.count:
             src = e.LocalChars(let.name, f.name, f.type.count)
             scope.locals[key] = Typed(src, None, src)
         elif f.type.count is None and not f.type.is_struct:

@@ -40,7 +40,7 @@ class Decoder:
         anything runs (an address decoder on a u8[16] of a v4 address, or on an s32 holding
         a negative number, would otherwise fail on the first such record)."""
         kinds = self.accepts.split("|")
-        if t.is_struct or t.is_string:
+        if t.is_struct or t.is_string or t.is_stack:
             return False
         if t.count is not None:
             return "bytes" in kinds and t.base == "u8" and (not self.sizes or t.count in self.sizes)
