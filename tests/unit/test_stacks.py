@@ -96,7 +96,7 @@ def test_a_kstack_alone_needs_no_pid():
     ('{k: "ustack[128]"}', "{k: ustack}", "", "",
      "3:35: stack depth 128 is out of range (1..127)"),
     ("{k: kstack}", "{k: kstack}", "", "      - if: 'kstack > 0'\n        then: []\n",
-     "9:13: bad condition: 'kstack' is a stack: it only fills an aggregation's key field "
+     "9:14: bad condition: 'kstack' is a stack: it only fills an aggregation's key field "
      "declared kstack or kstack[N], it is not a value to compute with"),
     ("{k: kstack}, metric: {}", "{k: kstack}", "", "",
      "3:52: key field 'k' is a stack: a stack is not a metric label"),
