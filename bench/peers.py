@@ -97,3 +97,25 @@ def aggregation_ratios(seconds: float, rounds: int,
         got[f"probe-cost-{case}"] = r if isinstance(r, (int, float)) and math.isfinite(r) \
             else None
     return got
+
+
+PROFILE = BENCH / "profile_bench.py"  # the profile rows (another file)
+
+
+def profile_figures(seconds: float, rounds: int, say: Callable[[str], None]) -> Optional[dict]:
+    """bench/profile_bench.py's figures (its --json line), or None (the report prints n/a)
+    when bpftrace is missing or it fails."""
+    if not has_bpftrace():
+        return None
+    say(f"profile: {PROFILE.name} --seconds {seconds:g} --rounds {rounds}")
+    try:
+        out = subprocess.run(
+            [sys.executable, str(PROFILE), "--json", "--seconds", str(seconds),
+             "--rounds", str(rounds)], capture_output=True, text=True, check=True,
+            timeout=1200).stdout
+        figures = json.loads(out.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+        detail = getattr(e, "stderr", "") or ""
+        say(f"profile failed: {e} {detail.strip().splitlines()[-1:] or ''}")
+        return None
+    return figures if isinstance(figures, dict) else None
