@@ -1,7 +1,8 @@
-/* spin31 SECONDS: burns SECONDS of its own CPU time, 3/4 of it in er_hot_three and 1/4 in
- * er_cold_one (the tests' and bench's profile workload), prints the CPU time it used and
- * the rounds it made, and waits for its stdin to close, so a tracer stopped meanwhile finds
- * it alive (its mappings are how user addresses are named).
+/* spin31 SECONDS: waits for a line on stdin (or its end), then burns SECONDS of its own
+ * CPU time, 3/4 of it in er_hot_three and 1/4 in er_cold_one (the tests' and bench's
+ * profile workload), prints the CPU time it used and the rounds it made, and waits for its
+ * stdin to close, so a tracer stopped meanwhile finds it alive (its mappings are how user
+ * addresses are named).
  *
  * A round calls er_hot_three three times and er_cold_one once, each doing the same work,
  * so the split holds whatever the CPU's speed. Where the kernel has no IRQ_TIME_ACCOUNTING
@@ -30,6 +31,9 @@ __attribute__((noinline)) unsigned long er_cold_one(unsigned long x) { SPIN(x); 
 
 int main(int argc, char **argv) {
     double until = argc > 1 ? atof(argv[1]) : 1.0;
+    int c;
+    while ((c = getchar()) != EOF && c != '\n') /* go: the tracers know its pid by now */
+        ;
     unsigned long x = 0, rounds = 0;
     unsigned int seed = 1;
     while (cpu_seconds() < until) {
