@@ -109,6 +109,12 @@ def profilers(hz: int, tmp: Path) -> List[Tool]:
     ]
 
 
+def interruptible() -> None:
+    """SIGINT as the default in the child: started in the background by a shell, the bench
+    ignores it, and a Python tool (BCC's profile) would keep ignoring it and never stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Running:
     """A tool started and waited for until it says it is ready; stopped with SIGINT, its
     output (the dump) going to a file."""
@@ -120,7 +126,8 @@ class Running:
             self.proc = subprocess.Popen(
                 tool.argv, cwd=ROOT, stdin=subprocess.DEVNULL, env={**os.environ, **tool.env},
                 stdout=piped if tool.stream == "stdout" else file,
-                stderr=piped if tool.stream == "stderr" else subprocess.DEVNULL)
+                stderr=piped if tool.stream == "stderr" else subprocess.DEVNULL,
+                preexec_fn=interruptible)
         try:
             self._wait_ready()
         except BaseException:
