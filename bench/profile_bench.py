@@ -8,10 +8,10 @@ profiler, then with each of ebpf-run (specs/tools/profile.yaml), bpftrace (`prof
 99 and at 999 Hz; the variants rotate order every round, figures are medians of rounds.
 Two measures of what sampling costs:
 - the BPF program's own time per sample (the kernel's run_time_ns / run_cnt of the
-  tool's perf_event programs, counted while this bench holds BPF_ENABLE_STATS, which
-  ends with its file descriptor): what differs between the tools, since all three sample
-  through the same CPU clock perf event; precise whatever the machine's load. The
-  ratio printed is this, at 99 Hz.
+  perf_event programs the tool's process holds, counted while this bench holds
+  BPF_ENABLE_STATS, which ends with its file descriptor): what differs between the
+  tools, since all three sample through the same CPU clock perf event; precise whatever
+  the machine's load. The ratio printed is this, at 99 Hz.
 - the workload's rounds per second of its own CPU time (on a kernel without
   IRQ_TIME_ACCOUNTING, this machine's, the interrupts on its CPU are charged to it):
   1 - with / without, in percent. At these rates the cost is well under 1%, below what a
@@ -81,7 +81,6 @@ class Tool:
     stream: str  # where its ready text comes: stdout or stderr
     ready: str
     env: Dict[str, str]
-    program: str = ""  # its sampling program's name (as bpftool shows it): a regex
 
 
 def build(tmp: Path) -> Dict[str, Path]:
@@ -100,12 +99,12 @@ def profilers(hz: int, tmp: Path) -> List[Tool]:
     spec.write_text(PROFILE_SPEC.read_text().replace('"hz:99"', f'"hz:{hz}"'))
     return [
         Tool("ebpf-run", (sys.executable, "-m", "runner", str(spec)), "stderr",
-             "ebpf-run: ready", {}, r"er_on_cpu"),
+             "ebpf-run: ready", {}),
         Tool("bpftrace", ("bpftrace", "-e",
                           f"profile:hz:{hz} {{ @[kstack, ustack, comm] = count(); }}"),
-             "stdout", "Attaching", BPFTRACE_ENV, str(hz)),
+             "stdout", "Attaching", BPFTRACE_ENV),
         Tool("bcc", ("/usr/bin/python3", BCC_PROFILE, "-F", str(hz)), "stdout",
-             "Hit Ctrl-C to end", {}, "do_perf_event"),
+             "Hit Ctrl-C to end", {}),
     ]
 
 
@@ -188,29 +187,42 @@ def bpf_stats() -> Iterator[None]:
         os.close(fd)
 
 
-def perf_programs(name: str = "") -> Dict[int, Tuple[int, int]]:
-    """The perf_event BPF programs loaded whose name matches `name`: id -> (run_time_ns,
-    run_cnt). The machine is shared: a name and an id new since the tool started tell
-    its program from another sampler's."""
+def held_programs(pid: int) -> Set[int]:
+    """The ids of the BPF programs process `pid` holds open (its fds' `prog_id:` lines):
+    the machine is shared, and other tests load sampling programs of the same names."""
+    ids = set()
+    fdinfo = Path(f"/proc/{pid}/fdinfo")
+    for entry in fdinfo.iterdir():
+        try:
+            text = entry.read_text()
+        except OSError:  # closed meanwhile
+            continue
+        found = re.search(r"^prog_id:\s*(\d+)", text, re.M)
+        if found:
+            ids.add(int(found.group(1)))
+    return ids
+
+
+def perf_programs(ids: Set[int]) -> Dict[int, Tuple[int, int]]:
+    """Of those programs, the perf_event ones: id -> (run_time_ns, run_cnt)."""
     out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True,
                          check=True).stdout
     return {p["id"]: (p.get("run_time_ns", 0), p.get("run_cnt", 0))
-            for p in json.loads(out)
-            if p.get("type") == "perf_event" and re.match(name, p.get("name", ""))}
+            for p in json.loads(out) if p.get("type") == "perf_event" and p["id"] in ids}
 
 
-def ns_per_sample(tool: Tool, before: Set[int]) -> Tuple[float, int]:
-    """The BPF time per run and the runs of the tool's sampling programs."""
-    new = [v for k, v in perf_programs(tool.program).items() if k not in before]
-    ns, runs = sum(v[0] for v in new), sum(v[1] for v in new)
+def ns_per_sample(pid: int) -> Tuple[float, int]:
+    """The BPF time per run and the runs of the sampling programs process `pid` holds."""
+    progs = perf_programs(held_programs(pid)).values()
+    ns, runs = sum(v[0] for v in progs), sum(v[1] for v in progs)
     return (ns / runs if runs else float("nan")), runs
 
 
-def wait_loaded(tool: Tool, before: Set[int], timeout: float = 120) -> None:
-    """Until the tool's sampling program is loaded, then half a second for its attach:
-    BCC's profile prints its banner before it compiles."""
+def wait_loaded(tool: Tool, pid: int, timeout: float = 120) -> None:
+    """Until the tool holds a sampling program, then half a second for its attach: BCC's
+    profile prints its banner before it compiles."""
     end = time.monotonic() + timeout
-    while not set(perf_programs(tool.program)) - before:
+    while not perf_programs(held_programs(pid)):
         if time.monotonic() > end:
             raise RuntimeError(f"{tool.name}: no sampling program was loaded")
         time.sleep(0.1)
@@ -237,12 +249,11 @@ def overhead(spin31: Path, tmp: Path, seconds: float, rounds: int,
             order = tools[r % len(tools):] + tools[:r % len(tools)]
             rates["none"].append(rounds_per_cpu_second(spin31, seconds))
             for tool in order:
-                before = set(perf_programs())
                 running = Running(tool, tmp / f"{tool.name}-{hz}.out")
                 try:
-                    wait_loaded(tool, before)
+                    wait_loaded(tool, running.proc.pid)
                     rates[tool.name].append(rounds_per_cpu_second(spin31, seconds))
-                    ns, samples = ns_per_sample(tool, before)
+                    ns, samples = ns_per_sample(running.proc.pid)
                 finally:
                     running.stop()
                 per_sample[tool.name].append(ns)
