@@ -55,8 +55,11 @@ HZ = (99, 999)
 # stack map is then 131072 buckets, and ~400 stacks still collide in it).
 BPFTRACE_ENV = {"BPFTRACE_MAP_KEYS_MAX": "65536"}
 
+# Both with a 131072-slot stack map (bpftrace's with the keys above), so that each keeps
+# about as many of the 10,000 stacks.
 DUMP_SPEC = """\
 name: bench-stacks
+stacks: {entries: 131072}
 aggregations:
   calls:
     kind: count
@@ -78,8 +81,7 @@ class Tool:
 
     name: str
     argv: Sequence[str]
-    stream: str  # where its ready text comes: stdout or stderr
-    ready: str
+    stream: str  # where its dump comes: stdout, or stderr then its ready line
     env: Dict[str, str]
 
 
@@ -98,13 +100,11 @@ def profilers(hz: int, tmp: Path) -> List[Tool]:
     # profile.yaml at another rate: its attach is fixed (a parameter cannot set it).
     spec.write_text(PROFILE_SPEC.read_text().replace('"hz:99"', f'"hz:{hz}"'))
     return [
-        Tool("ebpf-run", (sys.executable, "-m", "runner", str(spec)), "stderr",
-             "ebpf-run: ready", {}),
+        Tool("ebpf-run", (sys.executable, "-m", "runner", str(spec)), "stderr", {}),
         Tool("bpftrace", ("bpftrace", "-e",
                           f"profile:hz:{hz} {{ @[kstack, ustack, comm] = count(); }}"),
-             "stdout", "Attaching", BPFTRACE_ENV),
-        Tool("bcc", ("/usr/bin/python3", BCC_PROFILE, "-F", str(hz)), "stdout",
-             "Hit Ctrl-C to end", {}),
+             "stdout", BPFTRACE_ENV),
+        Tool("bcc", ("/usr/bin/python3", BCC_PROFILE, "-F", str(hz)), "stdout", {}),
     ]
 
 
@@ -134,17 +134,24 @@ class Running:
             raise
 
     def _wait_ready(self, timeout: float = 120) -> None:
-        pipe = getattr(self.proc, self.tool.stream)
+        """ebpf-run says when it is ready (attached). bpftrace's "Attaching" line sits in
+        its stdout buffer when that is a pipe, and BCC's profile prints its banner before
+        it compiles: those are ready half a second after their process holds a BPF
+        program (the attach follows the load)."""
         end = time.monotonic() + timeout
-        while time.monotonic() < end:  # bounded: the tool prints the line or exits
-            line = pipe.readline().decode(errors="replace")
-            if self.tool.ready in line:
-                # bpftrace and BCC say so before they attach; nothing says when they have.
-                time.sleep(0.5)
-                return
-            if not line and self.proc.poll() is not None:
-                break
-        raise RuntimeError(f"{self.tool.name} did not get ready (exit {self.proc.poll()})")
+        if self.tool.stream == "stderr":
+            while time.monotonic() < end:  # bounded: ebpf-run prints the line or exits
+                line = self.proc.stderr.readline().decode(errors="replace")
+                if "ebpf-run: ready" in line:
+                    return
+                if not line and self.proc.poll() is not None:
+                    break
+            raise RuntimeError(f"ebpf-run did not get ready (exit {self.proc.poll()})")
+        while not held_programs(self.proc.pid):
+            if time.monotonic() > end or self.proc.poll() is not None:
+                raise RuntimeError(f"{self.tool.name} loaded nothing (exit {self.proc.poll()})")
+            time.sleep(0.1)
+        time.sleep(0.5)
 
     def stop(self) -> float:
         """SIGINT, then the seconds until it exited, its dump written."""
@@ -152,9 +159,9 @@ class Running:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         pipe = getattr(self.proc, self.tool.stream)
-        # The ready stream is a pipe: bpftrace's and BCC's dump comes on it (into the
-        # file); ebpf-run's comes on stdout, straight into the file, and its stderr is read
-        # to the end and dropped.
+        # The stream is a pipe: bpftrace's and BCC's dump comes on it (into the file);
+        # ebpf-run's comes on stdout, straight into the file, and its stderr is read to
+        # the end and dropped.
         with open(self.out if self.tool.stream == "stdout" else os.devnull, "ab") as sink:
             try:
                 shutil.copyfileobj(pipe, sink)
@@ -218,17 +225,6 @@ def ns_per_sample(pid: int) -> Tuple[float, int]:
     return (ns / runs if runs else float("nan")), runs
 
 
-def wait_loaded(tool: Tool, pid: int, timeout: float = 120) -> None:
-    """Until the tool holds a sampling program, then half a second for its attach: BCC's
-    profile prints its banner before it compiles."""
-    end = time.monotonic() + timeout
-    while not perf_programs(held_programs(pid)):
-        if time.monotonic() > end:
-            raise RuntimeError(f"{tool.name}: no sampling program was loaded")
-        time.sleep(0.1)
-    time.sleep(0.5)
-
-
 def rounds_per_cpu_second(spin31: Path, seconds: float) -> float:
     out = subprocess.run(["taskset", "-c", WORKLOAD_CPU, str(spin31), str(seconds)],
                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -251,7 +247,6 @@ def overhead(spin31: Path, tmp: Path, seconds: float, rounds: int,
             for tool in order:
                 running = Running(tool, tmp / f"{tool.name}-{hz}.out")
                 try:
-                    wait_loaded(tool, running.proc.pid)
                     rates[tool.name].append(rounds_per_cpu_second(spin31, seconds))
                     ns, samples = ns_per_sample(running.proc.pid)
                 finally:
@@ -278,10 +273,8 @@ def distinct_stacks(tool: str, text: str) -> int:
 def dump(stacks10k: Path, tmp: Path, say: Callable[[str], None]) -> Dict[str, Dict[str, float]]:
     spec = tmp / "stacks.yaml"
     spec.write_text(DUMP_SPEC)
-    tools = [Tool("ebpf-run", (sys.executable, "-m", "runner", str(spec)), "stderr",
-                  "ebpf-run: ready", {}),
-             Tool("bpftrace", ("bpftrace", "-e", DUMP_BPFTRACE), "stdout", "Attaching",
-                  BPFTRACE_ENV)]
+    tools = [Tool("ebpf-run", (sys.executable, "-m", "runner", str(spec)), "stderr", {}),
+             Tool("bpftrace", ("bpftrace", "-e", DUMP_BPFTRACE), "stdout", BPFTRACE_ENV)]
     result = {}
     for tool in tools:
         out = tmp / f"dump-{tool.name}.txt"
