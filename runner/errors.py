@@ -79,3 +79,13 @@ class OutputError(EbpfRunError):
     which cannot cover everything). Exit 1: the spec needs fixing."""
 
     exit_code = 1
+
+
+def format_error(e: EbpfRunError) -> str:
+    """How the command line prints an error: a spec's diagnostics and their count, else
+    one `ebpf-run: error:` message."""
+    text = str(e)
+    if isinstance(e, SpecError):
+        n = len(e.diagnostics)
+        return f"{text}\n{n} error{'s' if n != 1 else ''}"
+    return f"ebpf-run: error: {text}"

@@ -10,7 +10,8 @@ from dataclasses import replace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from runner.errors import Diagnostic
-from runner.model.spec import Action, Aggregation, Drop, Map, MessageDef, StackMap, Struct
+from runner.model.spec import Action, Aggregation, Drop, Map, MessageDef, Struct
+from runner.model.stacks import StackMap
 from runner.spec.loader import Document, PathKey
 from runner.support import syscalls, tracepoints
 from runner.support.comment_text import comment_text

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from runner.check.checker import Checker, Skip
-from runner.model.spec import STACK_LOSS, Assign, Map, StackCapture, StackMap, StackPids
+from runner.model.spec import Assign, Map, StackCapture, StackPids
+from runner.model.stacks import STACK_LOSS, StackMap
 from runner.model.types import STACKS, TypeRef
 from runner.spec.loader import PathKey
 
@@ -31,7 +32,8 @@ def stack_map(ck: Checker, depth: int) -> StackMap:
     found = ck.stack_maps.get(depth)
     if found is None:
         entries = int(ck.data.get("stacks", {}).get("entries", DEFAULT_ENTRIES))
-        found = ck.stack_maps[depth] = StackMap(f"er_stacks_{depth}", depth, entries)
+        found = ck.stack_maps[depth] = StackMap(f"er_stacks_{depth}", f"er_stack_{depth}",
+                                                depth, entries)
     return found
 
 

@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from runner.errors import EbpfRunError
+from runner.errors import EbpfRunError, format_error
 from runner.output.stdout import private_stdout
 
 Handler = Callable[[argparse.Namespace], int]
@@ -191,7 +191,7 @@ def _command(handler: Handler, args: argparse.Namespace) -> int:
         sys.stdout.flush()
         return code
     except EbpfRunError as e:
-        print(_format_error(e), file=sys.stderr)
+        print(format_error(e), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return 0
@@ -201,16 +201,6 @@ def _command(handler: Handler, args: argparse.Namespace) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return 0
-
-
-def _format_error(e: EbpfRunError) -> str:
-    from runner.errors import SpecError
-
-    text = str(e)
-    if isinstance(e, SpecError):
-        n = len(e.diagnostics)
-        return f"{text}\n{n} error{'s' if n != 1 else ''}"
-    return f"ebpf-run: error: {text}"
 
 
 if __name__ == "__main__":  # pragma: no cover

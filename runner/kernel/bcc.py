@@ -144,6 +144,21 @@ class CapturedStderr:
         os.dup2(self.file.fileno(), 2)
         return self
 
+    @property
+    def outside(self) -> int:
+        """The descriptor that is stderr outside the capture."""
+        return self.saved if self.file is not None else 2
+
+    def so_far(self) -> str:
+        """What was captured until now, minus noise (the capture goes on)."""
+        if self.file is None:
+            return ""
+        chunks, offset, fd = [], 0, self.file.fileno()
+        while chunk := os.pread(fd, 1 << 20, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+        return without_noise(b"".join(chunks).decode("utf-8", "replace"))
+
     def __exit__(self, *exc: object) -> None:
         try:
             self._exit()

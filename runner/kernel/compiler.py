@@ -18,7 +18,8 @@ in-process, as before. A child that ended otherwise without a word died in the c
 LLVM calls exit(1) on some errors (a frame over the 512-byte BPF stack) after printing
 why, and a crash in clang would take the parent's process too. So the parent does not
 compile again: it reports what the child printed (its fd 2 is a file the parent reads),
-as the error of a compile.
+as the error of a compile. An in-process compile that LLVM ends reports the same itself
+(exit_notice.py).
 
 The C goes to the child in a file, and the pipe only says it is there: a child that is
 stopped (SIGSTOP) or slow never blocks the parent in a write. The parent waits for the

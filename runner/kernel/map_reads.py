@@ -9,7 +9,7 @@ import ctypes as ct
 import errno
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Tuple
 
-from runner.kernel.maps import CHECK_EVERY, DumpInterrupted, _leaf_bytes, map_items
+from runner.kernel.maps import CHECK_EVERY, DumpInterrupted, map_items
 from runner.kinds.maps import MAP_KINDS
 from runner.model.spec import Map
 
@@ -17,17 +17,27 @@ BATCH = 4096  # entries per BPF_MAP_LOOKUP_BATCH call: 2 MB of buffers at most f
 
 
 def lookup_many(bpf: Any, m: Map, keys: Iterable[bytes]) -> Dict[bytes, List[bytes]]:
-    """{key: [value bytes per CPU, or one]} for those of `keys` the map holds."""
+    """{key: [value bytes per CPU, or one]} for those of `keys` the map holds: one system
+    call a key into buffers made once (BCC's table lookup makes a few ctypes objects a
+    key, the most of a scrape that looks up a histogram's every bucket)."""
+    from bcc.libbcc import lib  # only runner/kernel imports bcc
+
     table = bpf[m.name.encode()]
-    per_cpu = MAP_KINDS.lookup(m.kind).per_cpu
+    key_size, value_size, cpus, leaf = _sizes(table, MAP_KINDS.lookup(m.kind).per_cpu)
+    slot = value_size // cpus
+    value = ct.create_string_buffer(value_size)
+    lookup, fd = lib.bpf_lookup_elem, table.map_fd
     out: Dict[bytes, List[bytes]] = {}
     for kb in keys:
-        key = table.Key.from_buffer_copy(kb)
-        try:
-            v = table.getvalue(key) if per_cpu else table[key]
-        except KeyError:
-            continue
-        out[kb] = [_leaf_bytes(table, x) for x in v] if per_cpu else [bytes(v)]
+        if len(kb) != key_size:
+            raise ValueError(f"map {m.name}: a key of {len(kb)} bytes, not {key_size}")
+        res = lookup(fd, kb, value)  # the bytes' own buffer: the kernel only reads it
+        if res < 0:
+            if res == -errno.ENOENT:  # libbpf returns -errno (and sets errno)
+                continue
+            raise OSError(-res, f"map {m.name}: BPF_MAP_LOOKUP_ELEM")
+        raw = value.raw
+        out[kb] = [raw[c * slot:c * slot + leaf] for c in range(cpus)]
     return out
 
 

@@ -10,7 +10,8 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from runner.errors import KernelError
 from runner.kinds.maps import HASH, MAP_KINDS
-from runner.model.spec import Drop, Map, StackMap
+from runner.model.spec import Drop, Map
+from runner.model.stacks import StackMap
 
 # Map kinds whose lookups give one value per CPU (the runtime reduces them): a column of
 # the map-type table, so a new per-CPU kind is read right without a change here.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 from runner.model.expr import ArraySource, Condition, StrSource, Value
+from runner.model.stacks import StackMap
 from runner.model.tests import TestCase
 from runner.model.types import Layout, Member, TypeRef
 
@@ -52,21 +53,6 @@ class Drop:
 
 
 # Actions. Values and conditions are runner/model/expr.py trees; codegen spells them in C.
-
-
-STACK_PID = "er_stack_pid"  # the hidden key field of an aggregation with a ustack
-# A failed capture: the map is full (-ENOMEM), or another stack holds its hash slot (-EEXIST).
-STACK_LOSS = "stack not captured: stack map full or hash collision"
-
-
-@dataclass(frozen=True)
-class StackMap:
-    """A stack-trace map (BPF_MAP_TYPE_STACK_TRACE) holding stacks of at most `depth`
-    frames, shared by every kstack and ustack field of that depth; ids index it."""
-
-    name: str
-    depth: int
-    entries: int
 
 
 @dataclass(frozen=True)
@@ -181,7 +167,7 @@ class Aggregation:
     # Histograms exported to Prometheus also keep their values' sum (its _sum and _count),
     # per key, in the entry whose bucket is SUM_BUCKET (runner/check/aggregations.py).
     keeps_sum: bool = False
-    # With a ustack key field, the key struct also holds the pid (field STACK_PID, after
+    # With a ustack key field, the key struct also holds the pid (STACK_PID, after
     # the spec's fields): user addresses mean something only in their process. It is part
     # of the key, as in bpftrace, but not shown.
     stack_pid: bool = False

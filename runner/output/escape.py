@@ -23,7 +23,7 @@ from __future__ import annotations
 import errno
 import re
 from dataclasses import dataclass
-from typing import Any, Match
+from typing import Match
 
 _UNSAFE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff"
                      "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -63,17 +63,6 @@ def as_text(value: str) -> str:
     returned as it is, formatting it already gives its escaped form (a quarter of the
     cost per event of a Text)."""
     return value if _UNSAFE.search(value) is None else Text(value)
-
-
-def with_texts(value: Any) -> Any:
-    """`value` with every str in it, at any depth of dicts and lists, made safe to format."""
-    if isinstance(value, str):
-        return as_text(value)
-    if isinstance(value, dict):
-        return {k: with_texts(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [with_texts(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,8 @@ class HistogramSample:
 class FamilySnapshot:
     name: str  # a declared MetricSpec's name
     samples: Tuple[Union[Sample, HistogramSample], ...]
-    # Label sets the read left out for the metric's limit, unread: counted as dropped.
+    # Label sets the read left out for the metric's limit, unread: counted as dropped (a
+    # histogram's map entries, a bucket or a sum each: runtime/metrics.py).
     unread: int = 0
 
 

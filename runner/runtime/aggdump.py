@@ -31,7 +31,8 @@ from runner.model.aggregates import (
     sort_entries,
     top,
 )
-from runner.model.spec import STACK_PID, Aggregation, Spec
+from runner.model.spec import Aggregation, Spec
+from runner.model.stacks import STACK_PID
 from runner.output import stacks as stack_text
 from runner.output.histogram import draw_histogram, draw_histogram_map
 from runner.output.records import histogram_record, stats_record

@@ -21,14 +21,19 @@ from runner.codegen.batch import INT_CODES, Field, batch_source
 from runner.errors import KernelError
 from runner.model.spec import Spec, Struct
 from runner.model.types import TypeRef
-from runner.output.escape import as_text, escape, read_failure, with_texts
+from runner.output.escape import as_text, escape, read_failure
 
 
 def load_types(source: str, spec: Spec) -> types.ModuleType:
     module = types.ModuleType(f"ebpf_run_types_{spec.name.replace('-', '_')}")
     code = compile(source, f"<ebpf-run types for {spec.file}>", "exec")
     exec(code, module.__dict__)  # our own rendered code: classes and a layout check
+    # The model of every struct, for the decoders of structs nested in others (_texts_of).
+    module.__dict__[_STRUCTS] = {s.name: s for s in spec.structs}
     return module
+
+
+_STRUCTS = "er_model_structs"
 
 
 @dataclass(frozen=True)
@@ -56,26 +61,31 @@ class RecordDecoder:
 
 
 def record_decoder(module: types.ModuleType, struct: Struct, padded: bool) -> RecordDecoder:
-    return RecordDecoder(struct, getattr(module, struct.name),
-                         _texts_of(getattr(module, f"er_fields_{struct.name}"), struct),
+    return RecordDecoder(struct, getattr(module, struct.name), _texts_of(module, struct),
                          struct.layout.size, 7 if padded else 0)
 
 
-def _texts_of(fields: Callable[[Any], Dict[str, Any]],
-              struct: Struct) -> Callable[[Any], Dict[str, Any]]:
-    """`fields` with its char arrays made safe to format (output.escape.as_text): text
-    output shows them escaped, JSON exactly as they are."""
-    if any(m.type.is_struct for m in struct.layout.fields):
-        return lambda r: with_texts(fields(r))  # type: ignore[no-any-return]
+def _texts_of(module: types.ModuleType, struct: Struct) -> Callable[[Any], Dict[str, Any]]:
+    """The generated er_fields_ of `struct`, with its char arrays made safe to format
+    (output.escape.as_text; text output shows them escaped, JSON exactly as they are) and
+    a failed read told from an empty string, in the structs nested in it too."""
+    fields: Callable[[Any], Dict[str, Any]] = getattr(module, f"er_fields_{struct.name}")
+    structs: Dict[str, Struct] = getattr(module, _STRUCTS)
+    # name -> (decoder, array length or None): each nested struct decoded from its own bytes
+    nested = {m.name: (_texts_of(module, structs[m.type.base]), m.type.count)
+              for m in struct.layout.fields if m.type.is_struct}
     # name -> (offset, size), for the rare values that need the field's bytes
     strings = {m.name: (m.offset, m.type.count or 1)
                for m in struct.layout.fields if m.type.is_string}
-    if not strings:
+    if not strings and not nested:
         return fields
     names = tuple(strings)
 
     def with_text(r: Any) -> Dict[str, Any]:
         d = fields(r)
+        for name, (inner, count) in nested.items():
+            value = getattr(r, name)
+            d[name] = inner(value) if count is None else [inner(v) for v in value]
         for name in names:
             value = d[name]
             if value and "\ufffd" not in value:  # the usual case first
@@ -115,9 +125,9 @@ def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any
     """bytes of a map key or value -> a plain Python value."""
     if t.is_struct:
         cls = getattr(module, t.base)
+        texts = _texts_of(module, getattr(module, _STRUCTS)[t.base])
         def one(b: bytes) -> Any:
-            return with_texts(getattr(module, f"er_fields_{t.base}")(
-                    cls.from_buffer_copy(b)))
+            return texts(cls.from_buffer_copy(b))
         unit = ctypes.sizeof(cls)
     elif t.is_string:
         return _string_value

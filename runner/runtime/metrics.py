@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from dataclasses import replace
 from typing import (
@@ -32,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from runner.kinds.decoders import Decoders
-from runner.kinds.units import MAX_LE_SECONDS, NS_PER, UNIT_SCALE
+from runner.kinds.units import MAX_LE_SECONDS, NS_PER, SUM_BUCKET, UNIT_SCALE
 from runner.model.aggregates import Histogram, Key, Layout, Log2Layout, Stats, scalar_value
 from runner.model.spec import Aggregation, Map, Spec
 from runner.output.prometheus import (
@@ -138,13 +139,18 @@ class Bounded:
         self.admitted: Dict[bytes, None] = {}  # insertion-ordered set
         self._counted: Optional[Tuple[float, int]] = None  # (when, entries)
         self.bucket: Optional[Tuple[int, int]] = None  # (offset, size) of the bucket field
+        self.buckets: Tuple[bytes, ...] = ()  # each bucket's bytes in a histogram's key
         if agg.kind in ("hist", "lhist"):
             assert agg.map.key is not None
             field = getattr(types, agg.map.key.base).bucket
             self.bucket = (field.offset, field.size)
+            # The entries a key can have: its layout's buckets, and its sum's (SUM_BUCKET).
+            self.buckets = tuple(b.to_bytes(field.size, sys.byteorder) for b in (
+                *range(layout_of(agg).size), *((SUM_BUCKET,) if agg.keeps_sum else ())))
 
     def rows(self, maps: SpecMetrics) -> Tuple[List[Tuple[bytes, List[bytes]]], int]:
-        """The rows to export and how many label sets are left out."""
+        """The rows to export and how many label sets are left out (a histogram's: how
+        many map entries, a bucket or a sum each)."""
         if self.bucket is not None:
             return self._histogram_rows(maps)
         m, adm = self.agg.map, self.admitted
@@ -178,22 +184,60 @@ class Bounded:
         return self._counted[1]
 
     def _histogram_rows(self, maps: SpecMetrics) -> Tuple[List[Tuple[bytes, List[bytes]]], int]:
-        assert self.bucket is not None
-        at, size = self.bucket
-        adm = self.admitted
-        rows, present, others = [], set(), set()
-        for kb, values in maps.map_items(self.agg.map):
-            ident = kb[:at] + kb[at + size:]
-            if ident not in adm:
-                if len(adm) >= self.limit:
-                    others.add(ident)
-                    continue
-                adm[ident] = None
-            present.add(ident)
-            rows.append((kb, values))
+        """As rows() does, by label set: a histogram's map has an entry per (key, bucket), so
+        an admitted key is looked up bucket by bucket (every bucket its layout has, and its
+        sum), or, where the map has fewer entries than that makes lookups, walked whole."""
+        m, adm = self.agg.map, self.admitted
+        seen: Dict[bytes, List[bytes]] = {}
+        walked_all = len(adm) < self.limit
+        if walked_all:
+            for kb, values in maps.map_items(m):
+                ident = self._ident(kb)
+                if ident not in adm:
+                    if len(adm) >= self.limit:
+                        walked_all = False
+                        break  # full: the admitted keys' other buckets are looked up
+                    adm[ident] = None
+                seen[kb] = values
+        unread = 0
+        if not walked_all:
+            wanted = [kb for ident in adm for kb in self._bucket_keys(ident) if kb not in seen]
+            entries = self._entries(maps)
+            walked = self._walk_admitted(maps, len(wanted)) if len(wanted) >= entries else None
+            if walked is None:
+                seen.update(maps.lookup(m, wanted))
+            else:
+                seen = walked
+            unread = max(0, entries - len(seen))
+        present = {self._ident(kb) for kb in seen}
         for ident in [i for i in adm if i not in present]:
             del adm[ident]
-        return rows, len(others)
+        return list(seen.items()), unread
+
+    def _walk_admitted(self, maps: SpecMetrics, budget: int
+                       ) -> Optional[Dict[bytes, List[bytes]]]:
+        """The admitted keys' entries from a walk of the whole map; None once it passes
+        `budget` entries (the map grew since it was counted: the lookups cost less)."""
+        out = {}
+        for n, (kb, values) in enumerate(maps.map_items(self.agg.map), 1):
+            if n > budget:
+                return None
+            if self._ident(kb) in self.admitted:
+                out[kb] = values
+        return out
+
+    def _ident(self, kb: bytes) -> bytes:
+        """A histogram entry's key without its bucket: the label set's bytes."""
+        assert self.bucket is not None
+        at, size = self.bucket
+        return kb[:at] + kb[at + size:]
+
+    def _bucket_keys(self, ident: bytes) -> Iterator[bytes]:
+        assert self.bucket is not None
+        at = self.bucket[0]
+        head, tail = ident[:at], ident[at:]
+        for bucket in self.buckets:
+            yield head + bucket + tail
 
 
 def _lookup_by_walking(map_items: MapItems, m: Map, keys: List[bytes]

@@ -107,6 +107,57 @@ def test_a_child_that_llvm_ends_reports_why(monkeypatch):
     assert child.pid == -1  # reaped
 
 
+# The stack check (runner/check/stack.py) refuses this spec (600 bytes of buffers); raised
+# past it here, its C reaches LLVM, whose BPF backend prints why and calls exit(1).
+OVER_THE_STACK = """\
+name: over-the-stack
+structs:
+  big: [{b: "char[300]"}]
+maps:
+  h: {type: hash, key: "char[300]", value: big}
+probes:
+  p:
+    attach: {tracepoint: "syscalls:sys_enter_unlinkat"}
+    do:
+      - store: {map: h, key: args.pathname, value: {b: args.pathname}}
+"""
+PAST_THE_CHECK = ("import sys; import runner.check.stack as s; s.MAX_STACK_BUFFERS = 10_000\n"
+                  "from runner.cli.main import main; sys.exit(main(sys.argv[1:]))")
+
+
+def test_llvm_ending_a_single_cpu_run_says_why(tmp_path):
+    # On one CPU the compile runs in ebpf-run's own process (compiler.fork): LLVM's exit(1)
+    # ended the run with status 1 and nothing printed, clang's words captured (issue 24).
+    spec = tmp_path / "over.yaml"
+    spec.write_text(OVER_THE_STACK)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", PAST_THE_CHECK,
+                           str(spec)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert (proc.returncode, proc.stdout) == (3, ""), proc.stderr
+    first, *printed = proc.stderr.splitlines()
+    assert first == ("ebpf-run: error: BCC could not load the program: the compiler ended "
+                     f'this process (exit status 1) while compiling {spec} (spec '
+                     '"over-the-stack")')
+    assert any(ln.startswith("error: ") and ln.endswith(
+        "Looks like the BPF stack limit of 512 bytes is exceeded. Please move large on "
+        "stack variables into BPF per-cpu array map.") for ln in printed), proc.stderr
+
+
+IN_PROCESS = ("import sys; from runner.kernel import load\n"
+              "bpf = load.begin(sys.stdin.read()).result(); bpf.cleanup(); sys.exit(5)")
+
+
+def test_an_in_process_compile_leaves_no_exit_handler_behind():
+    # The handler that reports LLVM's exit is removed after the compile: the process then
+    # ends with its own status and prints nothing (a Python callback after Python's
+    # finalization would crash it).
+    proc = subprocess.run([sys.executable, "-c", IN_PROCESS], input=c_of(GETPPID), cwd=ROOT,
+                          env={**os.environ, "EBPF_RUN_NO_CACHE": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (5, "", "")
+
+
 def wchan(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/wchan").read_text()

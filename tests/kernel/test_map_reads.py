@@ -70,3 +70,79 @@ def test_batched_reads_equal_bccs(tmp_path):
     # (no metric, so no sum row); log2 buckets 0, 1, [2, 4) ... [256, 512) per CPU it ran on.
     assert got["big"] == KEYS and got["lsizes"] == 30
     assert 10 <= got["sizes"] <= 20
+
+
+HIST_KEYS = 1_000_000
+HIST_SPEC = """\
+name: hist-scrape
+aggregations:
+  sizes:
+    kind: hist
+    unit: bytes
+    key: {{n: s64}}
+    max_entries: 2100000
+    metric: {{name: sizes_bytes, help: "getpgid arguments by argument.", max_label_sets: 10000}}
+probes:
+  fill:
+    attach: {{tracepoint: "syscalls:sys_enter_getpgid"}}
+    do:
+      - if: "pid == {pid}"
+        then:
+          - aggregate: {{map: sizes, key: {{n: args.pid}}, value: args.pid}}
+"""
+# Every argument a key with one value, itself: 2,000,000 entries (a bucket and a sum each).
+HIST_WORK = ("import ctypes, sys; sys.stdin.readline(); g = ctypes.CDLL(None).getpgid\n"
+             f"for i in range({HIST_KEYS}): g(1 + i)")
+
+
+def test_a_histogram_scrape_of_a_million_keys_reads_what_a_walk_does(tmp_path):
+    """A histogram's metric walked every (key, bucket) entry on every scrape. Now, once it
+    has its 10,000 label sets (its spec asks for that many), it looks up their buckets:
+    the values are a full walk's (each key's one value in its bucket and its sum), and
+    the time of each is printed."""
+    import time
+
+    from runner.runtime.decode import load_types
+    from runner.runtime.metrics import SpecMetrics
+
+    proc = subprocess.Popen([sys.executable, "-c", HIST_WORK], stdin=subprocess.PIPE)
+    try:
+        compiled = pipeline.compile_spec(write(tmp_path, HIST_SPEC.format(pid=proc.pid)))
+        spec = compiled.spec
+        types = load_types(compiled.rendered.python, spec)
+        with kernel.Kernel(spec, compiled.rendered.c) as k:
+            k.load()
+            assert k.attach(spec.probes[0], lambda: False).method is not None
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            proc.stdin.close()
+            assert proc.wait(120) == 0
+            k.detach_all()
+            clock = [0.0]
+            bounded = SpecMetrics(spec, types, lambda m: items_batched(k.bpf, m),
+                                  lambda m, keys: lookup_many(k.bpf, m, keys),
+                                  lambda m: count_entries(k.bpf, m), lambda: clock[0])
+            took = []
+            for _ in range(3):
+                start = time.monotonic()
+                (snap,) = bounded.read()
+                took.append(time.monotonic() - start)
+                clock[0] += 5  # a new read, the count kept (30 s)
+            start = time.monotonic()
+            walked = dict(sorted(k.maps.map_items(spec.aggregations[0].map)))
+            walk_took = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    print(f"\nhistogram of {HIST_KEYS} keys: scrapes {', '.join(f'{t:.2f}' for t in took)} s "
+          f"(the first walks and counts); a walk of every entry {walk_took:.2f} s")
+    assert len(walked) == 2 * HIST_KEYS
+    assert len(snap.samples) == 10_000 and snap.unread == 2 * (HIST_KEYS - 10_000)
+    reader = bounded.readers["sizes"]
+    exported = {x.labels: x.histogram for x in snap.samples}
+    idents = {int(n).to_bytes(8, sys.byteorder, signed=True) for (n,) in exported}
+    theirs = reader.read([(kb, v) for kb, v in walked.items() if kb[:8] in idents])
+    assert {reader.metric_label(key): h for key, h in theirs.items()} == exported
+    for (n, ), hist in exported.items():
+        assert (hist.total, hist.sum, hist.counts[hist.layout.index(int(n))]) == (1, int(n), 1)

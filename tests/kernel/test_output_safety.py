@@ -222,3 +222,48 @@ def test_json_gives_a_failed_read_as_null_and_bytes_that_are_not_utf8(tmp_path):
     assert [{k: v for k, v in e.items() if k != "pid"} for e in events] == \
         [{**data, "name": "er-strings"} for _, _, data in PATHS] + \
         [{"path": "/cut", "name": CUT_NAME}]
+
+
+STRUCT_KEY_SPEC = """\
+name: paths
+structs:
+  path_key:
+    - pid: u32
+    - path: char[16]
+maps:
+  opened: {type: hash, key: path_key, value: u64}
+probes:
+  open:
+    attach: {syscall: openat}
+    do:
+      - if: 'startswith(comm, "er-strings")'
+        then:
+          - count: {map: opened, key: {pid: pid, path: args.filename}}
+output:
+  - map: opened
+    format: "[{key[path]}] {value}"
+"""
+
+
+def test_a_failed_read_in_a_struct_key_is_shown_as_such(tmp_path):
+    """A string read into a struct key showed a failed read as an empty string (the field's
+    own decoder looked, the struct's did not), in text and JSON alike."""
+    spec = tmp_path / "paths.yaml"
+    spec.write_text(STRUCT_KEY_SPEC)
+    for flags in ((), ("--json",)):
+        run = Run(str(spec), *flags).wait_ready()
+        try:
+            opened = subprocess.run([sys.executable, "-c", OPEN_EACH, b"".hex(), b"/p".hex()],
+                                    timeout=60)
+            assert opened.returncode == 0
+        finally:
+            assert run.stop() == 0, run.err
+        if not flags:
+            assert sorted(run.out) == sorted(["[] 1", "[/p] 1", "[<read failed: EFAULT>] 1",
+                                              "[/cut] 1"]), run.out
+            continue
+        keys = [e["key"] for r in map(json.loads, run.out) if r.get("type") == "map"
+                for e in r["entries"]]
+        assert sorted((k["path"] is None, k["path"] or "", k.get("path_error")) for k in keys) \
+            == [(False, "", None), (False, "/cut", None), (False, "/p", None),
+                (True, "", "EFAULT")], keys

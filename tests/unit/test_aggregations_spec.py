@@ -168,12 +168,11 @@ def test_the_schema_refuses_an_unknown_kind():
 
 
 def fake_types(s) -> types.ModuleType:
-    """The generated ctypes module of spec s, imported from its rendered text."""
+    """The generated ctypes module of spec s, loaded from its rendered text as a run does."""
     from runner.codegen import render
+    from runner.runtime.decode import load_types
 
-    module = types.ModuleType("fake_types")
-    exec(render.render_python(s), module.__dict__)
-    return module
+    return load_types(render.render_python(s), s)
 
 
 def slot_bytes(count: int, total: int, lo: int, hi: int) -> bytes:
@@ -443,4 +442,85 @@ def test_histogram_rows_of_keys_beyond_the_limit_are_not_decoded():
     reader._key = lambda raw: decoded.append(raw) or original(raw)
     (snap,) = metrics.read()
     assert [(x.labels, x.histogram.total) for x in snap.samples] == [(("7",), 2)]
-    assert snap.unread == 2 and len(decoded) == 2
+    assert snap.unread == 4 and len(decoded) == 2  # the others' entries: a bucket each
+
+
+class HistogramKernel:
+    """A histogram's map of `n` keys (cpu numbers) with entries in buckets 3 and 9 and a
+    sum; counts what a scrape pulls out of it, looks up and counts."""
+
+    def __init__(self, n: int):
+        self.n, self.pulled, self.looked_up, self.counted = n, 0, 0, 0
+
+    def rows(self):
+        def u64(n: int) -> bytes:
+            return n.to_bytes(8, sys.byteorder)
+
+        for cpu in range(self.n):
+            ident = cpu.to_bytes(4, sys.byteorder) + bytes(4)
+            for bucket, value in ((3, u64(1)), (9, u64(1)), ((1 << 64) - 1, u64(cpu))):
+                yield ident + u64(bucket), [value]
+
+    def map_items(self, m, should_stop=None):
+        for row in self.rows():
+            self.pulled += 1
+            yield row
+
+    def lookup(self, m, keys):
+        self.looked_up += len(keys)
+        rows = dict(self.rows())
+        return {kb: rows[kb] for kb in keys if kb in rows}
+
+    def count(self, m):
+        self.counted += 1
+        return 3 * self.n
+
+
+def test_a_histogram_scrape_looks_up_its_admitted_keys_instead_of_walking_the_map():
+    # It walked every (key, bucket) entry on every scrape: a map of 1,000,000 keys, 3-6 s
+    # a scrape. Once full it looks up its keys' buckets, and exports what a walk does.
+    s = spec("  h: {kind: hist, unit: bytes, key: {cpu: u32},\n"
+             "      metric: {name: size_bytes, help: h, max_label_sets: 10}}",
+             "      - aggregate: {map: h, key: {cpu: cpu}, value: arg2}")
+    k, now = HistogramKernel(10_000), [0.0]
+    metrics = SpecMetrics(s, fake_types(s), k.map_items, k.lookup, k.count, lambda: now[0])
+    (first,) = metrics.read()
+    assert [(x.labels, x.histogram.counts[3], x.histogram.counts[9], x.histogram.sum)
+            for x in first.samples] == [((str(c),), 1, 1, c) for c in range(10)]
+    assert first.unread == 3 * (10_000 - 10)  # the others' entries
+    assert (k.pulled, k.looked_up, k.counted) == (31, 10 * 63, 1)  # 66 less the 3 walked
+    now[0] += 5
+    (second,) = metrics.read()  # full: no walk, its 10 keys' 66 entries looked up each
+    assert (k.pulled, k.looked_up, k.counted) == (31, 10 * 63 + 10 * 66, 1)
+    assert second == first
+    small, now = HistogramKernel(3), [0.0]
+    metrics = SpecMetrics(s, fake_types(s), small.map_items, small.lookup, small.count,
+                          lambda: now[0])
+    (snap,) = metrics.read()  # fewer keys than the limit: one walk, no lookup
+    assert (len(snap.samples), snap.unread, small.pulled, small.looked_up) == (3, 0, 9, 0)
+
+
+def test_a_histogram_scrape_walks_a_small_map_and_gives_up_on_one_grown_since_counted():
+    s = spec("  h: {kind: hist, unit: bytes, key: {cpu: u32},\n"
+             "      metric: {name: size_bytes, help: h, max_label_sets: 2}}",
+             "      - aggregate: {map: h, key: {cpu: cpu}, value: arg2}")
+    k, now = HistogramKernel(5), [0.0]
+    metrics = SpecMetrics(s, fake_types(s), k.map_items, k.lookup, k.count, lambda: now[0])
+    (first,) = metrics.read()  # 15 entries: a walk costs less than 2 x 63 lookups
+    assert (k.pulled, k.looked_up, k.counted, first.unread) == (7 + 15, 0, 1, 9)
+    k.n = 10_000  # grown since the count (kept 30 s): the walk stops at 2 x 66 entries
+    now[0] += 5
+    (second,) = metrics.read()
+    assert (k.pulled, k.looked_up) == (7 + 15 + 133, 2 * 66)
+    assert second.samples == first.samples
+
+
+def test_a_histogram_metric_keeps_fewer_label_sets_by_default():
+    """Each label set of a hist is 66 series: 10,000 of them (a counter's default) made
+    scrapes past Prometheus' 10 s timeout."""
+    s = spec(HIST + "\n  c: {kind: count, metric: {name: calls_total}}\n"
+             "  h: {kind: hist, metric: {name: sizes_bytes, max_label_sets: 7}}",
+             "      - aggregate: {map: lat, elapsed: {map: started, key: tid}}\n"
+             "      - aggregate: {map: c}\n      - aggregate: {map: h, value: arg0}")
+    assert {a.name: a.metric.max_label_sets for a in s.aggregations} == \
+        {"lat": 1_000, "c": 10_000, "h": 7}

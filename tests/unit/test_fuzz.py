@@ -115,7 +115,9 @@ def assert_located(err: SpecError, file: str, raw: bytes) -> None:
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 NUMBER = re.compile(r"[0-9][A-Za-z0-9_]*")
 INT_LITERAL = re.compile(r"(0|[1-9][0-9]*)(LL|ULL|U)?|0[xX][0-9a-fA-F]+")
-INCLUDE = "#include <uapi/linux/ptrace.h>"
+# The ptrace header, and the headers a context's row names (perf_event's sample struct).
+INCLUDES = {"#include <uapi/linux/ptrace.h>",
+            *(f"#include <{c.header}>" for c in CONTEXTS.values() if c.header)}
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _QUOTED = re.compile(r"\"([^\"]*)\"|'([^']*)'")
 
@@ -131,6 +133,7 @@ def _template_vocabulary() -> Set[str]:
             for a, b in _QUOTED.findall(tag):
                 words |= set(IDENT.findall(a or b))
     fragments = [b.c for b in bi.BUILTINS.values()] + [c.signature for c in CONTEXTS.values()]
+    fragments += [c.header for c in CONTEXTS.values() if c.header]
     fragments += [r for regs in bi.SYSCALL_REGS.values() for r in (regs[0], *regs[1])]
     fragments += [k.declaration for k in MAP_KINDS.values()] + list(render._PLAIN_C.values())
     fragments += [s.c for s in SCALARS.values()]
@@ -164,6 +167,9 @@ def model_names(spec: Spec) -> Set[str]:
         names.add(s.name)
         names |= {m.name for m in s.members}
     names |= {m.name for m in spec.maps}
+    names |= {n for m in spec.stacks for n in (m.name, m.value)}
+    if spec.stack_pids is not None:
+        names.add(spec.stack_pids.ring.name)
     # An array key or value is wrapped in a struct named after its map (render._map_decl).
     names |= {f"er_{w}_{m.name}" for m in spec.maps for w in ("key", "value")}
     fns = [c.function for p in spec.probes for c in p.candidates]
@@ -272,9 +278,9 @@ def assert_safe_c(c: str, spec: Spec) -> None:
         elif text == "#" and PARAM_DEFINE.fullmatch(line):
             assert at == line_start and line.split()[1] in allowed, line
         elif text == "#":
-            assert line == INCLUDE and at == line_start, f"preprocessor line {line!r}"
+            assert line in INCLUDES and at == line_start, f"preprocessor line {line!r}"
             includes += 1
-    assert includes <= 1  # the ptrace header only where a program reads pt_regs
+    assert includes <= len(INCLUDES)  # each header once, only where a program needs it
 
 
 # -- what the generated Python may contain -------------------------------------------------

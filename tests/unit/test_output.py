@@ -11,7 +11,7 @@ import pytest
 from runner.codegen.render import render
 from runner.errors import UsageError
 from runner.output import registry
-from runner.output.escape import Text, escape, with_texts
+from runner.output.escape import Text, escape
 from runner.output.json import JsonSink
 from runner.output.stdout import OutputUnwritable
 from runner.output.text import TextSink
@@ -63,11 +63,6 @@ def test_json_escapes_the_characters_line_readers_take_for_line_ends():
     assert '"a\\u2028b\\u2029c\\u0085d"' in text
     assert len(text.splitlines()) == 1
     assert json.loads(text)["data"] == {"name": value, "plain": "x\u2028"}
-
-
-def test_with_texts_reaches_nested_values():
-    value = with_texts({"a": "x\n", "b": [{"c": "y\r"}, 3], "d": 4})
-    assert "{v[a]} {v[b][0][c]} {v[d]}".format_map({"v": value}) == "x\\n y\\r 4"
 
 
 def test_the_registry_finds_each_format_and_refuses_an_unknown_one():
@@ -124,6 +119,43 @@ def test_the_batch_path_prints_what_the_record_path_prints(fmt):
 # string, then 0xff and the errno; a read of "" may leave anything after its NUL but 0xff.
 FAILED_READ = b"\0\xff\x0e"  # EFAULT
 NOT_UTF8 = b"/x\xff\xfe"
+
+
+NESTED_SPEC = """\
+name: t
+structs:
+  inner_t:
+    - command: char[16]
+  ev_t:
+    - pid: s32
+    - who: inner_t
+    - pair: inner_t[2]
+maps:
+  ring: {type: ringbuf, value: ev_t}
+  by_who: {type: hash, key: inner_t, value: u64}
+probes:
+  p:
+    attach: {tracepoint: "sched:sched_process_exec"}
+    do:
+      - emit: {to: ring, set: {pid: pid}}
+      - count: {map: by_who, key: {command: comm}}
+"""
+
+
+def test_a_failed_read_in_a_nested_struct_or_a_struct_key_is_not_an_empty_string():
+    """Structs holding structs were decoded as plain dicts of text: a failed read in them,
+    and in a struct key, came out as an empty string."""
+    spec = spec_from_text(NESTED_SPEC)
+    module = decode.load_types(render(spec).python, spec)
+    ev = next(s for s in spec.structs if s.name == "ev_t")
+    data = struct.pack("=i16s16s16s", 7, FAILED_READ, b"ok", NOT_UTF8)
+    record = decode.record_decoder(module, ev, padded=False).at(data, 0)
+    failed = record["who"]["command"]
+    assert (str(failed), record["who"]["command_error"]) == ("<read failed: EFAULT>", "EFAULT")
+    assert [(str(x["command"]), x.get("command_hex")) for x in record["pair"]] == \
+        [("ok", None), ("/x\ufffd\ufffd", NOT_UTF8.hex())]
+    key_of = decode.value_decoder(module, next(m for m in spec.maps if m.name == "by_who").key)
+    assert str(key_of(FAILED_READ.ljust(16, b"\0"))["command"]) == "<read failed: EFAULT>"
 
 
 @pytest.mark.parametrize("fmt", ["{pid} [{command}]", "{pid} [{command:>24}]"])

@@ -14,7 +14,7 @@ import pytest
 from runner.codegen.render import render_c
 from runner.errors import SpecError
 from runner.model.aggregates import AggSlotC
-from runner.model.spec import STACK_LOSS
+from runner.model.stacks import STACK_LOSS
 from runner.runtime.aggdump import Aggregations
 from runner.runtime.stack_files import folded_lines
 from runner.runtime.stacks import StackReader

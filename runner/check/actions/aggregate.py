@@ -21,7 +21,8 @@ from runner.check.values import assigns, scalar_value
 from runner.kinds.maps import MAP_KINDS
 from runner.kinds.units import NS_PER
 from runner.model.expr import BuiltinRef, Cast, Value
-from runner.model.spec import STACK_PID, Aggregate, Aggregation, Assign, Elapsed
+from runner.model.spec import Aggregate, Aggregation, Assign, Elapsed
+from runner.model.stacks import STACK_PID
 from runner.model.types import SCALARS
 from runner.spec.loader import PathKey
 
