@@ -112,7 +112,8 @@ def top_paths(stacks: Stacks) -> List[Tuple[Tuple[str, ...], int]]:
 @needs_bpftrace
 def test_stackcount_counts_wakeups_on_bpftraces_kernel_stacks(tmp_path):
     # A sleep under a name of its own: its exit wakes the shell waiting for it, with the
-    # exiting child as the current task.
+    # exiting child as the current task. Three times: a shell that has not reached its
+    # wait yet when the child exits (a busy machine) is not woken.
     child = tmp_path / "erwake"
     shutil.copy("/bin/sleep", child)
     oracle = Bpftrace('tracepoint:sched:sched_wakeup /comm == "erwake"/ '
@@ -120,7 +121,8 @@ def test_stackcount_counts_wakeups_on_bpftraces_kernel_stacks(tmp_path):
     try:
         with Run(str(TOOLS / "stackcount.yaml"), "--json") as run:
             run.wait_ready()
-            subprocess.run(["sh", "-c", f"{child} 0.05 & wait"], check=True)
+            subprocess.run(["sh", "-c", f"for i in 1 2 3; do {child} 0.1 & wait; done"],
+                           check=True)
             assert run.stop() == 0
             ours = sorted((tuple(r["key"]["kstack"]), r["value"]) for r in run.json()
                           if r.get("type") == "map" and r["key"]["comm"] == "erwake")
