@@ -96,7 +96,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             saved = json.loads(args.report.read_text())
             text = report([Result(**r) for r in saved["results"]], saved["variants"],
-                          saved["config"], saved.get("aggregations"))
+                          saved["config"], saved.get("aggregations"), saved.get("profile"))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             print(f"bench/run: --report {args.report}: not an earlier run's --json file ({e!r})",
                   file=sys.stderr)
@@ -123,6 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     starters = [*variants[:2], cold, *[v for v in others if v.name == "bpftrace"]]
     names = [v.name for v in [*variants, *others, cold]]
     aggregations: Dict[str, Optional[float]] = {}
+    profile: Optional[dict] = None
     started = time.monotonic()
 
     def say(text: str) -> None:
@@ -155,6 +156,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         results += workload(variants, cfg, log)
         # Short in --quick: only the two ratios of that file are used here.
         aggregations = peers.aggregation_ratios(0.5 if args.quick else 2.0, cfg["reps"], say)
+        profile = peers.profile_figures(1.0 if args.quick else 2.0, cfg["reps"], say)
     except KeyboardInterrupt:
         say("interrupted: stopping the tools")
         return 130
@@ -164,7 +166,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         dest = args.json or OUT / "last.json"
         dest.write_text(json.dumps({"config": cfg, "variants": names,
                                     "results": [asdict(r) for r in results],
-                                    "aggregations": aggregations}, indent=1))
+                                    "aggregations": aggregations, "profile": profile},
+                                   indent=1))
         left = {i: n for i, n in bench_programs().items() if i not in before}
         say("left attached: " + (", ".join(f"{i} {n}" for i, n in left.items()) or "nothing")
             + f"; every measurement in {dest}")
@@ -173,7 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{cfg['seconds']:g} s, workload {cfg['workload_seconds']:g} s at full speed; "
           f"CPU/event compared at {fmt_rate(cpu_rate(cfg))}/s; "
           + ("tool and generator pinned to CPUs 0 and 1" if PIN else "unpinned"))
-    print(report(results, names, cfg, aggregations))
+    print(report(results, names, cfg, aggregations, profile))
     return 0
 
 

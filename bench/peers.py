@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Callable, Dict, Optional, Tuple
+from typing import IO, Any, Callable, Dict, Optional, Tuple
 
 BENCH = Path(__file__).resolve().parent
 EVENT_END = b" loadgen\n"  # every event line ends with the generator's comm
@@ -80,16 +80,8 @@ def aggregation_ratios(seconds: float, rounds: int,
     it fails."""
     if not AGGREGATIONS.exists() or not has_bpftrace():
         return {}
-    say(f"aggregations: {AGGREGATIONS.name} --seconds {seconds:g} --rounds {rounds}")
-    try:
-        out = subprocess.run(
-            [sys.executable, str(AGGREGATIONS), "--json", "--seconds", str(seconds),
-             "--rounds", str(rounds)], capture_output=True, text=True, check=True,
-            timeout=600).stdout
-        rows = json.loads(out.strip().splitlines()[-1])
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
-        detail = getattr(e, "stderr", "") or ""
-        say(f"aggregations failed: {e} {detail.strip().splitlines()[-1:] or ''}")
+    rows = _json_line(AGGREGATIONS, "aggregations", seconds, rounds, 600, say)
+    if rows is None:
         return {}
     got: Dict[str, Optional[float]] = {}
     for case in ("count", "hist"):
@@ -97,3 +89,32 @@ def aggregation_ratios(seconds: float, rounds: int,
         got[f"probe-cost-{case}"] = r if isinstance(r, (int, float)) and math.isfinite(r) \
             else None
     return got
+
+
+PROFILE = BENCH / "profile_bench.py"  # the profile rows (another file)
+
+
+def profile_figures(seconds: float, rounds: int, say: Callable[[str], None]) -> Optional[dict]:
+    """bench/profile_bench.py's figures (its --json line), or None (the report prints n/a)
+    when bpftrace is missing or it fails."""
+    if not has_bpftrace():
+        return None
+    figures = _json_line(PROFILE, "profile", seconds, rounds, 1200, say)
+    return figures if isinstance(figures, dict) else None
+
+
+def _json_line(script: Path, what: str, seconds: float, rounds: int, timeout: float,
+               say: Callable[[str], None]) -> Any:
+    """The last line of `script --json --seconds S --rounds N`, parsed; None when it
+    fails (said on stderr)."""
+    say(f"{what}: {script.name} --seconds {seconds:g} --rounds {rounds}")
+    try:
+        out = subprocess.run(
+            [sys.executable, str(script), "--json", "--seconds", str(seconds),
+             "--rounds", str(rounds)], capture_output=True, text=True, check=True,
+            timeout=timeout).stdout
+        return json.loads(out.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+        detail = getattr(e, "stderr", "") or ""
+        say(f"{what} failed: {e} {detail.strip().splitlines()[-1:] or ''}")
+        return None

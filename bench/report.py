@@ -132,7 +132,8 @@ def _int(x: Optional[float]) -> str:
 
 
 def report(results: Sequence[Result], names: Sequence[str], cfg: dict,
-           aggregations: Optional[Dict[str, Optional[float]]] = None) -> str:
+           aggregations: Optional[Dict[str, Optional[float]]] = None,
+           profile: Optional[dict] = None) -> str:
     s = summarize(results, names, cfg)
     lines = [table(results, names), ""]
     laddered = [n for n in names if any(r.variant == n and r.phase == "ladder"
@@ -174,6 +175,7 @@ def report(results: Sequence[Result], names: Sequence[str], cfg: dict,
         lines.append(f"targets{label}: {targets_met(s, n, base)}")
         if n == "ebpf-run":
             lines += peer_lines(s, names, aggregations or {})
+            lines += profile_lines(profile)
         lines.append(f"ratios vs BCC{label}: zero-loss-rate={zl} "
                      f"cpu-per-event={ratio(s.cpu_us[n], s.cpu_us[base])} "
                      f"startup={ratio(s.startup_s[n], s.startup_s[base])} "
@@ -248,3 +250,25 @@ def targets_met(s: Summary, n: str, base: str) -> str:
             f"cpu-per-event<=0.5 {check(s.cpu_us[n], s.cpu_us[base], lambda x: x <= 0.5)}; "
             f"startup<=1.1 {check(s.startup_s[n], s.startup_s[base], lambda x: x <= 1.1)}; "
             f"workload>=0.95 {check(s.workload[n], s.workload[base], lambda x: x >= 0.95)}")
+
+
+def profile_lines(profile: Optional[dict]) -> List[str]:
+    """bench/profile_bench.py's figures (its --json line), the ratio line last; n/a where
+    it did not run."""
+    if not profile:
+        return ["ratios vs bpftrace (profile): overhead=n/a dump=n/a"]
+    lines = []
+    for hz, cost in profile["overhead"].items():
+        lines.append(f"profile {hz:>4} Hz: BPF ns per sample " + ", ".join(
+            f"{k} {v['bpf_ns_per_sample']:.0f}" for k, v in cost.items())
+            + "; workload CPU added " + ", ".join(
+            f"{k} {v['added_percent']:+.2f}%" for k, v in cost.items()))
+    lines.append("profile dump (SIGINT to exit, symbolized): " + ", ".join(
+        f"{k} {d['stacks']:,} distinct stacks in {d['seconds']:.2f} s"
+        for k, d in profile["dump"].items()))
+    def shown(x: Optional[float]) -> str:
+        return "n/a" if x is None else f"{x:.2f}"
+
+    lines.append(f"ratios vs bpftrace (profile): overhead={shown(profile['ratio_overhead'])} "
+                 f"dump={shown(profile['ratio_dump'])}")
+    return lines

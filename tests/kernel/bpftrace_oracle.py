@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -106,3 +107,42 @@ def agree(mine: list, theirs: list, expected: list) -> None:
     """Both sides saw the same, and it is what the trigger did: a difference names both."""
     assert mine == theirs, f"ebpf-run {mine} != bpftrace {theirs}"
     assert mine == expected, f"both sides saw {mine}; the trigger made {expected}"
+
+
+
+STACK_ENTRY_END = re.compile(r"\]: (\d+)$")
+STACK_SEPARATOR = re.compile(r"(?:^|(?<=\n)), ")  # frames are indented: never at a line's start
+
+
+def stack_counts(lines: List[str]) -> List[Tuple[Tuple[Tuple[str, ...], ...], str, int]]:
+    """bpftrace's dump of a map keyed by stacks and comm (`@[ustack, comm]`,
+    `@[kstack, ustack, comm]`): per entry, its stacks (innermost frame first, as printed:
+    `func+offset`, or the address where bpftrace found no name), its comm and its count.
+    bpftrace 0.17 prints a stack as a newline and one indented frame a line, and an empty
+    one as nothing, with `, ` between the parts of the key (`@[, ` then user frames, when
+    the kernel stack is empty):
+
+        @[
+            do_syscall_64+113
+            entry_SYSCALL_64_after_hwframe+118
+        ,
+            er_hot_three+29
+            main+113
+        , spin31]: 12
+    """
+    entries = []
+    text: List[str] = []
+    for line in lines:
+        if line.startswith("@["):
+            text = [line[2:]]
+        elif text:
+            text.append(line)
+        end = STACK_ENTRY_END.search(line) if text else None
+        if end:
+            joined = "\n".join(text)
+            key = joined[:joined.rindex("]: ")]
+            *stacks, comm = STACK_SEPARATOR.split(key)
+            entries.append((tuple(tuple(f.strip() for f in s.split("\n") if f.strip())
+                                  for s in stacks), comm, int(end.group(1))))
+            text = []
+    return entries
