@@ -13,6 +13,7 @@ from runner.errors import SpecError
 from runner.model.spec import Spec
 from runner.output.stdout import OutputUnwritable
 from runner.pipeline import check, compile_spec
+from runner.support.cache_dir import Refused, open_output_dir
 
 
 def validate(paths: List[str]) -> int:
@@ -71,8 +72,12 @@ def render(path: str, out: Optional[str], arch: Optional[str],
     if out:
         d = Path(out)
         c_file, py_file = d / f"{stem}.c", d / f"{stem.replace('-', '_')}.py"
-        _write(d, c_file, compiled.rendered.c)
-        _write(d, py_file, compiled.rendered.python)
+        dir_fd = _open_out(d, c_file)
+        try:
+            _write(dir_fd, c_file, compiled.rendered.c)
+            _write(dir_fd, py_file, compiled.rendered.python)
+        finally:
+            os.close(dir_fd)
         print(f"wrote {c_file} and {py_file}")
         return 0
     w = sys.stdout.write
@@ -85,13 +90,24 @@ def render(path: str, out: Optional[str], arch: Optional[str],
     return 0
 
 
-def _write(directory: Path, file: Path, text: str) -> None:
-    """Write `file` in `directory` as a new file renamed over the name: whatever the name
-    held (a link someone planted to /etc/passwd, a hard link, a FIFO) is replaced, never
-    written through, and a reader sees the old file or the whole new one."""
+def _open_out(directory: Path, first: Path) -> int:
+    """The output directory, open: walked from / as the cache location is (support/
+    cache_dir.py), so neither a link someone planted on the way (/tmp/out -> /etc) nor a
+    directory another user can write decides where root writes."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        _replace(directory, file.name, text.encode())
+        return open_output_dir(str(directory))
+    except Refused as e:
+        raise OutputUnwritable(f"cannot write {first}: {e}") from None
+    except OSError as e:  # nothing expected (an fstat...): still a message, no traceback
+        raise OutputUnwritable(f"cannot write {first}: {e.strerror or e}") from None
+
+
+def _write(dir_fd: int, file: Path, text: str) -> None:
+    """Write `file` in the open directory as a new file renamed over the name: whatever the
+    name held (a link someone planted to /etc/passwd, a hard link, a FIFO) is replaced,
+    never written through, and a reader sees the old file or the whole new one."""
+    try:
+        _replace(dir_fd, file.name, text.encode())
     except OSError as e:
         # The errno text alone ("Not a directory") does not say which path: name it.
         raise OutputUnwritable(f"cannot write {file}: {e.strerror or e}"
@@ -99,22 +115,18 @@ def _write(directory: Path, file: Path, text: str) -> None:
                                   str(e.filename) != str(file) else "")) from None
 
 
-def _replace(directory: Path, name: str, data: bytes) -> None:
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _replace(dir_fd: int, name: str, data: bytes) -> None:
     tmp = f".{name}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o644, dir_fd=dir_fd)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o644, dir_fd=dir_fd)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=dir_fd)
-            raise
-    finally:
-        os.close(dir_fd)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
 
 
 def tail_call_tables(spec: Spec) -> str:

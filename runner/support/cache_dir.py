@@ -41,7 +41,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 _SEARCH = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _LIST = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -115,15 +115,37 @@ def _account_home() -> Optional[str]:
 _MAX_LINKS = 40  # the kernel's own limit on links followed in one lookup
 
 
-def _open_location(path: str) -> int:
+def open_output_dir(path: str) -> int:
+    """`render --out DIR`: DIR opened (and any of it missing made, 0755) by the walk the cache
+    location gets, so root writes into no directory a link or another user chose (a link
+    planted as /tmp/out -> /etc). It may be a shared sticky directory (/tmp itself): files
+    are renamed over their names there, which the kernel refuses for another user's file.
+    Relative paths start at the current directory. _Refused and _Missing say why not."""
+    try:
+        return _open_location(os.path.abspath(path), makeable=None, mode=0o755,
+                              last_check=_check_ancestor)
+    except _Missing as e:
+        raise _Refused(f"{e}: cannot be made (missing, in a directory that is not ours)") \
+            from None
+
+
+Refused = _Refused  # what open_output_dir raises, for its callers
+
+
+def _open_location(path: str, makeable: Optional[int] = 2, mode: int = 0o700,
+                   last_check: Optional[Callable[[int, str], None]] = None) -> int:
     """Open the cache directory `path` as the module docstring says; return its fd.
 
     `todo` holds the names still to walk, last first, each with whether it may be made:
-    only the configured path's last two (the cache base, e.g. ~/.cache, and ebpf-run),
-    never a name read from a link. `walked` holds the open fd of every directory walked
-    so far, each already checked, so `..` and an absolute link need no name."""
+    only the configured path's last `makeable` (for the cache two: the cache base, e.g.
+    ~/.cache, and ebpf-run; None: any), never a name read from a link. `walked` holds the
+    open fd of every directory walked so far, each already checked, so `..` and an
+    absolute link need no name. The last directory is checked by `last_check` (default:
+    the cache's own rule, _check_own)."""
+    final = last_check or _check_own
     given = [n for n in path.split("/") if n not in ("", ".")]
-    todo = [(n, i >= len(given) - 2) for i, n in enumerate(given)][::-1]
+    first_made = 0 if makeable is None else len(given) - makeable
+    todo = [(n, i >= first_made) for i, n in enumerate(given)][::-1]
     walked = [(os.open("/", _SEARCH), "/")]
     try:
         _check_ancestor(*walked[0])
@@ -144,20 +166,23 @@ def _open_location(path: str) -> int:
                 while target.startswith("/") and len(walked) > 1:
                     os.close(walked.pop()[0])
                 continue
-            walked.append(_step(fd, name, os.path.join(here, name), may_make, last=not todo))
+            walked.append(_step(fd, name, os.path.join(here, name), may_make, mode,
+                                final if not todo else None))
         return walked.pop()[0]
     finally:
         for fd, _ in walked:
             os.close(fd)
 
 
-def _step(dir_fd: int, name: str, path: str, may_make: bool, last: bool) -> Tuple[int, str]:
-    """Open (or make) one directory of the walk and check it on its fd."""
-    flags = _LIST if last else _SEARCH
-    fd = _open_or_make(dir_fd, name, flags, path) if may_make else \
+def _step(dir_fd: int, name: str, path: str, may_make: bool, mode: int,
+          last_check: Optional[Callable[[int, str], None]]) -> Tuple[int, str]:
+    """Open (or make) one directory of the walk and check it on its fd: with `last_check`
+    if it is the last one."""
+    flags = _SEARCH if last_check is None else _LIST
+    fd = _open_or_make(dir_fd, name, flags, path, mode) if may_make else \
         _openat(dir_fd, name, flags, path)
     try:
-        (_check_own if last else _check_ancestor)(fd, path)
+        (last_check or _check_ancestor)(fd, path)
     except BaseException:
         os.close(fd)
         raise
@@ -206,14 +231,14 @@ def _is_link(dir_fd: int, name: str) -> bool:
         return False
 
 
-def _open_or_make(dir_fd: int, name: str, flags: int, path: str) -> int:
+def _open_or_make(dir_fd: int, name: str, flags: int, path: str, mode: int) -> int:
     try:
         return _openat(dir_fd, name, flags, path)
     except _Missing:
         if os.fstat(dir_fd).st_uid != os.geteuid():
             raise  # create only in a directory of our own: never /nonexistent/.cache
     try:
-        os.mkdir(name, 0o700, dir_fd=dir_fd)
+        os.mkdir(name, mode, dir_fd=dir_fd)
     except FileExistsError:
         pass  # made meanwhile: opened and checked below like any other
     except OSError:
@@ -224,11 +249,11 @@ def _open_or_make(dir_fd: int, name: str, flags: int, path: str) -> int:
 def _check_ancestor(fd: int, path: str) -> None:
     st = os.fstat(fd)
     if st.st_uid not in (0, os.geteuid()):
-        raise _Refused(f"{path} belongs to uid {st.st_uid}, who could swap the cache for "
-                       "files of their own")
+        raise _Refused(f"{path} belongs to uid {st.st_uid}, who could swap what is in it "
+                       "for files of their own")
     if st.st_mode & _OTHERS_WRITE and not st.st_mode & stat.S_ISVTX:
         raise _Refused(f"{path} is writable by group or others (mode "
-                       f"{stat.S_IMODE(st.st_mode):o}), who could swap the cache")
+                       f"{stat.S_IMODE(st.st_mode):o}), who could swap what is in it")
 
 
 def _check_own(fd: int, path: str) -> None:

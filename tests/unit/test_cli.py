@@ -167,8 +167,8 @@ def test_a_spec_that_is_no_regular_file_or_too_big_is_refused_without_reading_it
 def test_render_out_to_a_path_that_cannot_be_a_directory_is_a_clear_error():
     res = ebpf_run("render", "specs/hello.yaml", "--out", "/dev/null/x")
     assert res.returncode == 3
-    assert res.stderr == ("ebpf-run: error: cannot write /dev/null/x/hello.c: Not a directory "
-                          "(/dev/null/x)\n")
+    assert res.stderr == ("ebpf-run: error: cannot write /dev/null/x/hello.c: /dev/null: Not a "
+                          "directory\n")
 
 
 def test_a_duration_must_be_a_finite_positive_number():
@@ -278,3 +278,32 @@ def test_render_out_that_cannot_be_written_exits_3(tmp_path):
     assert res.stderr.startswith(f"ebpf-run: error: cannot write {out / 'hello-buffer.c'}: "), \
         res.stderr
     assert sorted(p.name for p in out.iterdir()) == ["hello-buffer.c"]  # no temp file left
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="plants another user's link, as root would meet it")
+def test_render_out_follows_no_link_another_user_planted_on_the_way(tmp_path):
+    """`render --out /tmp/out/gen` as root, /tmp/out a link another user planted in the
+    sticky /tmp: root wrote into the link's target (/etc, say), making its directories."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    target = tmp_path / "etc"
+    target.mkdir()
+    (shared / "out").symlink_to(target)
+    os.lchown(shared / "out", 65534, 65534)
+    res = ebpf_run("render", "specs/hello.yaml", "--out", str(shared / "out" / "gen"))
+    assert res.returncode == 3 and "Traceback" not in res.stderr
+    assert res.stderr == (f"ebpf-run: error: cannot write {shared}/out/gen/hello.c: "
+                          f"{shared}/out is a symbolic link of uid 65534 in a directory others "
+                          "can write, who could point it anywhere\n")
+    assert list(target.iterdir()) == []
+    writable = tmp_path / "open"
+    writable.mkdir()
+    writable.chmod(0o777)  # not sticky: anyone could rename what root makes in it
+    res = ebpf_run("render", "specs/hello.yaml", "--out", str(writable / "gen"))
+    assert res.returncode == 3 and "writable by group or others" in res.stderr, res.stderr
+    assert list(writable.iterdir()) == []
+    os.lchown(shared / "out", 0, 0)  # root's own link is honoured, and what is missing made
+    res = ebpf_run("render", "specs/hello.yaml", "--out", str(shared / "out" / "a" / "b"))
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in (target / "a" / "b").iterdir()) == ["hello.c", "hello.py"]
