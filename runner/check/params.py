@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Dict, Tuple
+from typing import Dict, Mapping, Tuple
 
 from runner.check.checker import Checker
-from runner.model.spec import Param, Spec
+from runner.kinds import perf_events
+from runner.model.spec import Param, Probe, Spec
 from runner.model.types import SCALARS
+from runner.support.comment_text import comment_text
 
 
 def check(ck: Checker) -> Tuple[Param, ...]:
@@ -72,5 +74,39 @@ def apply(spec: Spec, values: Dict[str, str]) -> Spec:
         if problem:
             raise ValueError(f"--set {name}={text}: {problem}")
         known[name] = replace(known[name], value=value)
-    return replace(spec, params=tuple(known[p.name] for p in spec.params))
+    probes = tuple(_sampling(p, known, values) for p in spec.probes)
+    return replace(spec, params=tuple(known[p.name] for p in spec.params), probes=probes)
+
+
+# A number of a sampling probe's attach text may name a parameter (profile: "hz:{params.hz}"),
+# as a message names a value: the perf event is opened with the applied value.
+_PLACEHOLDER = re.compile(r"\{params\.([^{}]*)\}")
+
+
+def placeholders(text: str) -> Tuple[str, ...]:
+    """The parameter names an attach text's `{params.NAME}` name, in order."""
+    return tuple(_PLACEHOLDER.findall(text))
+
+
+def fill(text: str, known: Mapping[str, Param]) -> str:
+    """The text with each `{params.NAME}` replaced by that parameter's value, in decimal."""
+    return _PLACEHOLDER.sub(lambda m: str(known[m.group(1)].value), text)
+
+
+def _sampling(probe: Probe, known: Dict[str, Param], given: Dict[str, str]) -> Probe:
+    """The probe with its sampling targets filled with the applied values, each checked as
+    the checker checks a literal (the defaults passed there; a failure is a --set value)."""
+    out = []
+    for c in probe.candidates:
+        if c.template:
+            target = fill(c.template, known)
+            try:
+                perf_events.parse(*target.split(":", 1))
+            except perf_events.PerfEventError as e:
+                sets = " ".join(f"--set {n}={given[n]}" for n in placeholders(c.template)
+                                if n in given)
+                raise ValueError(f"{sets}: probe '{probe.name}': {e}") from None
+            c = replace(c, target=target, describe=comment_text(f"{c.kind} {target}"))
+        out.append(c)
+    return replace(probe, candidates=tuple(out))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, List, Optional, Set, Tuple
 
-from runner.check import exits
+from runner.check import exits, params
 from runner.check.action_lists import check_list, tail_maps
 from runner.check.checker import Checker
 from runner.check.fields import probe_args
@@ -44,7 +44,7 @@ def check(ck: Checker, name: str) -> Optional[Probe]:
             fn = replace(fn, kfunc=p.target)
         describe = comment_text(f"{p.kind} {p.target}" if not p.syscall else
                                 f"{p.kind} on the {p.syscall} syscall")
-        out.append(Candidate(p.kind, p.target, p.syscall, fn, describe))
+        out.append(Candidate(p.kind, p.target, p.syscall, fn, describe, p.template))
     return Probe(name, ck.origin(path), bool(raw.get("optional", False)), tuple(out), ())
 
 
@@ -64,17 +64,37 @@ def options(ck: Checker, name: str) -> List[Option]:
             out += [(p, path) for p in found]
             continue
         if option.perf_event:
-            try:
-                perf_events.parse(key, target)
-            except perf_events.PerfEventError as e:
-                ck.err((*path, key), str(e))
-                continue
+            out += [(p, path) for p in _sampling(ck, (*path, key), option, target, suffix)]
+            continue
         out += [(p, path) for p in option.expand(target, None, suffix)]
     # Two options of the same kind need distinct function names.
     variants = [p.variant for p, _ in out]
     return [(p, path) if CANDIDATE_KINDS.lookup(p.kind).named_by_bcc
             or variants.count(p.variant) == 1 else (replace(p, variant=f"{p.variant}{i}"), path)
             for i, (p, path) in enumerate(out)]
+
+
+def _sampling(ck: Checker, path: PathKey, option: AttachOption, target: str,
+              suffix: str) -> Tuple[Planned, ...]:
+    """A sampling option's candidate, each `{params.NAME}` in its text filled with that
+    parameter's default and the result checked as a literal is (`apply` does both again)."""
+    names = params.placeholders(target)
+    unknown = [n for n in names if n not in ck.params]
+    for n in unknown:
+        ck.unknown(path, "parameter", n, ck.params)
+    if unknown:
+        return ()
+    text = params.fill(target, ck.params)
+    try:
+        perf_events.parse(option.name, text)
+    except perf_events.PerfEventError as e:
+        ck.err(path, str(e) + (f" (from '{target}')" if names else ""))
+        return ()
+    planned = option.expand(text, None, suffix)
+    if not names:
+        return planned
+    template, = option.expand(target, None, suffix)
+    return tuple(replace(p, template=template.target) for p in planned)
 
 
 def _syscall(ck: Checker, path: PathKey, name: str, option: AttachOption,

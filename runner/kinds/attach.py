@@ -102,6 +102,7 @@ class Planned:
     context: str  # a CONTEXTS name
     filter_nr: Optional[int]  # raw sys_enter: only this syscall number
     variant: str  # suffix of the generated function's name
+    template: str = ""  # Candidate.template: the target before parameters were filled in
 
 
 # expand(target, syscall number or None, suffix) -> candidates; the suffix tells apart two

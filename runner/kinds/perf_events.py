@@ -8,7 +8,8 @@ A target is bpftrace's text after the probe type, with optional filters:
     profile: "ms:10 cpu=0"       software: "context-switches pid=1234"
 
 The checker parses it (`parse`, errors name what is wrong); the kernel stage parses the
-same text again to attach (runner/kernel/attach.py), so the model carries only the text.
+same text again to attach (runner/kernel/attach.py), so the model carries only the text. A
+number written `{params.NAME}` is filled in before either parses (runner/check/params.py).
 """
 
 from __future__ import annotations

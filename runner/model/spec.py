@@ -288,6 +288,9 @@ class Candidate:
     syscall: Optional[str]  # set for the kprobe form of `syscall:`
     function: Function
     describe: str  # e.g. "tracepoint syscalls:sys_enter_execve"
+    # A sampling target as written, `{params.NAME}` in it (profile:hz:{params.hz}): `target`
+    # has the values filled in, and runner/check/params.py's apply fills it again; "" if none.
+    template: str = ""
 
 
 @dataclass(frozen=True)
