@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 from bpftrace_oracle import Bpftrace, needs_bpftrace
@@ -80,23 +81,29 @@ def _count(run: Run) -> int:
     return sum(found)
 
 
+def _profile_beside_bpftrace(spec: Path, hz: int, workload: Path, seconds: str,
+                            *args: str) -> Tuple[int, int, float, Run]:
+    """Our samples of the workload, bpftrace's at `hz`, and the samples its CPU time asks."""
+    oracle = Bpftrace(f'profile:hz:{hz} /comm == "ersample"/ {{ @ = count(); }}')
+    try:
+        with Run(str(spec), "--json", *args) as run:
+            run.wait_ready()
+            used = float(subprocess.run([str(workload), seconds], capture_output=True,
+                                        text=True, check=True).stdout)
+            assert run.stop() == 0
+            ours = _count(run)
+    finally:
+        theirs = oracle.stop()
+    bt = int(next(ln for ln in theirs if ln.startswith("@:")).split()[1])
+    return ours, bt, used * hz, run
+
+
 @needs_bpftrace
 def test_profile_samples_a_busy_process_as_its_cpu_time_says_and_as_bpftrace(tmp_path,
                                                                             workload):
     spec = tmp_path / "profile.yaml"
     spec.write_text(PROFILE)
-    oracle = Bpftrace('profile:hz:99 /comm == "ersample"/ { @ = count(); }')
-    try:
-        with Run(str(spec), "--json") as run:
-            run.wait_ready()
-            used = float(subprocess.run([str(workload), "1.5"], capture_output=True, text=True,
-                                        check=True).stdout)
-            assert run.stop() == 0
-            ours = _count(run)
-    finally:
-        theirs = oracle.stop()
-    expected = used * 99
-    bt = int(next(ln for ln in theirs if ln.startswith("@:")).split()[1])
+    ours, bt, expected, run = _profile_beside_bpftrace(spec, 99, workload, "1.5")
     # A 99 Hz clock on each CPU hits a running process once per 10.1 ms it runs; what
     # blurs it is where its slices fall against the tick (and bpftrace's tick is its own).
     # 30% holds well clear of that at 150 expected samples, and fails a wrong rate
@@ -104,6 +111,20 @@ def test_profile_samples_a_busy_process_as_its_cpu_time_says_and_as_bpftrace(tmp
     assert 0.7 * expected <= ours <= 1.3 * expected, (ours, expected, bt)
     assert 0.7 * expected <= bt <= 1.3 * expected, (ours, expected, bt)
     assert "ebpf-run: on_cpu: attached to perf_event profile:hz:99" in run.err
+
+
+@needs_bpftrace
+def test_set_hz_samples_at_the_rate_set_not_the_default(tmp_path, workload):
+    spec = tmp_path / "profile.yaml"
+    spec.write_text(PROFILE.replace("probes:", "params:\n  hz: {type: u32, default: 99}\n"
+                                    "probes:").replace('"hz:99"', '"hz:{params.hz}"'))
+    ours, bt, expected, run = _profile_beside_bpftrace(spec, 499, workload, "1", "--set",
+                                                       "hz=499")
+    # ~500 samples expected: the slice-edge blur of the 99 Hz test is smaller here in
+    # proportion, and 30% still fails the default (99 Hz: a fifth of it) or 999 Hz (twice).
+    assert 0.7 * expected <= ours <= 1.3 * expected, (ours, expected, bt)
+    assert 0.7 * expected <= bt <= 1.3 * expected, (ours, expected, bt)
+    assert "ebpf-run: on_cpu: attached to perf_event profile:hz:499" in run.err
 
 
 @needs_bpftrace

@@ -115,3 +115,11 @@ def test_a_parameter_s_default_is_checked_where_the_target_is(target, default, c
         _hz_spec(target, default, cpu)
     assert str(info.value).startswith("test.yaml:" + message), str(info.value)
 
+
+def test_set_hz_on_the_profile_tool_exits_2_with_the_reason():
+    done = subprocess.run([sys.executable, "-m", "runner", "render",
+                           "specs/tools/profile.yaml", "--set", "hz=10001"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr == ("ebpf-run: error: --set hz=10001: probe 'on_cpu': the frequency "
+                           "10001 is more than 10000\n")
