@@ -116,7 +116,7 @@ def test_stackcount_counts_wakeups_on_bpftraces_kernel_stacks(tmp_path):
     # wait yet when the child exits (a busy machine) is not woken.
     child = tmp_path / "erwake"
     shutil.copy("/bin/sleep", child)
-    oracle = Bpftrace('tracepoint:sched:sched_wakeup /comm == "erwake"/ '
+    oracle = Bpftrace('tracepoint:sched:sched_waking /comm == "erwake"/ '
                       '{ @[kstack, comm] = count(); }')
     try:
         with Run(str(TOOLS / "stackcount.yaml"), "--json") as run:
