@@ -70,7 +70,8 @@ class Bpftrace:
         left out."""
         self.proc.send_signal(signal.SIGINT)
         try:
-            self.proc.wait(60)
+            # Its dump symbolizes user stacks: over a minute in the emulated VM.
+            self.proc.wait(60 * SLOW)
         finally:
             self.kill()
         self._reader.join(10)
