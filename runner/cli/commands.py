@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import sys
@@ -13,7 +12,7 @@ from runner.errors import SpecError
 from runner.model.spec import Spec
 from runner.output.stdout import OutputUnwritable
 from runner.pipeline import check, compile_spec
-from runner.support.cache_dir import Refused, open_output_dir
+from runner.support.cache_dir import Refused, open_output_dir, replace_file
 
 
 def validate(paths: List[str]) -> int:
@@ -107,26 +106,12 @@ def _write(dir_fd: int, file: Path, text: str) -> None:
     name held (a link someone planted to /etc/passwd, a hard link, a FIFO) is replaced,
     never written through, and a reader sees the old file or the whole new one."""
     try:
-        _replace(dir_fd, file.name, text.encode())
+        replace_file(dir_fd, file.name, text.encode())
     except OSError as e:
         # The errno text alone ("Not a directory") does not say which path: name it.
         raise OutputUnwritable(f"cannot write {file}: {e.strerror or e}"
                                + (f" ({e.filename})" if e.filename and
                                   str(e.filename) != str(file) else "")) from None
-
-
-def _replace(dir_fd: int, name: str, data: bytes) -> None:
-    tmp = f".{name}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o644, dir_fd=dir_fd)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=dir_fd)
-        raise
 
 
 def tail_call_tables(spec: Spec) -> str:

@@ -21,6 +21,7 @@ from runner.output.stacks import Sample, folded
 from runner.runtime.aggdump import Aggregations, shown
 from runner.runtime.options import Options
 from runner.runtime.stacks import resolved
+from runner.support.cache_dir import Refused, write_output
 
 KINDS = ("count", "sum")  # a value that adds up along a stack: a flame graph's width
 
@@ -73,8 +74,11 @@ def _sample(agg: Aggregation, parts: Any, value: Any) -> Sample:
 
 
 def _write(path: str, flag: str, text: str) -> None:
+    """As render --out writes: no link another user planted on the way, or at the name,
+    decides what root overwrites (support/cache_dir.py)."""
     try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_output(path, text.encode("utf-8"))
+    except Refused as e:
+        raise EnvironmentProblem(f"{flag} {path}: {e}") from None
     except OSError as e:
         raise EnvironmentProblem(f"{flag} {path}: {e.strerror or e}") from None

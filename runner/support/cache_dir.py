@@ -38,6 +38,7 @@ user's file after a few runs. So trust is decided on open files, never on names:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -130,6 +131,33 @@ def open_output_dir(path: str) -> int:
 
 
 Refused = _Refused  # what open_output_dir raises, for its callers
+
+
+def replace_file(dir_fd: int, name: str, data: bytes) -> None:
+    """Write `name` in the open directory as a new file renamed over the name: whatever
+    the name held (a link someone planted to /etc/passwd, a hard link, a FIFO) is
+    replaced, never written through, and a reader sees the old file or the whole new one."""
+    tmp = f".{name}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o644, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+
+
+def write_output(path: str, data: bytes) -> None:
+    """A file root writes where a user asked (`--folded FILE`): its directory walked as
+    open_output_dir does, the file replaced as replace_file does. OSError or Refused."""
+    dir_fd = open_output_dir(os.path.dirname(os.path.abspath(path)))
+    try:
+        replace_file(dir_fd, os.path.basename(path), data)
+    finally:
+        os.close(dir_fd)
 
 
 def _open_location(path: str, makeable: Optional[int] = 2, mode: int = 0o700,

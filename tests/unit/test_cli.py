@@ -307,3 +307,26 @@ def test_render_out_follows_no_link_another_user_planted_on_the_way(tmp_path):
     res = ebpf_run("render", "specs/hello.yaml", "--out", str(shared / "out" / "a" / "b"))
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in (target / "a" / "b").iterdir()) == ["hello.c", "hello.py"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="plants another user's link, as root would meet it")
+def test_a_folded_or_flamegraph_file_is_never_written_through_a_planted_link(tmp_path):
+    """`--folded /tmp/x` as root, /tmp/x a link to /etc/something: root overwrote the
+    target (the file was opened by name). Now the name is replaced, the target untouched,
+    and a directory on the way that another user's link chose is refused."""
+    from runner.support.cache_dir import Refused, write_output
+
+    target = tmp_path / "passwd"
+    target.write_text("root:x:0:0\n")
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    (shared / "cpu.folded").symlink_to(target)
+    write_output(str(shared / "cpu.folded"), b"a;b 1\n")
+    assert target.read_text() == "root:x:0:0\n"
+    assert (shared / "cpu.folded").read_text() == "a;b 1\n"
+    (shared / "out").symlink_to(tmp_path)
+    os.lchown(shared / "out", 65534, 65534)
+    with pytest.raises(Refused, match="symbolic link of uid 65534"):
+        write_output(str(shared / "out" / "cpu.svg"), b"<svg/>")
+    assert not (tmp_path / "cpu.svg").exists()
