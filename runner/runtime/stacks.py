@@ -22,7 +22,7 @@ from runner.symbols.kernel import KernelSymbols
 from runner.symbols.user import UserSymbols
 
 EFAULT = 14
-LOST = Frame(0, "[lost stack]")
+LOST = Frame(0, "[lost stack]", marker=True)
 Frames = Tuple[Frame, ...]
 Parts = Tuple[Any, ...]  # a key's parts: Frames for a stack field, else its value
 
