@@ -12,16 +12,21 @@ counted as lost (a full map, a hash collision), shown as the one frame LOST.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from runner.model.aggregates import Entry, Key
-from runner.model.spec import Aggregation, Spec
+from runner.model.spec import Aggregation, Spec, Struct
+from runner.model.stacks import STACK_PID, StackMap
+from runner.output.stacks import FieldStack
+from runner.runtime.decode import RecordDecoder
 from runner.symbols.frames import Frame
 from runner.symbols.kernel import KernelSymbols
 from runner.symbols.user import UserSymbols
 
 EFAULT = 14
+EVENT_CACHE = 65536  # events' symbolized stacks kept (then the cache starts again)
 LOST = Frame(0, "[lost stack]", marker=True)
 Frames = Tuple[Frame, ...]
 Parts = Tuple[Any, ...]  # a key's parts: Frames for a stack field, else its value
@@ -38,6 +43,8 @@ class StackReader:
         self._addresses: Dict[Tuple[str, int], Optional[List[int]]] = {}
         # A dump's symbolized stacks: keys share stacks (one kstack under many comms)
         self._frames: Dict[Tuple[str, int, int], Frames] = {}
+        # Events' stacks, by (map, id, pid): kept across the run (see event_frames)
+        self._events: Dict[Tuple[str, int, int], Frames] = {}
 
     def on_pids(self, data: bytes, size: int, count: int) -> None:
         """Ring records of pids whose user stacks were just taken: read each one's mappings
@@ -72,6 +79,25 @@ class StackReader:
             found = self._frames[(name, sid, pid)] = self._symbolize(name, sid, pid)
         return found
 
+    def event_frames(self, maps: Any, m: StackMap, sid: int, pid: int) -> Frames:
+        """Stack `sid` of map `m` in an event (kernel frames with pid -1), read and
+        symbolized once: an id keeps its stack for the whole run (the map is never cleared,
+        and without BPF_F_REUSE_STACKID the kernel never replaces a stack), so repeated
+        stacks cost no lookup."""
+        if sid < 0:
+            return () if sid == -EFAULT else (LOST,)
+        found = self._events.get((m.name, sid, pid))
+        if found is None:
+            if len(self._events) >= EVENT_CACHE:
+                self._events.clear()
+            addresses = maps.stack(m, sid)
+            if addresses is None:
+                return (LOST,)
+            symbolize = self.kernel.frame if pid < 0 else \
+                (lambda a: self.user.frame(pid, a))
+            found = self._events[(m.name, sid, pid)] = tuple(symbolize(a) for a in addresses)
+        return found
+
     def _symbolize(self, name: str, sid: int, pid: int) -> Frames:
         """Stack `sid` of map `name`: kernel frames (pid -1), or user frames of `pid`."""
         addresses = self._addresses.get((name, sid))
@@ -92,3 +118,31 @@ def resolved(reader: StackReader, maps: Any, agg: Aggregation, entries: List[Ent
                       for i, k in enumerate(agg.keys))
         out.append((parts, e))
     return out
+
+
+def with_stacks(dec: RecordDecoder, reader: StackReader, maps: Any) -> RecordDecoder:
+    """dec, whose records come out with their stack fields as frames (FieldStack: a list
+    for JSON, bpftrace's lines in a format) and without the hidden pid of a ustack."""
+    fields = [(f.name, reader.maps[f.type.depth], f.type.base == "ustack")
+              for f in dec.struct.layout.fields if f.type.is_stack]
+    if not fields:
+        return dec
+    return dataclasses.replace(dec, fields=_resolving(dec.fields, fields, reader, maps))
+
+
+def _resolving(decoded: Callable[[Any], Dict[str, Any]],
+               stacks: List[Tuple[str, StackMap, bool]], reader: StackReader, maps: Any
+               ) -> Callable[[Any], Dict[str, Any]]:
+    def fields(record: Any) -> Dict[str, Any]:
+        out = decoded(record)
+        pid = out.pop(STACK_PID, -1)
+        for name, m, user in stacks:
+            frames = reader.event_frames(maps, m, out[name], pid if user else -1)
+            out[name] = FieldStack(f.text for f in frames)
+        return out
+
+    return fields
+
+
+def has_stacks(struct: Struct) -> bool:
+    return any(f.type.is_stack for f in struct.layout.fields)
