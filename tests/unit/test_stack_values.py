@@ -1,6 +1,7 @@
-"""A kernel stack stored in a hash map's value (user stacks: test_event_stacks.py) (a struct field filled by `kstack`), looked
+"""A kernel stack stored in a hash map's value (a struct field filled by `kstack`), looked
 up later and copied into an aggregation's key field of the same kind and depth: the model,
-the rendered C, and the located errors for every other use."""
+the rendered C, and the located errors for every other use (user stacks stored with their
+pid: test_event_stacks.py)."""
 
 from __future__ import annotations
 
