@@ -26,7 +26,7 @@ from runner.symbols.kernel import KernelSymbols
 from runner.symbols.user import UserSymbols
 
 EFAULT = 14
-EVENT_CACHE = 65536  # events' symbolized stacks kept (then the cache starts again)
+EVENT_CACHE = 65536  # events' stacks kept as shown, by (map, id, pid); then it starts again
 LOST = Frame(0, "[lost stack]", marker=True)
 Frames = Tuple[Frame, ...]
 Parts = Tuple[Any, ...]  # a key's parts: Frames for a stack field, else its value
@@ -43,8 +43,6 @@ class StackReader:
         self._addresses: Dict[Tuple[str, int], Optional[List[int]]] = {}
         # A dump's symbolized stacks: keys share stacks (one kstack under many comms)
         self._frames: Dict[Tuple[str, int, int], Frames] = {}
-        # Events' stacks, by (map, id, pid): kept across the run (see event_frames)
-        self._events: Dict[Tuple[str, int, int], Frames] = {}
 
     def on_pids(self, data: bytes, size: int, count: int) -> None:
         """Ring records of pids whose user stacks were just taken: read each one's mappings
@@ -80,23 +78,18 @@ class StackReader:
         return found
 
     def event_frames(self, maps: Any, m: StackMap, sid: int, pid: int) -> Frames:
-        """Stack `sid` of map `m` in an event (kernel frames with pid -1), read and
-        symbolized once: an id keeps its stack for the whole run (the map is never cleared,
-        and without BPF_F_REUSE_STACKID the kernel never replaces a stack), so repeated
-        stacks cost no lookup."""
+        """Stack `sid` of map `m` in an event: kernel frames (pid -1), or user frames of
+        `pid`. An id keeps its stack for the whole run (the map is never cleared, and
+        without BPF_F_REUSE_STACKID the kernel never replaces a stack): with_stacks keeps
+        what it showed, so a repeated stack costs no lookup."""
         if sid < 0:
             return () if sid == -EFAULT else (LOST,)
-        found = self._events.get((m.name, sid, pid))
-        if found is None:
-            if len(self._events) >= EVENT_CACHE:
-                self._events.clear()
-            addresses = maps.stack(m, sid)
-            if addresses is None:
-                return (LOST,)
-            symbolize = self.kernel.frame if pid < 0 else \
-                (lambda a: self.user.frame(pid, a))
-            found = self._events[(m.name, sid, pid)] = tuple(symbolize(a) for a in addresses)
-        return found
+        addresses = maps.stack(m, sid)
+        if addresses is None:
+            return (LOST,)
+        if pid < 0:
+            return tuple(self.kernel.frame(a) for a in addresses)
+        return tuple(self.user.frame(pid, a) for a in addresses)
 
     def _symbolize(self, name: str, sid: int, pid: int) -> Frames:
         """Stack `sid` of map `name`: kernel frames (pid -1), or user frames of `pid`."""
@@ -133,12 +126,22 @@ def with_stacks(dec: RecordDecoder, reader: StackReader, maps: Any) -> RecordDec
 def _resolving(decoded: Callable[[Any], Dict[str, Any]],
                stacks: List[Tuple[str, StackMap, bool]], reader: StackReader, maps: Any
                ) -> Callable[[Any], Dict[str, Any]]:
+    shown: Dict[Tuple[str, int, int], FieldStack] = {}  # the texts of the stacks seen
+
     def fields(record: Any) -> Dict[str, Any]:
         out = decoded(record)
         pid = out.pop(STACK_PID, -1)
         for name, m, user in stacks:
-            frames = reader.event_frames(maps, m, out[name], pid if user else -1)
-            out[name] = FieldStack(f.text for f in frames)
+            key = (m.name, out[name], pid if user else -1)
+            found = shown.get(key)
+            if found is None:
+                frames = reader.event_frames(maps, m, key[1], key[2])
+                found = FieldStack(f.text for f in frames)
+                if frames != (LOST,):  # a stack not (yet) readable is read again next time
+                    if len(shown) >= EVENT_CACHE:
+                        shown.clear()
+                    shown[key] = found
+            out[name] = found
         return out
 
     return fields
