@@ -9,6 +9,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from runner.check.checker import Checker, Skip
 from runner.model.spec import Struct
+from runner.model.stacks import STACK_PID
 from runner.model.types import TypeRef
 from runner.spec.loader import PathKey
 from runner.support.hints import did_you_mean, known
@@ -114,7 +115,8 @@ def try_format(ck: Checker, path: PathKey, fmt: str, *samples: Dict[str, Any]) -
 
 
 def default_format(struct: Struct) -> str:
-    return " ".join(f"{f.name}={{{f.name}}}" for f in struct.layout.fields)
+    return " ".join(f"{f.name}={{{f.name}}}" for f in struct.layout.fields
+                    if f.name != STACK_PID)
 
 
 def sample_value(t: TypeRef, structs: Dict[str, Struct], high: bool = False) -> Any:
@@ -122,6 +124,8 @@ def sample_value(t: TypeRef, structs: Dict[str, Struct], high: bool = False) -> 
     type's lowest value, or with `high` its highest (`{ktime:c}` passes with 0 only)."""
     if t.is_string:
         return "x" * ((t.count or 1) - 1) if high else ""
+    if t.is_stack:  # as the runtime formats one (runner/output/stacks.py): text lines
+        return "\n        f+1\n" if high else ""
     if t.is_struct:
         one: Any = sample_record(structs[t.base], structs, high)
     else:

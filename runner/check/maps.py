@@ -74,7 +74,6 @@ def _event_type(ck: Checker, path: PathKey, kind: MapKind, m: Dict[str, Any]) ->
         ck.err(path, f"a {kind.name} map needs 'value': the event struct it carries")
         raise Skip
     value = _type(ck, path, m, "value", "")
-    _no_stack(ck, (*path, "value"), value, "an event")
     if not (value.is_struct and value.count is None):
         ck.err((*path, "value"), f"a {kind.name} map's value must be a struct, not {value}")
         raise Skip

@@ -8,6 +8,7 @@ from runner.check import formats, readable
 from runner.check.checker import Checker, Skip
 from runner.kinds.maps import MAP_KINDS, buffer_names
 from runner.model.spec import EventOutput, MapOutput
+from runner.model.stacks import STACK_PID
 from runner.spec.loader import PathKey
 
 
@@ -40,7 +41,8 @@ def _event_output(ck: Checker, path: PathKey, entry: Dict[str, Any],
     decodes = readable.check(ck, (*path, "decode"), struct, entry.get("decode", {}))
     fmt = entry.get("format") or readable.default_format(struct, decodes, ck)
     try:
-        names = {f.name for f in struct.layout.fields} | set(readable.names(ck, decodes))
+        names = {f.name for f in struct.layout.fields if f.name != STACK_PID} | \
+            set(readable.names(ck, decodes))
         formats.fields(ck, (*path, "format"), fmt, names, f"field of {struct.name}")
         formats.try_format(
             ck, (*path, "format"), fmt,

@@ -8,6 +8,7 @@ from typing import Any, Dict, Tuple
 from runner.check.checker import Checker
 from runner.kinds.decoders import Decoders, UnknownDecoder
 from runner.model.spec import Struct
+from runner.model.stacks import STACK_PID
 from runner.spec.loader import PathKey
 
 Decodes = Tuple[Tuple[str, str], ...]  # (field, decoder name)
@@ -53,7 +54,8 @@ def default_format(struct: Struct, decodes: Decodes, ck: Checker) -> str:
     """name=value for every field, the readable name where a decoder keeps the raw one."""
     kept = names(ck, decodes)
     return " ".join(f"{f.name}={{{f.name}_name}}" if f"{f.name}_name" in kept
-                    else f"{f.name}={{{f.name}}}" for f in struct.layout.fields)
+                    else f"{f.name}={{{f.name}}}" for f in struct.layout.fields
+                    if f.name != STACK_PID)
 
 
 def samples(record: Dict[str, Any], ck: Checker, decodes: Decodes) -> Dict[str, Any]:

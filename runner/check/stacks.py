@@ -11,12 +11,15 @@ failed capture: counted as a loss, and the sample is kept with a `[lost stack]` 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional, Tuple
 
 from runner.check.arith import Typed
 from runner.check.checker import Checker, Skip
-from runner.model.spec import Assign, Map, StackCapture, StackPids
-from runner.model.stacks import STACK_LOSS, StackMap
+from runner.check.resolve import use_builtin
+from runner.check.scope import ActionScope
+from runner.model.expr import BuiltinRef, Cast
+from runner.model.spec import Assign, Map, StackCapture, StackPids, Struct
+from runner.model.stacks import STACK_LOSS, STACK_PID, StackMap
 from runner.model.types import STACKS, TypeRef
 from runner.spec.loader import PathKey
 
@@ -69,3 +72,35 @@ def misused(ck: Checker, path: PathKey, name: str, target: str) -> None:
     ck.err(path, f"'{name}' is a stack ({STACKS[name]} frames), not {target}",
            f"a stack is a value of an aggregation's key field declared {name} or {name}[N]")
     raise Skip
+
+
+def record_pid(ck: Checker, path: PathKey, struct: Struct, done: Tuple[Assign, ...],
+               scope: ActionScope) -> Tuple[Assign, ...]:
+    """The assignments of a record (an event, a stored map value) with the hidden pid a
+    struct holding a ustack carries (runner/check/structs.py): the current process's, sent
+    once to ebpf-run so that its mappings are read while it lives."""
+    if not any(m.name == STACK_PID for m in struct.layout.fields):
+        return done
+    use_builtin(ck, path, "pid", scope)
+    ck.stack_pids = True
+    return (*done, Assign(STACK_PID, "stack_pid", Cast("u32", BuiltinRef("pid")), 0))
+
+
+def unset(ck: Checker, path: PathKey, struct: Struct, given: Mapping[str, Any]) -> None:
+    """An event's stack field left out would hold 0, which is a real stack's id: refused."""
+    missing = [f.name for f in struct.layout.fields if f.type.is_stack and f.name not in given]
+    if missing:
+        f = next(f for f in struct.layout.fields if f.name == missing[0])
+        ck.err(path, f"field '{f.name}' of struct '{struct.name}' is a {f.type}: set it "
+               f"(e.g. {f.name}: {f.type.base})", "an unset stack field would hold the id "
+               "of another stack")
+
+
+def copied_pid(raw: Any, locals_: Mapping[str, Typed]) -> Optional[Any]:
+    """Where a ustack copied from a map value (`b.stack`) has its pid: that value's hidden
+    pid field (`b.er_stack_pid`); None for a ustack taken here."""
+    read = locals_.get(raw) if isinstance(raw, str) else None
+    if read is None or read.stack is None or "." not in raw:
+        return None
+    pid = locals_.get(f"{raw.rsplit('.', 1)[0]}.{STACK_PID}")
+    return pid.node if pid is not None else None

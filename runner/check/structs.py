@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Set, Tuple
 from runner.check.checker import Checker
 from runner.check.names import name_ok
 from runner.model.spec import Struct
+from runner.model.stacks import STACK_PID
 from runner.model.types import SCALARS, TypeRef, TypeSyntaxError, lay_out, parse_type
 from runner.spec.loader import PathKey
 from runner.support.hints import did_you_mean, known
@@ -55,14 +56,12 @@ def _fields(ck: Checker, sname: str, fields: List[Dict[str, str]]) -> Fields:
         seen.add(fname)
         name_ok(ck, fpath, fname, "field")
         t = type_of(ck, fpath, tname, stacks=True)
-        if t and t.base == "ustack":
-            # Its addresses mean something only in the process that took it, and the pid of
-            # that process is not stored with it: a kernel stack needs none.
-            ck.err(fpath, f"field '{fname}': a ustack is not stored in a struct (its "
-                   "frames are resolved in the process that took it, whose pid it lacks)",
-                   "store a kstack, or aggregate the ustack where it is taken")
-        elif t:
+        if t:
             out.append((fname, t, ck.origin(fpath)))
+    if any(t.base == "ustack" for _, t, _ in out):
+        # A user stack's addresses mean something only in the process that took it: its pid
+        # goes with it, hidden (set where the record is filled; runner/check/stacks.py).
+        out.append((STACK_PID, TypeRef("u32"), ck.origin(path)))
     return out
 
 

@@ -14,6 +14,7 @@ from runner.check.scope import ActionScope
 from runner.kinds.builtins import BUILTINS
 from runner.model.expr import BuiltinRef, Cast, Const, PtrStr, StrSource, Value
 from runner.model.spec import Assign, Struct
+from runner.model.stacks import STACK_PID
 from runner.model.types import SCALARS, STACKS, Scalar, TypeRef
 from runner.spec.loader import PathKey
 from runner.support.hints import did_you_mean, known
@@ -196,7 +197,7 @@ def _string_source(ck: Checker, path: PathKey, raw: Any,
 def assigns(ck: Checker, path: PathKey, struct: Struct, values: Dict[str, Any],
             scope: ActionScope) -> Tuple[Assign, ...]:
     """The fields of a record (an event, a struct key) set from a mapping field -> value."""
-    fields = {m.name: m for m in struct.layout.fields}
+    fields = {m.name: m for m in struct.layout.fields if m.name != STACK_PID}
     out = []
     for fname, raw in values.items():
         fpath = (*path, fname)

@@ -11,7 +11,8 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 from runner.kinds.decoders.text import safe_text
 from runner.symbols.frames import Frame
 
-INDENT = "    "  # bpftrace's frame indent
+INDENT = "    "  # bpftrace's frame indent in a map's key
+EVENT_INDENT = 8 * " "  # and in printf's "%s" of a stack
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,19 @@ def frame_lines(frames: Sequence[Frame]) -> str:
     a line, innermost first; nothing for an empty stack. Names are escaped for the
     terminal: they come from any file a process maps."""
     return "".join(f"\n{INDENT}{safe_text(f.text)}" for f in frames) + ("\n" if frames else "")
+
+
+class FieldStack(List[str]):
+    """A stack field of an event: its frames' texts, innermost first. JSON writes it as the
+    list it is; a format (`{kstack}`) writes it as bpftrace's printf writes `%s` of a
+    kstack: a newline, then one frame a line indented by 8 spaces; nothing when empty."""
+
+    def __format__(self, spec: str) -> str:
+        text = "".join(f"\n{EVENT_INDENT}{safe_text(t)}" for t in self) + ("\n" if self else "")
+        return format(text, spec)
+
+    def __str__(self) -> str:
+        return self.__format__("")
 
 
 def as_json(frames: Sequence[Frame]) -> List[str]:

@@ -33,6 +33,7 @@ from runner.runtime.options import Options
 from runner.runtime.readable import readable
 from runner.runtime.records import Records
 from runner.runtime.signals import SIGNALS, Stop, handle_signals
+from runner.runtime.stacks import has_stacks, with_stacks
 
 POLL_MS = 100
 SIGNAL_NAMES = tuple(s.name for s in SIGNALS)  # Stop.reason after SIGINT or SIGTERM
@@ -138,11 +139,12 @@ class Runner:
     def open_channels(self, k: Kernel) -> None:
         for ev in self.spec.events:
             perf = not MAP_KINDS.lookup(ev.map.kind).ring  # a perf buffer's records have a header
-            dec = readable(decode.record_decoder(self.types, ev.struct, perf), ev.decode,
-                           self.aggs.decoders)
+            dec = readable(with_stacks(decode.record_decoder(self.types, ev.struct, perf),
+                                       self.aggs.stacks, k.maps), ev.decode, self.aggs.decoders)
             header = PERF_RECORD_HEADER if perf else 8
             batch = (decode.batch_formatter(self.types, ev.struct, ev.format, header)
-                     if self.sink.text_only and not ev.decode else None)
+                     if self.sink.text_only and not ev.decode and not has_stacks(ev.struct)
+                     else None)
             runs = self.records.ring_events(ev.map.name, ev.format, dec, ev.origin, batch,
                                             header)
             if perf:

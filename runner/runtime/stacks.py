@@ -12,16 +12,21 @@ counted as lost (a full map, a hash collision), shown as the one frame LOST.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from runner.model.aggregates import Entry, Key
-from runner.model.spec import Aggregation, Spec
+from runner.model.spec import Aggregation, Spec, Struct
+from runner.model.stacks import STACK_PID, StackMap
+from runner.output.stacks import FieldStack
+from runner.runtime.decode import RecordDecoder
 from runner.symbols.frames import Frame
 from runner.symbols.kernel import KernelSymbols
 from runner.symbols.user import UserSymbols
 
 EFAULT = 14
+EVENT_CACHE = 65536  # events' stacks kept as shown, by (map, id, pid); then it starts again
 LOST = Frame(0, "[lost stack]", marker=True)
 Frames = Tuple[Frame, ...]
 Parts = Tuple[Any, ...]  # a key's parts: Frames for a stack field, else its value
@@ -72,6 +77,20 @@ class StackReader:
             found = self._frames[(name, sid, pid)] = self._symbolize(name, sid, pid)
         return found
 
+    def event_frames(self, maps: Any, m: StackMap, sid: int, pid: int) -> Frames:
+        """Stack `sid` of map `m` in an event: kernel frames (pid -1), or user frames of
+        `pid`. An id keeps its stack for the whole run (the map is never cleared, and
+        without BPF_F_REUSE_STACKID the kernel never replaces a stack): with_stacks keeps
+        what it showed, so a repeated stack costs no lookup."""
+        if sid < 0:
+            return () if sid == -EFAULT else (LOST,)
+        addresses = maps.stack(m, sid)
+        if addresses is None:
+            return (LOST,)
+        if pid < 0:
+            return tuple(self.kernel.frame(a) for a in addresses)
+        return tuple(self.user.frame(pid, a) for a in addresses)
+
     def _symbolize(self, name: str, sid: int, pid: int) -> Frames:
         """Stack `sid` of map `name`: kernel frames (pid -1), or user frames of `pid`."""
         addresses = self._addresses.get((name, sid))
@@ -92,3 +111,41 @@ def resolved(reader: StackReader, maps: Any, agg: Aggregation, entries: List[Ent
                       for i, k in enumerate(agg.keys))
         out.append((parts, e))
     return out
+
+
+def with_stacks(dec: RecordDecoder, reader: StackReader, maps: Any) -> RecordDecoder:
+    """dec, whose records come out with their stack fields as frames (FieldStack: a list
+    for JSON, bpftrace's lines in a format) and without the hidden pid of a ustack."""
+    fields = [(f.name, reader.maps[f.type.depth], f.type.base == "ustack")
+              for f in dec.struct.layout.fields if f.type.is_stack]
+    if not fields:
+        return dec
+    return dataclasses.replace(dec, fields=_resolving(dec.fields, fields, reader, maps))
+
+
+def _resolving(decoded: Callable[[Any], Dict[str, Any]],
+               stacks: List[Tuple[str, StackMap, bool]], reader: StackReader, maps: Any
+               ) -> Callable[[Any], Dict[str, Any]]:
+    shown: Dict[Tuple[str, int, int], FieldStack] = {}  # the texts of the stacks seen
+
+    def fields(record: Any) -> Dict[str, Any]:
+        out = decoded(record)
+        pid = out.pop(STACK_PID, -1)
+        for name, m, user in stacks:
+            key = (m.name, out[name], pid if user else -1)
+            found = shown.get(key)
+            if found is None:
+                frames = reader.event_frames(maps, m, key[1], key[2])
+                found = FieldStack(f.text for f in frames)
+                if frames != (LOST,):  # a stack not (yet) readable is read again next time
+                    if len(shown) >= EVENT_CACHE:
+                        shown.clear()
+                    shown[key] = found
+            out[name] = found
+        return out
+
+    return fields
+
+
+def has_stacks(struct: Struct) -> bool:
+    return any(f.type.is_stack for f in struct.layout.fields)

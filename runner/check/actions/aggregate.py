@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
+from runner.check import stacks
 from runner.check.actions.base import ActionKind
 from runner.check.actions.state import map_key
 from runner.check.checker import Checker, Skip
@@ -66,9 +67,14 @@ def _key(ck: Checker, path: PathKey, agg: Aggregation, raw: Dict[str, Any],
         raise Skip
     done = assigns(ck, path, struct, raw, scope)
     if agg.stack_pid:  # the process whose addresses the ustack holds (hidden key field)
-        use_builtin(ck, path, "pid", scope)
-        done += (Assign(STACK_PID, "stack_pid", Cast("u32", BuiltinRef("pid")), 0),)
-        ck.stack_pids = True
+        ustack = next(k.name for k in agg.keys if k.type.base == "ustack")
+        stored = stacks.copied_pid(raw[ustack], scope.locals)
+        if stored is not None:  # taken earlier and stored with its pid (a map value)
+            done += (Assign(STACK_PID, "expr", stored, 0),)
+        else:
+            use_builtin(ck, path, "pid", scope)
+            done += (Assign(STACK_PID, "stack_pid", Cast("u32", BuiltinRef("pid")), 0),)
+            ck.stack_pids = True
     return done
 
 

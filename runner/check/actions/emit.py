@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Tuple
 
+from runner.check import stacks
 from runner.check.actions.base import ActionKind
 from runner.check.checker import Checker, Skip
 from runner.check.scope import ActionScope
@@ -29,8 +30,10 @@ class EmitKind(ActionKind):
         struct = ck.structs.get(m.value.base)
         if struct is None:
             raise Skip
-        return record(ck, origin, m, struct, assigns(ck, (*here, "set"), struct,
-                                                     e.get("set", {}), scope))
+        where = (*here, "set") if "set" in e else here
+        done = assigns(ck, (*here, "set"), struct, e.get("set", {}), scope)
+        stacks.unset(ck, where, struct, e.get("set", {}))
+        return record(ck, origin, m, struct, stacks.record_pid(ck, where, struct, done, scope))
 
 
 def record(ck: Checker, origin: str, m: Map, struct: Struct,

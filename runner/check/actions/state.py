@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from runner.check import resolve
+from runner.check import resolve, stacks
 from runner.check.actions.base import ActionKind
 from runner.check.actions.update import _key
 from runner.check.arith import Typed
@@ -158,7 +158,9 @@ class StoreKind(ActionKind):
                 ck.err(vpath, f"map '{m.name}' holds a struct ({m.value.base}): give its "
                        "fields as a mapping")
                 raise Skip
-            done = assigns(ck, vpath, ck.structs[m.value.base], s["value"], scope)
+            struct = ck.structs[m.value.base]
+            done = stacks.record_pid(ck, vpath, struct,
+                                     assigns(ck, vpath, struct, s["value"], scope), scope)
             return Store(origin, m, key, done, None,
                          ck.drop(m.name, MAP_KINDS.lookup(m.kind).full_reason))
         if m.value.count is not None:
