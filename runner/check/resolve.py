@@ -109,6 +109,11 @@ def enum_constant(arch: str, name: str, col: int) -> Optional[Typed]:
     return Typed(e.Const(value, name=name), "s64" if value < 2**63 else "u64", pos=col)
 
 
+def looks_constant(name: str) -> bool:
+    """Written as a kernel constant is (upper case): looked up among the enums'."""
+    return bool(_LOOKS_CONSTANT.match(name))
+
+
 def constant_hint(arch: str, name: str) -> Optional[str]:
     """For a name written as a constant (upper case) that no enum has: the nearest constant
     of the same prefix (TCP_SYNSENT -> TCP_SYN_SENT), and where they were looked for."""

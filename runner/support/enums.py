@@ -124,7 +124,7 @@ def enum_table(arch: str) -> EnumTable:
     else the shipped table."""
     if arch == syscalls.host_arch():
         try:
-            return from_btf(btf.load(), f"the running kernel's BTF ({btf.VMLINUX})")
+            return from_btf(btf.load(btf.VMLINUX), f"the running kernel's BTF ({btf.VMLINUX})")
         except btf.BtfError:
             pass
     return shipped_table()
