@@ -149,3 +149,11 @@ def test_every_enum_error_of_a_spec_is_reported(shipped):
         spec_from_text(_spec("args.newstate == TCP_SYNSENT",
                              decode="{state: enum tcp_stat, c: enum tcp_state}"))
     assert len(info.value.diagnostics) == 3
+
+
+def test_a_constant_two_enums_number_differently_is_refused(monkeypatch, tmp_path):
+    table = enums.parse_table("enum a\n\tTWICE 1\nenum b\n\tTWICE 2\n", "a test table")
+    monkeypatch.setattr("runner.check.resolve.enum_table", lambda arch: table)
+    assert_first_error(tmp_path, "ambiguous", _spec("args.newstate == TWICE"),
+                       "10:31: error: bad condition: 'TWICE' is a constant of several kernel "
+                       "enums, with different values (a test table): write the number", None)
