@@ -225,3 +225,36 @@ def test_drops_by_reason_are_bracketed_by_bpftrace_with_the_kernels_numbers():
               outer.maps()["@"].get(str(no_socket), 0)]
     assert n <= counts[0] <= counts[1] <= counts[2], (
         f"bpftrace inside {counts[0]}, ebpf-run {counts[1]}, bpftrace outside {counts[2]}")
+
+
+SOFTIRQS = ("tracepoint:irq:softirq_entry { @start[cpu] = nsecs; }"
+            " tracepoint:irq:softirq_exit /@start[cpu]/ { @[args->vec] = count();"
+            " delete(@start[cpu]); }")
+
+
+def test_softirqs_counts_per_vector_are_bracketed_by_bpftrace():
+    n = 5
+
+    def trigger() -> None:
+        # Each connect's SYN and reset are received in NET_RX softirqs on the loopback.
+        for _ in range(n):
+            with contextlib.suppress(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", closed), 5).close()
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    inner, run, outer = nested(SOFTIRQS, "softirqs", trigger)
+    names = enum_table(host_arch()).names_of("softirq")
+    mine = {r["key"]["vec"]: r for r in run.json() if r.get("map") == "time"}
+    assert all(r["key"]["vec_name"] == names[vec] for vec, r in mine.items()), mine
+    # A pair (entry, exit on one CPU) counted by the inner bpftrace fell in ebpf-run's
+    # window, and one ebpf-run counted in the outer's: per vector, inner <= mine <= outer.
+    # (The times are read by each program at its own instant: only the counts are exact.)
+    theirs_in, theirs_out = inner.maps()["@"], outer.maps()["@"]
+    for vec in sorted({int(v) for v in theirs_out} | set(mine)):
+        counts = (theirs_in.get(str(vec), 0), mine[vec]["count"] if vec in mine else 0,
+                  theirs_out.get(str(vec), 0))
+        assert counts[0] <= counts[1] <= counts[2], (names[vec], counts)
+    net_rx = enum_table(host_arch()).enum("softirq")["NET_RX_SOFTIRQ"]
+    assert theirs_in.get(str(net_rx), 0) >= n
