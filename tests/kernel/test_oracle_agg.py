@@ -202,20 +202,24 @@ def test_syscount_process_count_of_a_process_agrees_with_bpftrace():
     assert sum(mine.values()) >= n, f"both saw {mine}, fewer than its {n} getppid() calls"
 
 
-def test_drops_by_reason_are_bracketed_by_bpftrace_with_the_kernels_numbers():
-    n = 5
-
-    def trigger() -> None:
-        # Each connect's SYN finds no socket: the kernel resets it and drops the SYN.
-        for _ in range(n):
-            with contextlib.suppress(ConnectionRefusedError):
-                socket.create_connection(("127.0.0.1", closed), 5).close()
-
+def refused_connects(n: int) -> Callable[[], None]:
+    """A trigger: n connects, one after another, to a port of 127.0.0.1 nothing listens on."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
+
+    def trigger() -> None:
+        for _ in range(n):
+            with contextlib.suppress(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", closed), 5).close()
+    return trigger
+
+
+def test_drops_by_reason_are_bracketed_by_bpftrace_with_the_kernels_numbers():
+    n = 5
+    # Each connect's SYN finds no socket: the kernel resets it and drops the SYN.
     inner, run, outer = nested("tracepoint:skb:kfree_skb { @[args->reason] = count(); }",
-                               "drops", trigger)
+                               "drops", refused_connects(n))
     no_socket = enum_table(host_arch()).enum("skb_drop_reason")["SKB_DROP_REASON_NO_SOCKET"]
     mine = {r["key"]["reason"]: (r["key"]["reason_name"], r["value"]) for r in run.json()
             if r.get("map") == "drops"}
@@ -234,17 +238,8 @@ SOFTIRQS = ("tracepoint:irq:softirq_entry { @start[cpu] = nsecs; }"
 
 def test_softirqs_counts_per_vector_are_bracketed_by_bpftrace():
     n = 5
-
-    def trigger() -> None:
-        # Each connect's SYN and reset are received in NET_RX softirqs on the loopback.
-        for _ in range(n):
-            with contextlib.suppress(ConnectionRefusedError):
-                socket.create_connection(("127.0.0.1", closed), 5).close()
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
-    inner, run, outer = nested(SOFTIRQS, "softirqs", trigger)
+    # Each connect's SYN and reset are received in NET_RX softirqs on the loopback.
+    inner, run, outer = nested(SOFTIRQS, "softirqs", refused_connects(n))
     names = enum_table(host_arch()).names_of("softirq")
     mine = {r["key"]["vec"]: r for r in run.json() if r.get("map") == "time"}
     assert all(r["key"]["vec_name"] == names[vec] for vec, r in mine.items()), mine
