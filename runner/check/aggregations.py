@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Tuple
 from runner.check.checker import Checker, Skip
 from runner.check.names import name_ok
 from runner.check.structs import type_of
-from runner.kinds.decoders import Decoders, UnknownDecoder
+from runner.kinds.decoders import Decoders, UnknownDecoder, UnknownEnum
 from runner.kinds.maps import DEFAULT_MAX_ENTRIES
 from runner.model.spec import AggKey, Aggregation, Map, MetricDecl, Struct
 from runner.model.stacks import STACK_PID
@@ -113,7 +113,7 @@ def _keys(ck: Checker, path: PathKey, a: Dict[str, Any]) -> Tuple[AggKey, ...]:
         elif decoders is not None:
             try:
                 decoder = decoders.get(dname)
-            except UnknownDecoder as e:
+            except (UnknownDecoder, UnknownEnum) as e:
                 ck.err(dpath, str(e))
                 continue
             t = next(k.type for k in out if k.name == fname)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Dict, Tuple
 
 from runner.check.checker import Checker
-from runner.kinds.decoders import Decoders, UnknownDecoder
+from runner.kinds.decoders import Decoders, UnknownDecoder, UnknownEnum
 from runner.model.spec import Struct
 from runner.model.stacks import STACK_PID
 from runner.spec.loader import PathKey
@@ -28,7 +28,7 @@ def check(ck: Checker, path: PathKey, struct: Struct, raw: Dict[str, str]) -> De
             continue
         try:
             decoder = decoders.get(name)
-        except UnknownDecoder as e:
+        except (UnknownDecoder, UnknownEnum) as e:
             ck.err(fpath, str(e))
             continue
         if not decoder.fits(fields[field]):

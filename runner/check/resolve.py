@@ -3,12 +3,15 @@
 Looked up in this order: a `let` value (`delta`, `e.flags` for a struct's field), the
 probe's named arguments (`args.filename`), a parameter (`params.pid`), a field of the
 current task from the kernel's BTF (`task.exit_code`, `task.real_parent.tgid`; `ppid` is
-the latter), then the built-ins (`pid`, `ktime`, `comm`...).
+the latter), then the built-ins (`pid`, `ktime`, `comm`...), then the constants of kernel
+enums (`TCP_SYN_SENT`: runner/support/enums.py).
 """
 
 from __future__ import annotations
 
-from runner.check import btf
+import re
+from typing import Optional
+
 from runner.check.arith import Resolve, Typed
 from runner.check.checker import Checker, Skip
 from runner.check.expr import ExprError
@@ -17,7 +20,8 @@ from runner.kinds.builtins import BUILTINS, available
 from runner.model import expr as e
 from runner.model.types import SCALAR_BY_SIZE, STACKS
 from runner.spec.loader import PathKey
-from runner.support import syscalls
+from runner.support import btf, syscalls
+from runner.support.enums import enum_table
 from runner.support.hints import did_you_mean
 
 # What a `let` whose value failed names: its uses are skipped without a report.
@@ -65,17 +69,65 @@ def resolver(ck: Checker, path: PathKey, scope: ActionScope) -> Resolve:
             raise ExprError(f"'{name}' is a stack: it only fills an aggregation's key field "
                             f"declared {name} or {name}[N], it is not a value to compute "
                             "with", col)
-        b = BUILTINS.get(name)
-        if b is None:
-            # `e.fieldd` means a field of a looked-up struct, `pidd` a flat name: never both.
-            hint = did_you_mean(name, [n for n in (*BUILTINS, *scope.locals, *TASK_ALIASES)
-                                       if ("." in n) == ("." in name)])
-            raise ExprError(f"unknown name '{name}'" + (f" ({hint})" if hint else ""), col)
-        use_builtin(ck, path, name, scope)
-        if b.name == "comm":
-            return Typed(e.CommStr(), None, e.CommStr())
-        return Typed(e.BuiltinRef(b.name), b.type)
+        return _builtin_or_constant(ck, path, scope, name, col)
     return resolve
+
+
+def _builtin_or_constant(ck: Checker, path: PathKey, scope: ActionScope, name: str,
+                         col: int) -> Typed:
+    b = BUILTINS.get(name)
+    if b is None and "." not in name:
+        found = enum_constant(ck.arch, name, col)
+        if found is not None:
+            return found
+    if b is None:
+        # `e.fieldd` means a field of a looked-up struct, `pidd` a flat name: never both.
+        hint = did_you_mean(name, [n for n in (*BUILTINS, *scope.locals, *TASK_ALIASES)
+                                   if ("." in n) == ("." in name)])
+        hint = hint or constant_hint(ck.arch, name)
+        raise ExprError(f"unknown name '{name}'" + (f" ({hint})" if hint else ""), col)
+    use_builtin(ck, path, name, scope)
+    if b.name == "comm":
+        return Typed(e.CommStr(), None, e.CommStr())
+    return Typed(e.BuiltinRef(b.name), b.type)
+
+
+def enum_constant(arch: str, name: str, col: int) -> Optional[Typed]:
+    """A kernel enum constant (TCP_SYN_SENT) as the number it stands for, from the running
+    kernel's BTF, else the shipped table; None when no enum has it. Typed as a literal is,
+    so it meets signed and unsigned values alike."""
+    if not _LOOKS_CONSTANT.match(name):
+        return None
+    table = enum_table(arch)
+    if table.is_ambiguous(name):
+        raise ExprError(f"'{name}' is a constant of several kernel enums, with different "
+                        f"values ({table.source}): write the number", col)
+    found = table.constant(name)
+    if found is None:
+        return None
+    value = found[1]
+    return Typed(e.Const(value, name=name), "s64" if value < 2**63 else "u64", pos=col)
+
+
+def looks_constant(name: str) -> bool:
+    """Written as a kernel constant is (upper case): looked up among the enums'."""
+    return bool(_LOOKS_CONSTANT.match(name))
+
+
+def constant_hint(arch: str, name: str) -> Optional[str]:
+    """For a name written as a constant (upper case) that no enum has: the nearest constant
+    of the same prefix (TCP_SYNSENT -> TCP_SYN_SENT), and where they were looked for."""
+    if not _LOOKS_CONSTANT.match(name):
+        return None
+    table = enum_table(arch)
+    prefix = name.split("_", 1)[0] + "_"
+    near = did_you_mean(name, [c for c in table.constants if c.startswith(prefix)])
+    return near or f"no kernel enum has a constant '{name}' in {table.source}"
+
+
+# Only names in upper case are looked up as constants, as the kernel writes them: BTF also
+# has lower-case ones (`true`, `false`) that would shadow a typo's "did you mean".
+_LOOKS_CONSTANT = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
 
 
 def _arg(ck: Checker, path: PathKey, scope: ActionScope, name: str, col: int) -> Typed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from dataclasses import replace
 from typing import Any, Dict, Optional, Tuple
 
 from runner.check import arith, resolve, stacks
@@ -37,7 +38,9 @@ def scalar_value(ck: Checker, path: PathKey, raw: Any, target: Scalar,
     if name is not None and name in STACKS:
         stacks.misused(ck, path, name, f"a number for a {target.name}")
     b = BUILTINS.get(name)
-    if (name is not None and b is None and not _IDENT.match(name)) or name in scope.locals:
+    if (name is not None and b is None and (not _IDENT.match(name)
+                                            or resolve.looks_constant(name))) \
+            or name in scope.locals:
         return _expression(ck, path, name, target, scope)  # type: ignore[arg-type]
     if b is None and name is not None and name.split(".")[0] in _NAMESPACES:
         return _expression(ck, path, name, target, scope)
@@ -77,8 +80,9 @@ def _expression(ck: Checker, path: PathKey, text: str, target: Scalar,
     if not v.is_int:
         ck.err(path, f"'{text}' is {v.kind()}, not a number for a {target.name}")
         raise Skip
-    if isinstance(v.node, Const):
-        return scalar_value(ck, path, v.node.value, target, scope)
+    if isinstance(v.node, Const):  # range-checked; an enum constant keeps its name for C
+        fitted = scalar_value(ck, path, v.node.value, target, scope)
+        return replace(fitted, name=v.node.name) if isinstance(fitted, Const) else fitted
     assert v.scalar is not None
     if SCALARS[v.scalar].bits > target.bits:
         ck.err(path, f"'{text}' is a {v.scalar} and does not fit in a {target.name}",
@@ -104,7 +108,8 @@ def assign(ck: Checker, path: PathKey, member: str, t: TypeRef, raw: Any,
         return _string(ck, path, member, t, raw, scope)
     assert t.scalar is not None
     if isinstance(raw, str) and raw not in BUILTINS and (
-            not _IDENT.match(raw) or raw in scope.locals or raw in resolve.TASK_ALIASES):
+            not _IDENT.match(raw) or raw in scope.locals or raw in resolve.TASK_ALIASES
+            or resolve.looks_constant(raw)):
         return Assign(member, "expr", _expression(ck, path, raw, t.scalar, scope), 0)
     if isinstance(raw, dict) or (isinstance(raw, str) and raw not in BUILTINS):
         hint = did_you_mean(raw, BUILTINS) if isinstance(raw, str) else None

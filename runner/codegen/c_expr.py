@@ -39,7 +39,9 @@ def spell(e: Expr) -> str:
 def _const(e: Const) -> str:
     if not e.wide:
         return f"{e.value}"
-    return f"{e.value}LL" if e.value < 2**63 else f"{e.value}ULL"
+    # A constant's name is an identifier the expression tokenizer took: no "*/" in it.
+    named = f" /* {e.name} */" if e.name else ""
+    return (f"{e.value}LL" if e.value < 2**63 else f"{e.value}ULL") + named
 
 
 def _operand(e: Expr) -> str:

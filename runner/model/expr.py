@@ -16,6 +16,7 @@ class Const:
     # Spelled with LL/ULL so C computes in 64 bits whatever the destination; counts and
     # message ids, which C reads as plain int, are written bare.
     wide: bool = True
+    name: str = ""  # a kernel enum constant's name (TCP_SYN_SENT): a comment beside it in C
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class RecordInt:
 class TaskRead:
     """A field reached from the current task_struct: each offset but the last is a pointer
     member followed; the last is read as `scalar`. Offsets come from the running kernel's
-    BTF (runner/check/btf.py), not from headers, which may be another kernel's."""
+    BTF (runner/support/btf.py), not from headers, which may be another kernel's."""
 
     offsets: Tuple[int, ...]
     scalar: str

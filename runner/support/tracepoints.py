@@ -31,7 +31,8 @@ GENERATED_ON = "x86_64"
 
 # Shipped beside every syscall tracepoint: the ones specs and the classic tools use.
 SHIPPED = ("syscalls:*", "raw_syscalls:*", "sched:*", "signal:*", "task:*", "tcp:*",
-           "sock:inet_sock_set_state", "block:block_rq_issue", "block:block_rq_complete")
+           "sock:inet_sock_set_state", "block:block_rq_issue", "block:block_rq_complete",
+           "skb:kfree_skb", "irq:softirq_entry", "irq:softirq_exit")
 
 # ftrace's own events (ftrace:function, ftrace:print...) are in tracefs but take no BPF
 # program; bpftrace leaves them out of its lists too.

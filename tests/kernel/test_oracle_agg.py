@@ -4,7 +4,9 @@ the machine-wide histograms are bracketed: see nested()."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
 import subprocess
 import time
 from typing import Callable, Dict, Tuple
@@ -15,6 +17,7 @@ from getppid import Generator
 from harness import SPECS, Run
 from test_aggregations import PIPE_READER
 
+from runner.support.enums import enum_table
 from runner.support.syscalls import host_arch, table
 
 # host_only: bpftrace side by side; the second kernel runs the tools' own cases.
@@ -197,3 +200,56 @@ def test_syscount_process_count_of_a_process_agrees_with_bpftrace():
     theirs = oracle.maps()["@"]
     assert mine == theirs, f"ebpf-run {mine} != bpftrace {theirs}"
     assert sum(mine.values()) >= n, f"both saw {mine}, fewer than its {n} getppid() calls"
+
+
+def refused_connects(n: int) -> Callable[[], None]:
+    """A trigger: n connects, one after another, to a port of 127.0.0.1 nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+
+    def trigger() -> None:
+        for _ in range(n):
+            with contextlib.suppress(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", closed), 5).close()
+    return trigger
+
+
+def test_drops_by_reason_are_bracketed_by_bpftrace_with_the_kernels_numbers():
+    n = 5
+    # Each connect's SYN finds no socket: the kernel resets it and drops the SYN.
+    inner, run, outer = nested("tracepoint:skb:kfree_skb { @[args->reason] = count(); }",
+                               "drops", refused_connects(n))
+    no_socket = enum_table(host_arch()).enum("skb_drop_reason")["SKB_DROP_REASON_NO_SOCKET"]
+    mine = {r["key"]["reason"]: (r["key"]["reason_name"], r["value"]) for r in run.json()
+            if r.get("map") == "drops"}
+    assert mine[no_socket][0] == "SKB_DROP_REASON_NO_SOCKET"
+    # bpftrace 0.17 prints the reasons as numbers: the same numbers ebpf-run keys by.
+    counts = [inner.maps()["@"].get(str(no_socket), 0), mine[no_socket][1],
+              outer.maps()["@"].get(str(no_socket), 0)]
+    assert n <= counts[0] <= counts[1] <= counts[2], (
+        f"bpftrace inside {counts[0]}, ebpf-run {counts[1]}, bpftrace outside {counts[2]}")
+
+
+SOFTIRQS = ("tracepoint:irq:softirq_entry { @start[cpu] = nsecs; }"
+            " tracepoint:irq:softirq_exit /@start[cpu]/ { @[args->vec] = count();"
+            " delete(@start[cpu]); }")
+
+
+def test_softirqs_counts_per_vector_are_bracketed_by_bpftrace():
+    n = 5
+    # Each connect's SYN and reset are received in NET_RX softirqs on the loopback.
+    inner, run, outer = nested(SOFTIRQS, "softirqs", refused_connects(n))
+    names = enum_table(host_arch()).names_of("softirq")
+    mine = {r["key"]["vec"]: r for r in run.json() if r.get("map") == "time"}
+    assert all(r["key"]["vec_name"] == names[vec] for vec, r in mine.items()), mine
+    # A pair (entry, exit on one CPU) counted by the inner bpftrace fell in ebpf-run's
+    # window, and one ebpf-run counted in the outer's: per vector, inner <= mine <= outer.
+    # (The times are read by each program at its own instant: only the counts are exact.)
+    theirs_in, theirs_out = inner.maps()["@"], outer.maps()["@"]
+    for vec in sorted({int(v) for v in theirs_out} | set(mine)):
+        counts = (theirs_in.get(str(vec), 0), mine[vec]["count"] if vec in mine else 0,
+                  theirs_out.get(str(vec), 0))
+        assert counts[0] <= counts[1] <= counts[2], (names[vec], counts)
+    net_rx = enum_table(host_arch()).enum("softirq")["NET_RX_SOFTIRQ"]
+    assert theirs_in.get(str(net_rx), 0) >= n

@@ -10,7 +10,7 @@ import pytest
 from runner.kinds.decoders import DecodeError, Decoders, UnknownDecoder, safe_text
 from runner.kinds.decoders import uid as uid_module
 from runner.kinds.decoders.open_flags import FLAGS
-from runner.kinds.decoders.tcp_state import STATES
+from runner.support.enums import shipped_table
 from runner.support.syscalls import host_arch
 
 X86 = Decoders.for_arch("x86_64", kallsyms=Path("/nonexistent"))
@@ -26,7 +26,7 @@ def test_unknown_decoder_is_loud_and_lists_the_known():
         X86.get("errnos")
     assert str(info.value) == (
         "unknown decoder 'errnos'; known: errno, inet, ip, ipv4, ipv6, ksym, open_flags, "
-        "port_be, signal, syscall, syscall_ret, tcp_state, uid"
+        "port_be, signal, syscall, syscall_ret, tcp_state, uid, and 'enum NAME' (a kernel enum)"
     )
 
 
@@ -125,8 +125,9 @@ def test_tcp_states_agree_with_the_running_kernels_tracepoint():
     table = re.search(r"__print_symbolic\(REC->newstate, (.*?)\)", content)
     assert table
     pairs = re.findall(r'\{ (\d+), "(\w+)" \}', table.group(1))
+    states = shipped_table().names_of("tcp_state")
     assert {int(n): name for n, name in pairs} == {
-        n: name for n, name in STATES.items() if n <= len(pairs)
+        n: name for n, name in states.items() if n <= len(pairs)
     }
 
 

@@ -7,11 +7,12 @@ import struct
 
 import pytest
 
-from runner.check import btf, params
+from runner.check import params
 from runner.check.fields import _option_args
 from runner.codegen.render import render_c
 from runner.errors import SpecError
 from runner.model import expr as e
+from runner.support import btf
 
 from .test_errors import assert_first_error
 from .util import spec_from_text

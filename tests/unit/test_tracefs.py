@@ -294,10 +294,10 @@ def test_the_shipped_table_is_sorted_bounded_and_has_what_specs_need():
     for name in ("sched:sched_switch", "sched:sched_process_exec", "sched:sched_process_exit",
                  "sock:inet_sock_set_state", "raw_syscalls:sys_enter", "signal:signal_generate",
                  "task:task_newtask", "tcp:tcp_retransmit_skb", "block:block_rq_issue",
-                 "block:block_rq_complete"):
+                 "block:block_rq_complete", "skb:kfree_skb", "irq:softirq_entry"):
         assert name in formats, name
     assert all(n.split(":")[0] in {"syscalls", "raw_syscalls", "sched", "signal", "task", "tcp",
-                                   "sock", "block"} for n in formats)
+                                   "sock", "block", "skb", "irq"} for n in formats)
 
 
 def test_the_shipped_catalog_for_aarch64_keeps_only_its_syscalls():

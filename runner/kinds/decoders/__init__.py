@@ -4,6 +4,7 @@
     registry.get("errno").text(-2)                     -> "ENOENT"
     registry.get("errno").json_fields("ret", -2)       -> {"ret": -2, "ret_name": "ENOENT"}
     registry.get("errnos")                             -> UnknownDecoder, naming the known ones
+    registry.get("enum tcp_state").text(2)             -> "TCP_SYN_SENT" (decoders/enums.py)
 
 One module per decoder; this one only lists them. Every text a decoder returns is safe
 for a terminal: names from outside the kernel (users) are escaped (text.safe_text).
@@ -17,13 +18,14 @@ from pathlib import Path
 from typing import Tuple
 
 from runner.kinds.decoders.base import DecodeError, Decoder, Json
+from runner.kinds.decoders.enums import UnknownEnum, enum_decoder, enum_name
 from runner.kinds.decoders.errnos import ERRNO, SYSCALL_RET
 from runner.kinds.decoders.inet import INET, IP, IPV4, IPV6, PORT_BE
 from runner.kinds.decoders.ksym import KALLSYMS, KernelSymbols, ksym_decoder
 from runner.kinds.decoders.open_flags import open_flags_decoder
 from runner.kinds.decoders.signals import SIGNAL
 from runner.kinds.decoders.syscall import syscall_decoder
-from runner.kinds.decoders.tcp_state import TCP_STATE
+from runner.kinds.decoders.tcp_state import tcp_state_decoder
 from runner.kinds.decoders.text import safe_text
 from runner.kinds.decoders.uid import UID
 from runner.kinds.registry import Registry
@@ -34,6 +36,7 @@ __all__ = [
     "Decoders",
     "Json",
     "UnknownDecoder",
+    "UnknownEnum",
     "safe_text",
 ]
 
@@ -45,7 +48,8 @@ class UnknownDecoder(LookupError):
     def __init__(self, name: str, known: Tuple[str, ...]):
         self.name = name
         self.known = known
-        super().__init__(f"unknown decoder {name!r}; known: {', '.join(known)}")
+        super().__init__(f"unknown decoder {name!r}; known: {', '.join(known)}, and "
+                         "'enum NAME' (a kernel enum)")
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,11 @@ class Decoders:
         return tuple(sorted(self.registry.names()))
 
     def get(self, name: str) -> Decoder:
-        """The decoder called `name`; UnknownDecoder (a user's error, which the checker
-        locates) when there is none."""
+        """The decoder called `name`, or `enum NAME` for a kernel enum; UnknownDecoder or
+        UnknownEnum (a user's error, which the checker locates) when there is none."""
+        enum = enum_name(name)
+        if enum is not None:
+            return enum_decoder(self.arch, enum)
         found = self.registry.get(name)
         if found is None:
             raise UnknownDecoder(name, self.names)
@@ -90,7 +97,7 @@ def _for_arch(arch: str, kallsyms: Path) -> Decoders:
         PORT_BE,
         ksym_decoder(KernelSymbols(kallsyms)),
         UID,
-        TCP_STATE,
+        tcp_state_decoder(arch),
     ):
         registry.register(d.name, d)
     return Decoders(arch, registry)

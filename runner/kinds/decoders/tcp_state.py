@@ -1,35 +1,16 @@
-"""TCP state number -> the kernel's name (include/net/tcp_states.h), as the
-sock:inet_sock_set_state tracepoint prints them."""
+"""TCP state number -> the kernel's name (TCP_ESTABLISHED...), as the
+sock:inet_sock_set_state tracepoint prints them: the `enum tcp_state` decoder of
+runner/kinds/decoders/enums.py (the running kernel's names, else the shipped table's),
+with the name replacing the number in JSON too, as it always has."""
 
 from __future__ import annotations
 
 from runner.kinds.decoders.base import Decoder
-
-STATES = {
-    1: "TCP_ESTABLISHED",
-    2: "TCP_SYN_SENT",
-    3: "TCP_SYN_RECV",
-    4: "TCP_FIN_WAIT1",
-    5: "TCP_FIN_WAIT2",
-    6: "TCP_TIME_WAIT",
-    7: "TCP_CLOSE",
-    8: "TCP_CLOSE_WAIT",
-    9: "TCP_LAST_ACK",
-    10: "TCP_LISTEN",
-    11: "TCP_CLOSING",
-    12: "TCP_NEW_SYN_RECV",
-    13: "TCP_BOUND_INACTIVE",  # 6.10+; the tracepoint's table stops at 12
-}
+from runner.kinds.decoders.enums import enum_decoder
 
 
-def tcp_state_name(state: int) -> str:
-    return STATES.get(state, str(state))
-
-
-TCP_STATE = Decoder(
-    "tcp_state",
-    "int",
-    tcp_state_name,
-    keep_raw=False,
-    doc="TCP state -> name (1 -> TCP_ESTABLISHED); else the number",
-)
+def tcp_state_decoder(arch: str) -> Decoder:
+    def name(state: int) -> str:  # the table is read at the first record, not at start-up
+        return str(enum_decoder(arch, "tcp_state", keep_raw=False)(state))
+    return Decoder("tcp_state", "int", name, keep_raw=False,
+                   doc="TCP state -> name (1 -> TCP_ESTABLISHED); else the number")

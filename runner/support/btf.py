@@ -52,9 +52,10 @@ class Btf:
     is done up front."""
 
     def __init__(self, data: bytes, strings: bytes, starts: List[int],
-                 structs: Dict[str, int]):
+                 structs: Dict[str, int], enums: List[int]):
         self._data, self._strings, self._starts = data, strings, starts
         self.structs = structs  # struct name -> type id (the first complete one)
+        self.enum_ids = enums  # every ENUM and ENUM64, named or not, in id order
         self._parsed: Dict[int, Type] = {0: Type(0, "void", 0)}
 
     def type(self, type_id: int) -> Type:
@@ -79,7 +80,8 @@ def parse(data: bytes) -> Btf:
     strings = data[hdr_len + str_off:hdr_len + str_off + str_len]
     starts: List[int] = [0]  # index = type id; 0 is void
     structs: Dict[str, int] = {}
-    btf = Btf(data, strings, starts, structs)
+    enums: List[int] = []
+    btf = Btf(data, strings, starts, structs, enums)
     pos, end = hdr_len + type_off, hdr_len + type_off + type_len
     while pos < end:
         name_off, info, _size_or_type = _HEADER.unpack_from(data, pos)
@@ -87,6 +89,8 @@ def parse(data: bytes) -> Btf:
         starts.append(pos)
         if kind == STRUCT and name_off:
             structs.setdefault(btf._name(name_off), len(starts) - 1)
+        elif kind in (ENUM, ENUM64):
+            enums.append(len(starts) - 1)
         pos += 12 + _EXTRA_FIXED.get(kind, 0) + _EXTRA_PER_ITEM.get(kind, 0) * vlen
     return btf
 
@@ -111,6 +115,27 @@ def _member(data: bytes, pos: int, kflag: int, name: Callable[[int], str]) -> Me
     if kflag:
         return Member(name(name_off), type_id, offset & 0xFFFFFF, offset >> 24)
     return Member(name(name_off), type_id, offset, 0)
+
+
+def enum_values(btf: Btf, type_id: int) -> Tuple[Tuple[str, int], ...]:
+    """An ENUM's or ENUM64's constants and their values, in declaration order: 4-byte
+    values (ENUM) or two 4-byte halves, low first (ENUM64), signed when the type's
+    kind_flag says so."""
+    pos = btf._starts[type_id]
+    _name_off, info, _size = _HEADER.unpack_from(btf._data, pos)
+    kind, vlen, signed = (info >> 24) & 0x1F, info & 0xFFFF, bool(info >> 31)
+    out = []
+    for i in range(vlen):
+        if kind == ENUM:
+            name_off, value = struct.unpack_from("<Ii" if signed else "<II", btf._data,
+                                                 pos + 12 + 8 * i)
+        else:
+            name_off, lo, hi = struct.unpack_from("<III", btf._data, pos + 12 + 12 * i)
+            value = hi << 32 | lo
+            if signed and value >= 2**63:
+                value -= 2**64
+        out.append((btf._name(name_off), value))
+    return tuple(out)
 
 
 @lru_cache(maxsize=2)
