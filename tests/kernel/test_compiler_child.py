@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import ROOT, Run
+from harness import READY_TIMEOUT, ROOT, Run
 from test_faults import catches_sigterm
 from test_kallsyms_view import compiled, normalized
 
@@ -391,7 +391,7 @@ def crash_a_run(tmp_path, single_cpu: bool, sig: int) -> subprocess.CompletedPro
     proc = subprocess.Popen([*prefix, sys.executable, "-m", "runner", spec], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        end = time.monotonic() + 120
+        end = time.monotonic() + READY_TIMEOUT  # a compile in the VM: 15-35 s
         if single_cpu:
             target = proc.pid
             while not (catches(target, sig) and compile_thread(target)) \
@@ -409,7 +409,7 @@ def crash_a_run(tmp_path, single_cpu: bool, sig: int) -> subprocess.CompletedPro
         # A real crash signal to the real compiler, held until it runs again.
         assert ct.CDLL(None, use_errno=True).tgkill(target, thread, sig) == 0
         os.kill(target, signal.SIGCONT)
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=READY_TIMEOUT)
     finally:
         if proc.poll() is None:
             proc.kill()
