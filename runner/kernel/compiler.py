@@ -18,8 +18,9 @@ in-process, as before. A child that ended otherwise without a word died in the c
 LLVM calls exit(1) on some errors (a frame over the 512-byte BPF stack) after printing
 why, and a crash in clang would take the parent's process too. So the parent does not
 compile again: it reports what the child printed (its fd 2 is a file the parent reads),
-as the error of a compile. An in-process compile that LLVM ends reports the same itself
-(exit_notice.py).
+as the error of a compile; a child that a crash signal killed (SIGSEGV, SIGABRT...:
+exit_notice.CRASHES) is reported as the compiler's crash (CRASHED). An in-process compile
+that LLVM ends or that crashes reports the same itself (exit_notice.py).
 
 The C goes to the child in a file, and the pipe only says it is there: a child that is
 stopped (SIGSTOP) or slow never blocks the parent in a write. The parent waits for the
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes as ct
+import faulthandler
 import json
 import os
 import select
@@ -43,9 +45,10 @@ from typing import Any, Callable, List, Optional, Tuple
 # delays the compile; the rest is imported by the child, or by the parent while it waits.
 
 _PR_SET_PDEATHSIG = 1
-# What the child answers: one JSON object with one of these keys. STOPPED is the parent's
-# own outcome: the run was asked to stop before the answer came.
-OBJECT, ERROR, NONE, STOPPED = "object", "error", "none", "stopped"
+# What the child answers: one JSON object with one of these keys. STOPPED and CRASHED are
+# the parent's own outcomes: the run was asked to stop before the answer came, or a crash
+# signal killed the child.
+OBJECT, ERROR, NONE, STOPPED, CRASHED = "object", "error", "none", "stopped", "crashed"
 # How often the parent looks at its stop request while it waits for the child.
 _POLL_MS = 50
 
@@ -104,8 +107,8 @@ class Compiler:
 
     def receive(self, should_stop: Callable[[], bool] = lambda: False) -> Tuple[str, Any]:
         """(OBJECT, CompiledObject), (ERROR, (BCC's message, what clang printed)),
-        (NONE, why) or, if `should_stop` said so first, (STOPPED, None); the child is gone
-        afterwards."""
+        (CRASHED, (the signal, what the child printed)), (NONE, why) or, if
+        `should_stop` said so first, (STOPPED, None); the child is gone afterwards."""
         try:
             data = _read_all(self._from_child, should_stop)
         finally:
@@ -120,6 +123,8 @@ class Compiler:
             return STOPPED, None
         if not data and _killed(self.status):  # by someone else (the OOM killer...)
             return NONE, f"the compiler process {_ended(self.status)}"
+        if not data and _crashed(self.status):
+            return CRASHED, (os.WTERMSIG(self.status or 0), self._printed())
         if not data:  # it died compiling: what it printed says why
             return ERROR, (f"the compiler process {_ended(self.status)} while compiling",
                            self._printed())
@@ -180,6 +185,12 @@ def _killed(status: Optional[int]) -> bool:
         and os.WTERMSIG(status) == signal.SIGKILL
 
 
+def _crashed(status: Optional[int]) -> bool:
+    from runner.kernel.exit_notice import CRASHES
+
+    return status is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) in CRASHES
+
+
 def _ended(status: Optional[int]) -> str:
     if status is not None and os.WIFSIGNALED(status):
         return f"was killed by signal {os.WTERMSIG(status)}"
@@ -192,6 +203,9 @@ def _child(parent: int, ready_fd: int, reply_fd: int, source_fd: int, stderr_fd:
     status = 0
     try:
         os.dup2(stderr_fd, 2)  # the parent reads it if this process dies without an answer
+        # A crash here is the parent's to report (CRASHED): no Python traceback of the
+        # child's, inherited from a parent with PYTHONFAULTHANDLER (or pytest's).
+        faulthandler.disable()
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
             signal.signal(s, signal.SIG_IGN)
         ct.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -7,18 +7,21 @@ child forked early (compiler.py) when the caller made one, else in a thread of i
 (kallsyms_view.py). `begin` returns at once, the caller imports the rest of ebpf-run
 meanwhile, then waits in Loading.result(). An exit() of LLVM's during a compile in this
 process prints the error it stands for, naming the spec, and ends with its status
-(exit_notice.py)."""
+(exit_notice.py); a crash of the compiler, here or in the child, reads the same in both
+(crash_error)."""
 
 from __future__ import annotations
 
 import re
+import signal
+from textwrap import indent
 from typing import Any, Callable, Optional, Tuple
 
 from runner.errors import EbpfRunError, EnvironmentProblem, KernelError, format_error
 from runner.kernel import exit_notice, object_cache
 from runner.kernel.bcc import CapturedStderr, check_privileges, import_bcc, quiet_bpf_class
 from runner.kernel.cached_bpf import cached_bpf
-from runner.kernel.compiler import ERROR, OBJECT, STOPPED, Compiler
+from runner.kernel.compiler import CRASHED, ERROR, OBJECT, STOPPED, Compiler
 from runner.kernel.environment import HEADERS_FIX, check_headers
 from runner.kernel.kallsyms_view import Pending
 
@@ -116,6 +119,9 @@ class Loading:
         return self._bpf
 
     def _from_child(self, kind: str, answer: Any) -> Any:
+        if kind == CRASHED:
+            signum, printed = answer
+            raise crash_error(self._c_source, signum, printed)
         if kind == ERROR:
             message, stderr = answer
             raise load_error(self._c_source, Exception(message), stderr)
@@ -140,21 +146,25 @@ class Loading:
 
     def _compile(self) -> Tuple[Any, Optional[Exception], str]:
         """In the compile's own thread: BCC's object, or what it raised and printed. An
-        exit() of LLVM's meanwhile is reported as the error it is (exit_notice.py)."""
+        exit() of LLVM's or a crash meanwhile is reported as the error it is
+        (exit_notice.py)."""
         bpf, failure = None, None
         with CapturedStderr() as err, \
-                exit_notice.saying(lambda status: self._ended(err, status), err.outside):
+                exit_notice.saying(lambda status, signum: self._ended(err, status, signum),
+                                   err.outside):
             try:
                 bpf = quiet_bpf_class(self.bcc)(text=self._c_source.encode())
             except Exception as e:  # BCC raises bare Exception for every failure
                 failure = e
         return bpf, failure, err.text
 
-    def _ended(self, err: CapturedStderr, status: int) -> Tuple[str, int]:
-        """What to print, and the status to end with, when the compile ends the process."""
-        error = load_error(self._c_source, Exception(
-            f"the compiler ended this process (exit status {status}) while compiling "
-            f"{spec_named(self._c_source)}"), err.so_far())
+    def _ended(self, err: CapturedStderr, status: int, signum: int) -> Tuple[str, int]:
+        """What to print, and the status to end with, when the compile ends the process:
+        by exit(status), or by the crash signal `signum`."""
+        error: EbpfRunError = crash_error(self._c_source, signum, err.so_far()) if signum \
+            else load_error(self._c_source, Exception(
+                f"the compiler ended this process (exit status {status}) while compiling "
+                f"{spec_named(self._c_source)}"), err.so_far())
         return format_error(error) + "\n", error.exit_code
 
     def _store(self, obj: Optional[object_cache.CompiledObject]) -> None:
@@ -171,6 +181,21 @@ def load_error(c_source: str, failure: Exception, stderr: str) -> EbpfRunError:
         return KernelError(f"BCC could not load the program: {text.strip()}\n{stderr}")
     return KernelError("the generated C does not compile:\n" + "\n".join(
         explain_compile_error(c_source, ln) for ln in errors[:10]))
+
+
+def crash_error(c_source: str, signum: int, printed: str) -> KernelError:
+    """The compiler (clang and LLVM, in BCC) died of the crash signal `signum` after
+    printing `printed`: the same words whether it ran in a child or in this process."""
+    name = signal.Signals(signum).name
+    what = (signal.strsignal(signum) or name).lower()
+    said = ("it printed:\n" + indent(printed.strip("\n"), "    ") if printed.strip()
+            else "it printed nothing")
+    return KernelError(
+        f"the BPF compiler crashed with {name} ({what}) while compiling "
+        f"{spec_named(c_source)}; nothing was attached\n  {said}\n"
+        "  hint: the crash is in clang/LLVM (which BCC runs), not in the spec: run it again; "
+        "if it crashes again, report it to BCC with the generated C (ebpf-run render SPEC) "
+        "and the versions `ebpf-run doctor` shows")
 
 
 def explain_compile_error(c_source: str, line: str) -> str:

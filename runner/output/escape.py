@@ -12,7 +12,8 @@ controls). In text output such characters in a value are written as visible esca
     override can show a name or a whole line backwards, "Trojan Source") -> \\uHHHH
 
 Bytes that are not UTF-8 were already decoded as U+FFFD, which is printed as it is (JSON
-events also carry their bytes: runtime/decode.py, FIELD_hex).
+also carries their bytes: FIELD_hex in events, key_hex and value_hex in map dumps,
+runtime/decode.py and RawText below).
 JSON output keeps the exact value: json.dumps escapes what JSON needs, and the JSON sink
 also escapes U+0085, U+2028 and U+2029 (\\u0085...), which JSON allows raw but line-based
 readers (Python's str.splitlines, JavaScript before ES2019) take for line ends.
@@ -23,7 +24,7 @@ from __future__ import annotations
 import errno
 import re
 from dataclasses import dataclass
-from typing import Match
+from typing import Match, Optional
 
 _UNSAFE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff"
                      "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -56,6 +57,24 @@ class Text(str):
 
     def __str__(self) -> str:
         return escape(self)
+
+
+class RawText(Text):
+    """A string value whose bytes are not UTF-8, U+FFFD in place of those that fail: `raw`
+    keeps the bytes (up to the NUL) wherever the value goes (a map dump's key or value,
+    an aggregation's key part), for JSON's `_hex` companion (hex_of)."""
+
+    raw: bytes
+
+    def __new__(cls, text: str, raw: bytes) -> RawText:
+        self = super().__new__(cls, text)
+        self.raw = raw
+        return self
+
+
+def hex_of(value: object) -> Optional[str]:
+    """The bytes of a value that is not UTF-8, in hex; None for any other value."""
+    return value.raw.hex() if isinstance(value, RawText) else None
 
 
 def as_text(value: str) -> str:

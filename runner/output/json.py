@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from runner.output.escape import ReadFailed
+from runner.output.escape import ReadFailed, hex_of
 from runner.output.text import TextSink
 
 
@@ -40,6 +40,18 @@ def _encode(record: Dict[str, Any]) -> str:
     return _LINE_ENDS.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
 
 
+def _entry(key: Any, value: Any) -> Dict[str, Any]:
+    """A map dump's entry; a char[N] key or value that is not UTF-8 (U+FFFD in the text)
+    has its bytes beside it, as key_hex or value_hex, as an event's FIELD_hex."""
+    entry: Dict[str, Any] = {}
+    for name, part in (("key", key), ("value", value)):
+        entry[name] = part
+        raw = hex_of(part)
+        if raw is not None:
+            entry[f"{name}_hex"] = raw
+    return entry
+
+
 class JsonSink(TextSink):
     name = "json"
     text_only = False
@@ -61,7 +73,7 @@ class JsonSink(TextSink):
 
     def map_dump(self, name: str, text: str, entries: List[Tuple[Any, Any]]) -> None:
         self._record({"type": "map", "map": name,
-                      "entries": [{"key": k, "value": v} for k, v in entries]})
+                      "entries": [_entry(k, v) for k, v in entries]})
 
     def aggregation(self, name: str, text: str, records: List[Dict[str, Any]]) -> None:
         self._raise_failure()

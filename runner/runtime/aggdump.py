@@ -34,6 +34,7 @@ from runner.model.aggregates import (
 from runner.model.spec import Aggregation, Spec
 from runner.model.stacks import STACK_PID
 from runner.output import stacks as stack_text
+from runner.output.escape import hex_of
 from runner.output.histogram import draw_histogram, draw_histogram_map
 from runner.output.records import histogram_record, stats_record
 from runner.output.tables import entries_table
@@ -142,6 +143,9 @@ class AggReader:
                 out.update(d.json_fields(k.name, part))
             else:
                 out[k.name] = part if isinstance(part, int) else _exact(part)
+                raw = hex_of(part)  # a char[N] part that is not UTF-8: its bytes too
+                if raw is not None:
+                    out.setdefault(f"{k.name}_hex", raw)
         return out
 
 

@@ -21,7 +21,7 @@ from runner.codegen.batch import INT_CODES, Field, batch_source
 from runner.errors import KernelError
 from runner.model.spec import Spec, Struct
 from runner.model.types import TypeRef
-from runner.output.escape import as_text, escape, read_failure
+from runner.output.escape import RawText, as_text, escape, read_failure
 
 
 def load_types(source: str, spec: Spec) -> types.ModuleType:
@@ -113,12 +113,25 @@ def _empty_or_failed(d: Dict[str, Any], name: str, raw: bytes) -> None:
 
 def _with_bytes(d: Dict[str, Any], name: str, raw: bytes, size: int) -> None:
     """A string field holding U+FFFD: where its bytes (up to the NUL) are not UTF-8,
-    FIELD_hex keeps them, as JSON cannot."""
-    d[name] = as_text(decoded(raw, size))
+    FIELD_hex keeps them, as JSON cannot, and so does the value (a RawText: an aggregation
+    keyed by the field gives its key part the same companion)."""
+    value = _text_of(raw, size)
+    d[name] = value
+    if isinstance(value, RawText):
+        d.setdefault(f"{name}_hex", raw.hex())
+
+
+def _text_of(raw: bytes, size: int) -> str:
+    """The text of a char[size] field's bytes up to the NUL: a RawText, holding them, when
+    they are not UTF-8."""
+    text = decoded(raw, size)
+    if "\ufffd" not in text:
+        return as_text(text)
     try:  # a character cut at the end of a full field is not bad data (see decoded)
         codecs.utf_8_decode(raw, "strict", len(raw) < size - 1)
     except UnicodeDecodeError:
-        d.setdefault(f"{name}_hex", raw.hex())
+        return RawText(text, raw)
+    return as_text(text)
 
 
 def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any]:
@@ -142,10 +155,11 @@ def value_decoder(module: types.ModuleType, t: TypeRef) -> Callable[[bytes], Any
 
 
 def _string_value(b: bytes) -> Any:
-    """A char[N] map key or value: its text, or the failed read the C marked in it."""
+    """A char[N] map key or value: its text (a RawText if not UTF-8), or the failed read
+    the C marked in it."""
     text = b.split(b"\0", 1)[0]
     failed = None if text else read_failure(b[:3])
-    return failed if failed is not None else as_text(decoded(text, len(b)))
+    return failed if failed is not None else _text_of(text, len(b))
 
 
 def decoded(text: bytes, size: int) -> str:

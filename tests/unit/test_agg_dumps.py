@@ -201,3 +201,28 @@ def test_the_fast_key_unpack_of_integers_only():
     cls = getattr(t, s.aggregations[0].map.key.base)
     reader = aggdump.AggReader(t, s.aggregations[0], Decoders.for_arch("x86_64"))
     assert reader._key(bytes(cls(a=4000000000, b=-3, bucket=9))) == ((4000000000, -3), 9)
+
+
+def test_a_text_key_part_that_is_not_utf8_has_its_bytes_in_json_on_both_paths():
+    """Issue 24: invalid UTF-8 became U+FFFD in JSON with no way to get the bytes. Events
+    had FIELD_hex; an aggregation's char[N] key part now has NAME_hex, whichever way the
+    key is read (one struct.unpack, or the generated decoder field by field)."""
+    from runner.kinds.decoders import Decoders
+
+    s = spec("  h: {kind: count, key: {pid: u32, name: \"char[16]\"}}",
+             "      - aggregate: {map: h, key: {pid: 1, name: comm}}")
+    t = fake_types(s)
+    cls = getattr(t, s.aggregations[0].map.key.base)
+    reader = aggdump.AggReader(t, s.aggregations[0], Decoders.for_arch("x86_64"))
+    assert reader.unpack is not None
+    cases = [(b"/x\xff\xfe", {"pid": 7, "name": "/x\ufffd\ufffd", "name_hex": "2f78fffe"}),
+             ("é\ufffd".encode(), {"pid": 7, "name": "é\ufffd"}),  # valid UTF-8: no bytes
+             ("abcdefghijklmné".encode()[:15], {"pid": 7, "name": "abcdefghijklmn"})]  # cut
+    for name, expected in cases:
+        raw = bytes(cls(pid=7, name=name))
+        fast, _ = reader._key(raw)
+        unpack, reader.unpack = reader.unpack, None
+        slow, _ = reader._key(raw)
+        reader.unpack = unpack
+        assert reader.json_key(fast) == reader.json_key(slow) == expected
+        assert reader.label(fast) == (str(7), expected["name"])  # text output: unchanged

@@ -305,3 +305,38 @@ def test_c_code_writing_to_fd_1_cannot_enter_the_record_stream():
     assert res.returncode == 0, res.stderr
     assert res.stdout == "record 1\nrecord 2\n"
     assert sorted(res.stderr.splitlines()) == ["buffered by C stdio", "written to fd 1"]
+
+
+STRING_MAP_SPEC = """\
+name: t
+maps:
+  names: {type: hash, key: "char[16]", value: "char[8]"}
+  seen: {type: hash, key: "char[16]", value: u64}
+probes:
+  p:
+    attach: {tracepoint: "sched:sched_process_exec"}
+    do:
+      - count: {map: seen, key: comm}
+"""
+
+
+def test_a_map_dump_has_the_bytes_of_a_text_key_or_value_that_is_not_utf8():
+    """Issue 24: a char[N] map key or value that is not UTF-8 was U+FFFD in JSON with no
+    way to get its bytes; events had FIELD_hex, a map dump's entry now has key_hex and
+    value_hex."""
+    spec = spec_from_text(STRING_MAP_SPEC)
+    module = decode.load_types(render(spec).python, spec)
+    names = next(m for m in spec.maps if m.name == "names")
+    dk, dv = decode.value_decoder(module, names.key), decode.value_decoder(module, names.value)
+    rows = [(NOT_UTF8.ljust(16, b"\0"), b"ok".ljust(8, b"\0")),
+            (b"ok".ljust(16, b"\0"), b"\xc3(".ljust(8, b"\0")),
+            ("é\ufffd".encode().ljust(16, b"\0"), FAILED_READ.ljust(8, b"\0"))]
+    out = io.StringIO()
+    sink = JsonSink(out, io.StringIO())
+    sink.map_dump("names", "", [(dk(k), dv(v)) for k, v in rows])
+    sink.flush()
+    assert json.loads(out.getvalue())["entries"] == [
+        {"key": "/x\ufffd\ufffd", "key_hex": "2f78fffe", "value": "ok"},
+        {"key": "ok", "value": "\ufffd(", "value_hex": "c328"},
+        {"key": "é\ufffd", "value": None},  # valid UTF-8; a failed read is null
+    ]
