@@ -13,7 +13,7 @@ from runner.check.arith import Resolve, Typed
 from runner.check.checker import Checker, Skip
 from runner.check.expr import ExprError
 from runner.check.scope import ActionScope
-from runner.kinds.builtins import BUILTINS, available
+from runner.kinds.builtins import BUILTINS, SYSCALL_EXIT_KRETPROBE, available
 from runner.model import expr as e
 from runner.model.types import SCALAR_BY_SIZE, STACKS
 from runner.spec.loader import PathKey
@@ -34,6 +34,13 @@ def use_builtin(ck: Checker, path: PathKey, name: str, scope: ActionScope) -> No
         ck.err(path, f"'{name}' is not available in a {missing[0].replace('_', ' ')} "
                "program", f"{name} works in: "
                + ", ".join(sorted(BUILTINS[name].contexts)).replace("_", " "))
+        raise Skip
+    if name == "syscall_nr" and scope.tail_called and SYSCALL_EXIT_KRETPROBE in scope.contexts:
+        # The kretprobe's number is a constant of the probe (its one syscall), and a
+        # program may be reached from several.
+        ck.err(path, "'syscall_nr' is not available in a program tail-called from a "
+               "syscall_exit probe", "at the kretprobe on a syscall's function only the "
+               "probe knows the number: store it in a map before the tail_call")
         raise Skip
     if scope.args is not None and name[:3] == "arg" and name[3:].isdigit():
         syscall, names = scope.args

@@ -277,6 +277,7 @@ class Function:
     actions: Tuple[Action, ...]
     kfunc: Optional[str] = None  # fentry: the kernel function (KFUNC_PROBE declares c_name)
     helpers: Tuple[str, ...] = ()  # builtins.HELPER_LOCALS read once at entry, e.g. pid_tgid
+    syscall_number: Optional[int] = None  # a kretprobe on one syscall's function: its number
 
 
 @dataclass(frozen=True)

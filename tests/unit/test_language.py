@@ -245,6 +245,19 @@ def test_syscall_exit_expands_to_three_options_with_the_result_in_each():
     assert cands[2].function.filter_nr == 257
 
 
+def test_syscall_nr_at_a_syscall_exit_is_read_in_each_option():
+    spec = spec_from_text(HEAD + "probes:\n  p:\n    attach: {syscall_exit: openat}\n"
+                          "    do: [{let: {n: syscall_nr}}]\n")
+    c = render_c(spec)
+    kret, tp, raw = (c.split(f"int er_p__{v}(")[1].split("\n}\n")[0]
+                     for v in ("kretprobe", "tracepoint", "raw"))
+    # the kretprobe serves openat alone: its number is a constant
+    assert "    s64 er_syscall_nr = 257;\n" in kret
+    assert "    s64 er_syscall_nr = ((const struct { u64 common; s32 nr; } *)ctx)->nr;\n" in tp
+    assert "    if (er_nr != 257)" in raw and "    s64 er_syscall_nr = er_nr;\n" in raw
+    assert "s64 er_v_n = er_syscall_nr;" in kret
+
+
 def test_params_are_rendered_constants_that_apply_sets():
     spec = spec_from_text(HEAD.replace("name: x", "name: x\nparams:\n  pid: {type: u32, "
                                        "default: 0}") + "probes:\n  p:\n    attach: "
