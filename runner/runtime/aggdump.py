@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from runner.kernel.maps import DumpInterrupted
@@ -40,6 +39,7 @@ from runner.output.records import histogram_record, stats_record
 from runner.output.tables import entries_table
 from runner.runtime import decode
 from runner.runtime.clearing import plus, since, subtract
+from runner.runtime.dump_stamp import Stamp, wall_clock
 from runner.runtime.stacks import Parts, StackReader, resolved
 
 Items = Iterable[Tuple[bytes, List[bytes]]]  # what Kernel.map_items yields
@@ -187,29 +187,6 @@ class Shown:
 ZERO_WHEN_EMPTY = ("count", "sum")
 
 
-@dataclass(frozen=True)
-class Stamp:
-    """When a periodic dump (`every`) was read, and which interval it closes: the n-th
-    interval since the run started (numbers skipped by a late dump are missing; the dump at
-    exit closes the partial interval after the last one)."""
-
-    time: datetime  # local, with its UTC offset
-    interval: int
-
-    @property
-    def header(self) -> str:
-        """The line over the dump in text, as BCC's tools print the time of theirs."""
-        return f"{self.time:%H:%M:%S} interval {self.interval}"
-
-    @property
-    def fields(self) -> Dict[str, Any]:
-        """On each JSON record of the dump."""
-        return {"time": self.time.isoformat(timespec="milliseconds"),
-                "interval": self.interval}
-
-
-def wall_clock() -> datetime:
-    return datetime.now().astimezone()
 
 
 class Dump:
