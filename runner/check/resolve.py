@@ -103,6 +103,8 @@ def _param(ck: Checker, name: str, col: int) -> Typed:
         hint = did_you_mean(name, ck.params)
         raise ExprError(f"no parameter '{name}' in params" + (f" ({hint})" if hint else ""),
                         col)
+    if p.size:
+        return Typed(e.ParamStr(name, p.size), None, pos=col)
     return Typed(e.Param(name), p.scalar)
 
 
