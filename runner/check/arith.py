@@ -245,12 +245,23 @@ def combine(t: Token, a: Typed, b: Typed) -> Typed:
         raise ExprError(f"'{t.text}' by zero", t.pos)
     if t.text in ("<<", ">>") and isinstance(b.node, e.Const) and not 0 <= b.node.value < 64:
         raise ExprError(f"shift by {b.node.value}: only 0..63 is defined", t.pos)
+    if t.text == ">>":
+        return _shift_right(a, b)
     wide = "u64" if "u64" in (a.scalar, b.scalar) else "s64"
     if wide == "u64":
         for v in (a, b):
             _fits_unsigned(t, v)
     node = e.Binary(t.text, a.node, b.node, wide)  # type: ignore[arg-type]
     return Typed(node, _masked(t, b) or _masked(t, a) or wide)
+
+
+def _shift_right(a: Typed, b: Typed) -> Typed:
+    """`x >> n` lies within x's own type (C's result type is x's after promotion, and a
+    right shift never leaves its range): a u32 shifted stays a u32 and fits a u32 field
+    uncast. Computed in 64 bits, in the left operand's signedness (the count's does not
+    matter, as in C): for a signed x the shift is arithmetic, as clang's."""
+    wide = "u64" if a.scalar == "u64" else "s64"
+    return Typed(e.Binary(">>", a.node, b.node, wide), a.scalar)  # type: ignore[arg-type]
 
 
 def _masked(t: Token, mask: Typed) -> Optional[str]:

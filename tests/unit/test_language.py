@@ -207,6 +207,22 @@ def test_arithmetic_is_spelled_with_its_64_bit_type_on_both_sides():
     assert "s64 er_v_y = ((s64)((s64)((s32)(er_arg0))) * (s64)(-3LL));" in c
 
 
+def test_a_right_shift_keeps_its_left_operands_type():
+    # uid is a u32: `uid >> 4` fills the u32 field uncast, computed in 64 bits
+    c = _c_of('      - emit: {to: out, set: {a: "uid >> 4"}}\n'
+              '      - let: {k: "ktime >> 10"}\n      - let: {d: "(s64)args.dfd >> 1"}\n')
+    assert "er_ev->a = (u32)(((s64)((u32)er_uid_gid) >> (s64)(4LL)));" in c
+    assert "u64 er_v_k = ((u64)(bpf_ktime_get_ns()) >> (u64)(10LL));" in c
+    assert "s64 er_v_d = ((s64)((s64)((s32)(er_arg0))) >> (s64)(1LL));" in c
+
+
+def test_a_left_shift_is_computed_and_typed_in_64_bits(tmp_path):
+    # C would drop the bits a u32 << 8 pushes out; here it must fit where it goes
+    assert_first_error(tmp_path, "shl", P % '      - emit: {to: out, set: {a: "uid << 8"}}\n',
+                       "13:34: error: 'uid << 8' is a s64 and does not fit in a u32",
+                       "cast it if truncation is meant: (u32)(...)")
+
+
 def test_a_signed_and_an_unsigned_32_bit_value_compare_in_s64():
     c = _c_of('      - if: "args.dfd < uid"\n        then: []\n')
     assert "if (((s64)((s32)(er_arg0)) < (s64)((u32)er_uid_gid))) {" in c
