@@ -25,6 +25,8 @@ UNKNOWN = Typed(e.Local("?"), None)
 
 # Names that read the current task through BTF, and what they stand for.
 TASK_ALIASES = {"ppid": "task.real_parent.tgid"}
+# The names a value may start with (besides `let` names): for hints where one is misplaced.
+LANGUAGE_NAMES = (*BUILTINS, *TASK_ALIASES, "args", "params", "task")
 
 
 def use_builtin(ck: Checker, path: PathKey, name: str, scope: ActionScope) -> None:
@@ -87,6 +89,8 @@ def resolver(ck: Checker, path: PathKey, scope: ActionScope) -> Resolve:
 
 def _arg(ck: Checker, path: PathKey, scope: ActionScope, name: str, col: int) -> Typed:
     arg = scope.named.get(name)
+    if arg is None and name == "ret":
+        raise ExprError(f"this probe has no argument 'ret': {_ret_hint(scope)}", col)
     if arg is None:
         hint = did_you_mean(name, scope.named)
         have = ", ".join(sorted(scope.named)) or "none"
@@ -95,6 +99,17 @@ def _arg(ck: Checker, path: PathKey, scope: ActionScope, name: str, col: int) ->
     for b in arg.builtins:
         use_builtin(ck, path, b, scope)
     return arg.value
+
+
+def _ret_hint(scope: ActionScope) -> str:
+    """Where a result is: `retval` where this probe has one (a kretprobe), else at an exit."""
+    if scope.contexts and all(available("retval", c) for c in scope.contexts):
+        return "the return value here is 'retval'"
+    if scope.args is not None:
+        return (f"the result is read at the exit: attach {{syscall_exit: {scope.args[0]}}}, "
+                "where it is args.ret (or retval)")
+    return ("a result is read at an exit: a syscall_exit probe (args.ret or retval), a "
+            "kretprobe or a uretprobe (retval)")
 
 
 def _param(ck: Checker, name: str, col: int) -> Typed:

@@ -82,7 +82,8 @@ CASES = {
     'event_placeholder': (
         'name: x\nstructs:\n  s:\n    - pid: u32\nmaps:\n  out: {type: ringbuf, value: s}\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - emit: {to: out, set: {pid: pid}}\noutput:\n  - events: out\n    format: "{pid} {uid}"\n',
         "14:20: error: '{uid}' names no field of s",
-        "did you mean 'pid'?",
+        "a format shows the event's fields: to show uid, give s a field and set it in the emit, "
+        "e.g. set: {uid: uid}",
     ),
     'unknown_syscall': (
         'name: x\nprobes:\n  p:\n    attach: {syscall: exceve}\n    do: []\n',
