@@ -190,13 +190,20 @@ class _Parser:
         self.expect("(")
         subject = self.binary(0)
         self.expect(",")
-        lit = self.take()
+        prefix = self.binary(0)
         self.expect(")")
-        if lit.kind != "str" or subject.string is None:
-            raise ExprError("startswith takes a string value and a \"literal\"", t.pos)
-        text = _unquote(lit.text)
-        _can_hold(subject.string, text, lit.pos, "start with")
+        text = prefix.node
+        if not isinstance(text, (str, e.ParamStr)) or subject.string is None:
+            raise ExprError("startswith takes a string value and a \"literal\" (or a string "
+                            "parameter)", t.pos)
+        if isinstance(text, str):
+            _can_hold(subject.string, text, prefix.pos, "start with")
         return Typed(e.StrCompare(subject.string, text, False, True), "bool")
+
+
+def _is_text(v: Typed) -> bool:
+    """A string known when the program is rendered: a "literal" or a string parameter."""
+    return isinstance(v.node, (str, e.ParamStr))
 
 
 def _unquote(text: str) -> str:
@@ -228,7 +235,7 @@ def _signed(v: Typed) -> bool:
 
 
 def combine(t: Token, a: Typed, b: Typed) -> Typed:
-    if t.text in ("==", "!=") and (isinstance(a.node, str) or isinstance(b.node, str)):
+    if t.text in ("==", "!=") and (_is_text(a) or _is_text(b)):
         return _string_compare(t, a, b)
     _need_int(t, a)
     _need_int(t, b)
@@ -238,12 +245,23 @@ def combine(t: Token, a: Typed, b: Typed) -> Typed:
         raise ExprError(f"'{t.text}' by zero", t.pos)
     if t.text in ("<<", ">>") and isinstance(b.node, e.Const) and not 0 <= b.node.value < 64:
         raise ExprError(f"shift by {b.node.value}: only 0..63 is defined", t.pos)
+    if t.text == ">>":
+        return _shift_right(a, b)
     wide = "u64" if "u64" in (a.scalar, b.scalar) else "s64"
     if wide == "u64":
         for v in (a, b):
             _fits_unsigned(t, v)
     node = e.Binary(t.text, a.node, b.node, wide)  # type: ignore[arg-type]
     return Typed(node, _masked(t, b) or _masked(t, a) or wide)
+
+
+def _shift_right(a: Typed, b: Typed) -> Typed:
+    """`x >> n` lies within x's own type (C's result type is x's after promotion, and a
+    right shift never leaves its range): a u32 shifted stays a u32 and fits a u32 field
+    uncast. Computed in 64 bits, in the left operand's signedness (the count's does not
+    matter, as in C): for a signed x the shift is arithmetic, as clang's."""
+    wide = "u64" if a.scalar == "u64" else "s64"
+    return Typed(e.Binary(">>", a.node, b.node, wide), a.scalar)  # type: ignore[arg-type]
 
 
 def _masked(t: Token, mask: Typed) -> Optional[str]:
@@ -297,11 +315,23 @@ def _never_negative(op: str, v: Typed, value: int, pos: int) -> None:
 
 
 def _string_compare(t: Token, a: Typed, b: Typed) -> Typed:
-    lit, other = (a, b) if isinstance(a.node, str) else (b, a)
-    if not isinstance(lit.node, str) or other.string is None:
-        raise ExprError(f"'{t.text}' compares a string literal with a string value "
-                        "(comm, a char array, a string argument)", t.pos)
-    _can_hold(other.string, lit.node, lit.pos, "equal")
+    lit, other = (a, b) if _is_text(a) else (b, a)
+    if _is_text(other):  # `params.comm == ""`: a test of the value given
+        param, text = (lit, other) if isinstance(lit.node, e.ParamStr) else (other, lit)
+        if not isinstance(param.node, e.ParamStr) or not isinstance(text.node, str):
+            raise ExprError(f"'{t.text}' compares two constants: compare a string value "
+                            "(comm, a char array, a string argument) with them", t.pos)
+        size = param.node.size
+        if len(text.node.encode()) >= size:
+            raise ExprError(f"'params.{param.node.name}' holds at most {size - 1} bytes: it "
+                            f"never equals this {len(text.node.encode())}-byte literal",
+                            text.pos)
+        return Typed(e.ParamIs(param.node, text.node, t.text == "!="), "bool")
+    if not isinstance(lit.node, (str, e.ParamStr)) or other.string is None:
+        raise ExprError(f"'{t.text}' compares a string literal (or a string parameter) with "
+                        "a string value (comm, a char array, a string argument)", t.pos)
+    if isinstance(lit.node, str):
+        _can_hold(other.string, lit.node, lit.pos, "equal")
     return Typed(e.StrCompare(other.string, lit.node, t.text == "!=", False), "bool")
 
 

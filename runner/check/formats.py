@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from runner.check.checker import Checker, Skip
 from runner.model.spec import Struct
@@ -23,10 +23,13 @@ _ITEMS = re.compile(r"(?:\[[^\]]*\])*")
 
 
 def fields(ck: Checker, path: PathKey, text: str, allowed: Set[str], what: str,
-           elsewhere: Iterable[str] = ()) -> List[str]:
+           elsewhere: Iterable[str] = (),
+           shown_how: Callable[[str], str] = lambda field: "") -> List[str]:
     """The distinct placeholder names of a format, each checked against `allowed`: every bad
-    placeholder is reported (at its own column), then Skip. `elsewhere`: names the language
-    has but this format cannot show, which get no "did you mean" of another name."""
+    placeholder is reported (at its own column), then Skip. `what` names one of them
+    ("built-in", "field of ev"). `elsewhere`: names the language has but this format cannot
+    show (and `args.X`), which get no "did you mean" of another name but `shown_how(field)`,
+    a hint of how to show one (if not empty)."""
     names: List[str] = []
     try:
         parsed = list(string.Formatter().parse(text))
@@ -39,7 +42,7 @@ def fields(ck: Checker, path: PathKey, text: str, allowed: Set[str], what: str,
         if field is None:
             continue
         at = next(starts, 0)
-        problem = _placeholder(field, spec or "", allowed, what, set(elsewhere))
+        problem = _placeholder(field, spec or "", allowed, what, set(elsewhere), shown_how)
         if problem:
             ck.err_in(path, text, at, *problem)
             bad += 1
@@ -50,14 +53,15 @@ def fields(ck: Checker, path: PathKey, text: str, allowed: Set[str], what: str,
     return names
 
 
-def _placeholder(field: str, spec: str, allowed: Set[str], what: str,
-                 elsewhere: Set[str]) -> Optional[Tuple[str, Optional[str]]]:
+def _placeholder(field: str, spec: str, allowed: Set[str], what: str, elsewhere: Set[str],
+                 shown_how: Callable[[str], str]) -> Optional[Tuple[str, Optional[str]]]:
     """What is wrong with one placeholder (message, hint), if anything."""
     base = field.split(".")[0].split("[")[0]
     if base == "" or base.isdigit():
         return "placeholders must be named, e.g. {pid}", None
     if base not in allowed:
-        return f"'{{{field}}}' names no {what}", _hint(field, base, allowed, what, elsewhere)
+        return f"'{{{field}}}' names no {what}", _hint(field, base, allowed, what, elsewhere,
+                                                        shown_how)
     if _ITEMS.fullmatch(field, len(base)) is None:
         # str.format would read any attribute (`{comm.upper}`, `{pid.__class__}`) and
         # print Python's internals: only fields and elements are values of a record.
@@ -71,15 +75,21 @@ def _placeholder(field: str, spec: str, allowed: Set[str], what: str,
     return None
 
 
-def _hint(field: str, base: str, allowed: Set[str], what: str, elsewhere: Set[str]) -> str:
+def _hint(field: str, base: str, allowed: Set[str], what: str, elsewhere: Set[str],
+          shown_how: Callable[[str], str]) -> str:
     """A close name of the same kind, else the known ones: `{args.ret}` names a member of a
-    namespace, never a flat name like `arg5`; `{ppid}` in a print is a name of the language
-    (a task field) that cannot be printed there, not a misspelt `pid`."""
-    if "." not in field and base not in elsewhere:
-        close = did_you_mean(base, allowed)
-        if close:
-            return close
-    return known(f"{what}s", allowed)
+    namespace, never a flat name like `arg5`; `{ppid}` is a name of the language (a task
+    field) that this format cannot show, not a misspelt `pid`: the hint says how to show it."""
+    if base in elsewhere or "." in field:
+        how = shown_how(field) if base in elsewhere else ""
+        return how or known(_plural(what), allowed)
+    return did_you_mean(base, allowed) or known(_plural(what), allowed)
+
+
+def _plural(what: str) -> str:
+    """"built-in" -> "built-ins", "field of ev" -> "fields of ev"."""
+    head, sep, tail = what.partition(" ")
+    return f"{head}s{sep}{tail}"
 
 
 def _starts(text: str) -> List[int]:

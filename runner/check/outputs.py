@@ -6,6 +6,7 @@ from typing import Any, Dict, Tuple
 
 from runner.check import formats, readable
 from runner.check.checker import Checker, Skip
+from runner.check.resolve import LANGUAGE_NAMES
 from runner.kinds.maps import MAP_KINDS, buffer_names
 from runner.model.spec import EventOutput, MapOutput
 from runner.model.stacks import STACK_PID
@@ -43,7 +44,8 @@ def _event_output(ck: Checker, path: PathKey, entry: Dict[str, Any],
     try:
         names = {f.name for f in struct.layout.fields if f.name != STACK_PID} | \
             set(readable.names(ck, decodes))
-        formats.fields(ck, (*path, "format"), fmt, names, f"field of {struct.name}")
+        formats.fields(ck, (*path, "format"), fmt, names, f"field of {struct.name}",
+                       set(LANGUAGE_NAMES) - names, lambda field: _emit_it(struct.name, field))
         formats.try_format(
             ck, (*path, "format"), fmt,
             readable.samples(formats.sample_record(struct, ck.structs), ck, decodes),
@@ -51,6 +53,12 @@ def _event_output(ck: Checker, path: PathKey, entry: Dict[str, Any],
     except Skip:
         return
     out[m.name] = EventOutput(m, struct, fmt, ck.origin(path), decodes)
+
+
+def _emit_it(struct: str, value: str) -> str:
+    name = value.rpartition(".")[2]
+    return (f"a format shows the event's fields: to show {value}, give {struct} a field and "
+            f"set it in the emit, e.g. set: {{{name}: {value}}}")
 
 
 def map_dumps(ck: Checker) -> Tuple[MapOutput, ...]:
@@ -69,7 +77,7 @@ def map_dumps(ck: Checker) -> Tuple[MapOutput, ...]:
                     "value": formats.sample_value(m.value, ck.structs, hi)}
                    for hi in (False, True)]
         try:
-            formats.fields(ck, (*path, "format"), fmt, {"key", "value"}, "of key/value")
+            formats.fields(ck, (*path, "format"), fmt, {"key", "value"}, "field of a map entry")
             formats.try_format(ck, (*path, "format"), fmt, *samples)
         except Skip:
             continue

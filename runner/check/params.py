@@ -1,19 +1,23 @@
-"""The params section: named integers a spec reads as `params.NAME`, set per run.
+"""The params section: named integers and strings a spec reads as `params.NAME`, set per
+run.
 
     params:
       pid: {type: u32, default: 0, description: only this process (0: all)}
+      name: {type: "char[16]", default: "", description: only this command}
 
 A parameter is a constant of the rendered program (`#define er_param_pid ((u32)1234ULL)`),
-so clang folds `params.pid == 0` away and the verifier sees no extra map lookup. Setting
-it per run is `apply`: the CLI parses `--set NAME=VALUE`, calls apply(spec, {NAME: VALUE})
-on the checked model and renders that (the cache key must then include the values).
+so clang folds `params.pid == 0` away and the verifier sees no extra map lookup. A string
+is a C string literal of exactly N bytes (its text, then NULs), built byte by byte by
+runner/codegen/strings.py: no value can end the literal or be read as C. Setting it per
+run is `apply`: the CLI parses `--set NAME=VALUE`, calls apply(spec, {NAME: VALUE}) on the
+checked model and renders that (the cache key includes the values: support/cache.py).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 from runner.check.checker import Checker
 from runner.kinds import perf_events
@@ -21,20 +25,58 @@ from runner.model.spec import Param, Probe, Spec
 from runner.model.types import SCALARS
 from runner.support.comment_text import comment_text
 
+# A string parameter's size: its comparisons are unrolled byte by byte, and its buffer
+# is on the 512-byte BPF stack.
+MAX_CHARS = 128
+_CHARS = re.compile(r"char\[([0-9]{1,4})\]", re.ASCII)
+TYPES = ", ".join(SCALARS) + f" or char[N] (a string, N from 2 to {MAX_CHARS})"
+
+
+def chars_size(type_text: str) -> Optional[int]:
+    """N of a `char[N]` parameter type; None for another text."""
+    m = _CHARS.fullmatch(type_text)
+    return int(m.group(1)) if m else None
+
 
 def check(ck: Checker) -> Tuple[Param, ...]:
     out = []
     for name, raw in ck.data.get("params", {}).items():
         path = ("params", name)
-        scalar = SCALARS[raw["type"]]
-        problem = _out_of_range(raw["default"], scalar.name)
+        type_text, default = raw["type"], raw["default"]
+        size = chars_size(type_text) or 0
+        if type_text not in SCALARS and not 2 <= size <= MAX_CHARS:
+            ck.err((*path, "type"), f"'{type_text}' is not a parameter type: {TYPES}")
+            continue
+        problem = _problem(default, type_text, size)
         if problem:
             ck.err((*path, "default"), problem)
             continue
-        p = Param(name, scalar.name, raw["default"], raw["default"], ck.origin(path))
+        p = Param(name, type_text, default, default, ck.origin(path), size)
         ck.params[name] = p
         out.append(p)
     return tuple(out)
+
+
+def _problem(value: Union[int, str], type_text: str, size: int) -> str:
+    """Why `value` cannot be a `type_text` parameter's value; "" if it can."""
+    if size:
+        if not isinstance(value, str):
+            return f"the default of a {type_text} parameter is a string (in quotes): \"{value}\""
+        return _too_long(value, size)
+    if not isinstance(value, int):
+        return f"a {type_text} parameter's default is an integer"
+    return _out_of_range(value, type_text)
+
+
+def _too_long(text: str, size: int) -> str:
+    try:
+        n = len(text.encode())
+    except UnicodeEncodeError:  # a command line's bytes that are not UTF-8
+        return "not UTF-8 text"
+    if "\0" in text:
+        return "a NUL would end the string"
+    return "" if n < size else (f"{n} bytes, more than char[{size}] holds ({size - 1} "
+                                "and the NUL)")
 
 
 def _out_of_range(value: int, scalar: str) -> str:
@@ -60,20 +102,23 @@ def parse(name: str, text: str) -> int:
 
 
 def apply(spec: Spec, values: Dict[str, str]) -> Spec:
-    """The model with parameters set from `--set NAME=VALUE` texts (see `parse`), one per
-    name (the CLI keeps the last of repeated ones). Raises ValueError, whose text the CLI
-    prints, for an unknown name or a value that is no integer or does not fit."""
+    """The model with parameters set from `--set NAME=VALUE` texts (see `parse`; a string
+    parameter takes the text as it is), one per name (the CLI keeps the last of repeated
+    ones). Raises ValueError, whose text the CLI prints, for an unknown name or a value that
+    is no integer or does not fit."""
     known = {p.name: p for p in spec.params}
     for name, text in values.items():
         if name not in known:
             have = ", ".join(sorted(known)) or "none"
             raise ValueError(f"--set {name}: the spec has no parameter '{name}' "
                              f"(parameters: {have})")
-        value = parse(name, text)
-        problem = _out_of_range(value, known[name].scalar)
+        p = known[name]
+        value: Union[int, str] = text if p.size else parse(name, text)
+        problem = _problem(value, p.scalar, p.size)
         if problem:
-            raise ValueError(f"--set {name}={text}: {problem}")
-        known[name] = replace(known[name], value=value)
+            shown = ascii(text) if not (text.isascii() and text.isprintable()) else text
+            raise ValueError(f"--set {name}={shown[:_MAX_TEXT]}: {problem}")
+        known[name] = replace(p, value=value)
     probes = tuple(_sampling(p, known, values) for p in spec.probes)
     return replace(spec, params=tuple(known[p.name] for p in spec.params), probes=probes)
 

@@ -42,6 +42,8 @@ def check(ck: Checker, name: str) -> Optional[Probe]:
                       p.filter_nr, scope.needs, actions)
         if by_bcc:
             fn = replace(fn, kfunc=p.target)
+        if p.number is not None:
+            fn = replace(fn, syscall_number=p.number)
         describe = comment_text(f"{p.kind} {p.target}" if not p.syscall else
                                 f"{p.kind} on the {p.syscall} syscall")
         out.append(Candidate(p.kind, p.target, p.syscall, fn, describe, p.template))

@@ -75,7 +75,7 @@ def check_program(ck: Checker, name: str, ctxs: Tuple[str, ...]) -> Optional[Pro
                "through a table that holds it", "add it to a tail_calls table that a "
                "probe's tail_call uses", key=True)
         return None
-    scope = ActionScope(ctxs)
+    scope = ActionScope(ctxs, tail_called=True)
     actions = check_list(ck, (*path, "do"), ck.data["programs"][name]["do"], scope)
     fns = tuple(function(f"er_{name}__{ctx}", ctx, None, scope.needs, actions)
                 for ctx in ctxs)

@@ -16,7 +16,7 @@ from runner.check.arith import Resolve, Typed
 from runner.check.checker import Checker, Skip
 from runner.check.expr import ExprError
 from runner.check.scope import ActionScope
-from runner.kinds.builtins import BUILTINS, available
+from runner.kinds.builtins import BUILTINS, SYSCALL_EXIT_KRETPROBE, available
 from runner.model import expr as e
 from runner.model.types import SCALAR_BY_SIZE, STACKS
 from runner.spec.loader import PathKey
@@ -29,6 +29,8 @@ UNKNOWN = Typed(e.Local("?"), None)
 
 # Names that read the current task through BTF, and what they stand for.
 TASK_ALIASES = {"ppid": "task.real_parent.tgid"}
+# The names a value may start with (besides `let` names): for hints where one is misplaced.
+LANGUAGE_NAMES = (*BUILTINS, *TASK_ALIASES, "args", "params", "task")
 
 
 def use_builtin(ck: Checker, path: PathKey, name: str, scope: ActionScope) -> None:
@@ -38,6 +40,13 @@ def use_builtin(ck: Checker, path: PathKey, name: str, scope: ActionScope) -> No
         ck.err(path, f"'{name}' is not available in a {missing[0].replace('_', ' ')} "
                "program", f"{name} works in: "
                + ", ".join(sorted(BUILTINS[name].contexts)).replace("_", " "))
+        raise Skip
+    if name == "syscall_nr" and scope.tail_called and SYSCALL_EXIT_KRETPROBE in scope.contexts:
+        # The kretprobe's number is a constant of the probe (its one syscall), and a
+        # program may be reached from several.
+        ck.err(path, "'syscall_nr' is not available in a program tail-called from a "
+               "syscall_exit probe", "at the kretprobe on a syscall's function only the "
+               "probe knows the number: store it in a map before the tail_call")
         raise Skip
     if scope.args is not None and name[:3] == "arg" and name[3:].isdigit():
         syscall, names = scope.args
@@ -132,6 +141,8 @@ _LOOKS_CONSTANT = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
 
 def _arg(ck: Checker, path: PathKey, scope: ActionScope, name: str, col: int) -> Typed:
     arg = scope.named.get(name)
+    if arg is None and name == "ret":
+        raise ExprError(f"this probe has no argument 'ret': {_ret_hint(scope)}", col)
     if arg is None:
         hint = did_you_mean(name, scope.named)
         have = ", ".join(sorted(scope.named)) or "none"
@@ -142,12 +153,25 @@ def _arg(ck: Checker, path: PathKey, scope: ActionScope, name: str, col: int) ->
     return arg.value
 
 
+def _ret_hint(scope: ActionScope) -> str:
+    """Where a result is: `retval` where this probe has one (a kretprobe), else at an exit."""
+    if scope.contexts and all(available("retval", c) for c in scope.contexts):
+        return "the return value here is 'retval'"
+    if scope.args is not None:
+        return (f"the result is read at the exit: attach {{syscall_exit: {scope.args[0]}}}, "
+                "where it is args.ret (or retval)")
+    return ("a result is read at an exit: a syscall_exit probe (args.ret or retval), a "
+            "kretprobe or a uretprobe (retval)")
+
+
 def _param(ck: Checker, name: str, col: int) -> Typed:
     p = ck.params.get(name)
     if p is None:
         hint = did_you_mean(name, ck.params)
         raise ExprError(f"no parameter '{name}' in params" + (f" ({hint})" if hint else ""),
                         col)
+    if p.size:
+        return Typed(e.ParamStr(name, p.size), None, pos=col)
     return Typed(e.Param(name), p.scalar)
 
 

@@ -128,13 +128,7 @@ def _record(emit: Optional[Emit]) -> int:
 
 def _strings(node: Any) -> int:
     """The buffers the string comparisons in `node` read into (all at once, to be safe)."""
-    return sum(_compare_size(c) for c in _compares(node))
-
-
-def _compare_size(c: e.StrCompare) -> int:
-    # As runner/codegen/c_strings.py's str_compare sizes its buffer.
-    n = len(c.text.encode()) + 2
-    return max(n, 16) if isinstance(c.source, e.CommStr) else n
+    return sum(c.buffer_size for c in _compares(node))
 
 
 def _compares(node: Any) -> Iterator[e.StrCompare]:

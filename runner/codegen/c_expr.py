@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional
 
-from runner.codegen.c_strings import read_string, str_compare
+from runner.codegen.c_strings import param_is, read_string, str_compare
 from runner.kinds.builtins import BUILTINS
 from runner.kinds.registry import UnknownKind
 from runner.model.expr import (
@@ -21,6 +21,7 @@ from runner.model.expr import (
     Negate,
     Not,
     Param,
+    ParamIs,
     RecordArray,
     RecordInt,
     StrCompare,
@@ -75,6 +76,7 @@ _SPELLING: Dict[type, Callable] = {
     RecordInt: lambda e: f"(*({_c(e.scalar)} *)((char *)ctx + {e.offset}))",
     TaskRead: _task_read,
     StrCompare: lambda e: str_compare(e, spell),
+    ParamIs: param_is,
     Compare: lambda e: f"({_operand(e.left)} {e.op} {_operand(e.right)})",
     Logic: lambda e: f" {e.op} ".join(spell(p) for p in e.parts),
     Not: lambda e: "!" + spell(e.value),

@@ -18,6 +18,8 @@ from typing import Any, Callable
 from runner.model.expr import (
     CommStr,
     LocalChars,
+    ParamIs,
+    ParamStr,
     PtrStr,
     RecordChars,
     RecordDataLoc,
@@ -98,25 +100,49 @@ def _failed(dest: str, size: int) -> str:
             f" else if (er_n == 1) {{ ({dest})[1] = 0; }}")
 
 
+def param_is(e: ParamIs) -> str:
+    """A string parameter equal to a literal: its bytes and its NUL, constants the compiler
+    folds."""
+    lit = f"er_param_{e.param.name}"
+    tests = " && ".join(f"{lit}[{i}] == {b}" for i, b in enumerate(e.text.encode() + b"\0"))
+    return f"({'!' if e.negate else ''}({tests}))"
+
+
 def str_compare(e: StrCompare, spell: Spell) -> str:
-    data = e.text.encode()
-    # Room for the literal, one byte more (so a longer string differs at its end) and the
-    # NUL; comm is always read whole.
-    size = max(len(data) + 2, 16) if isinstance(e.source, CommStr) else len(data) + 2
+    size = e.buffer_size
     read = read_string(e.source, "er_s", size, spell, mark=False)
     # Every byte's difference or-ed into er_d, equal when it is 0: code without branches.
     # With `==` joined by `&&`, LLVM turns groups of tests into diamonds whose results it
     # packs into bits; the verifier then walks 2^n paths and refuses the program with E2BIG
     # from about 16 bytes on (issue 24). A barrier after every 8 bytes keeps LLVM from
     # loading every byte first, which spills past the 512-byte stack on long literals.
-    diffs = [f"((u8)er_s[{i}] ^ {b})" for i, b in enumerate(data)]
-    if not e.prefix:
-        diffs.append(f"(u8)er_s[{len(data)}]")
+    if isinstance(e.text, ParamStr):
+        diffs = _param_diffs(e.text, e.prefix)
+    else:
+        data = e.text.encode()
+        diffs = [f"((u8)er_s[{i}] ^ {b})" for i, b in enumerate(data)]
+        if not e.prefix:
+            diffs.append(f"(u8)er_s[{len(data)}]")
     steps = "".join(f" er_d |= {' | '.join(diffs[i:i + 8])}; {_BARRIER}"
                     for i in range(0, len(diffs), 8))
     neg = "!" if e.negate else ""
     return (f"({neg}({{ char er_s[{size}] = {{}}; {read} u64 er_d = 0;{steps} "
             "er_d == 0; }))")
+
+
+def _param_diffs(p: ParamStr, prefix: bool) -> list[str]:
+    """A string parameter's bytes are a constant literal (er_param_NAME, N bytes: the text
+    then NULs), but its length is not known here: each byte's test is kept or dropped by a
+    condition on the literal's own bytes, which clang folds away. `==` tests the text's
+    bytes and its NUL (what follows the NUL of a record's char array may be anything); a
+    prefix tests the text's bytes."""
+    lit = f"er_param_{p.name}"
+    out = []
+    for i in range(p.size):
+        diff = f"((u8)er_s[{i}] ^ (u8){lit}[{i}])"
+        keep = f"{lit}[{i}]" if prefix else (f"{lit}[{i - 1}]" if i else "")
+        out.append(f"({keep} ? {diff} : 0)" if keep else diff)
+    return out
 
 
 # Makes er_d a register value here, and no memory read moves across it.

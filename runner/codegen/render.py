@@ -159,7 +159,7 @@ def template_environment(code: jinja2.BytecodeCache) -> jinja2.Environment:
         needs_ptrace=_needs_ptrace, headers=_headers, c_expr=spell, string_into=string_into,
         c_type=c_type,
         array_into=array_into,
-        c_string=c_string,
+        c_string=c_string, c_bytes=c_bytes,
         signature=lambda fn: CONTEXTS.lookup(fn.context).signature,
         prologue=lambda fn: CONTEXTS.lookup(fn.context).prologue,
         nr_register=lambda arch: SYSCALL_REGS[arch][0],

@@ -103,6 +103,7 @@ class Planned:
     filter_nr: Optional[int]  # raw sys_enter: only this syscall number
     variant: str  # suffix of the generated function's name
     template: str = ""  # Candidate.template: the target before parameters were filled in
+    number: Optional[int] = None  # a kretprobe on one syscall's function: its number
 
 
 # expand(target, syscall number or None, suffix) -> candidates; the suffix tells apart two
@@ -135,7 +136,10 @@ def _syscall_exit(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned,
     # function (__x64_sys_NAME) is found by runner/check/exits.py, and a syscall no
     # table numbers gets no raw option.
     return (
-        Planned("kretprobe", target, target, bi.SYSCALL_EXIT_KRETPROBE, None, "kretprobe"),
+        # At its return the function's argument (the user's registers) is gone: the
+        # syscall_nr of the one syscall it serves is a constant.
+        Planned("kretprobe", target, target, bi.SYSCALL_EXIT_KRETPROBE, None, "kretprobe",
+                number=nr),
         Planned("tracepoint", f"syscalls:sys_exit_{target}", None, bi.SYSCALL_EXIT_TP, None,
                 "tracepoint"),
     ) + ((Planned("raw_tracepoint", "sys_exit", None, bi.SYSCALL_EXIT_RAW, nr, "raw"),)

@@ -61,8 +61,8 @@ for _b in (
     Builtin("cpu", "u32", "bpf_get_smp_processor_id()", _ANY, "current CPU"),
     Builtin("comm", "char[16]", "", _ANY,
             "the current task's name (at syscall entry: the caller's)"),
-    Builtin("syscall_nr", "s64", "er_syscall_nr", SYSCALL_CONTEXTS,
-            "the system call's number"),
+    Builtin("syscall_nr", "s64", "er_syscall_nr", SYSCALL_CONTEXTS | SYSCALL_EXIT_CONTEXTS,
+            "the system call's number (at its entry or exit)"),
     # Each of these contexts' prologue computes er_retval (from pt_regs or the record).
     Builtin("retval", "s64", "er_retval", frozenset({KRETPROBE}) | SYSCALL_EXIT_CONTEXTS,
             "the function's return value; at a syscall's exit (also `args.ret`) its "

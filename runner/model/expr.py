@@ -68,6 +68,16 @@ class Param:
 
 
 @dataclass(frozen=True)
+class ParamStr:
+    """A string parameter (`type: char[N]`): its text is fixed when the program is rendered,
+    as a C string literal padded with NULs to `size` bytes (er_param_NAME), so it only ever
+    stands where a string literal may: compared with a string value."""
+
+    name: str
+    size: int  # N: the text has at most N - 1 bytes
+
+
+@dataclass(frozen=True)
 class RecordInt:
     """An integer field of a tracepoint's record, at its offset from the format file."""
 
@@ -153,13 +163,33 @@ class Compare:
 
 @dataclass(frozen=True)
 class StrCompare:
-    """A string against a literal: equal (`==`, `!=`) or, with prefix, starting with it.
-    Compared byte by byte, unrolled: the literal's length bounds the work."""
+    """A string against a literal or a string parameter: equal (`==`, `!=`) or, with
+    prefix, starting with it. Compared byte by byte, unrolled: the literal's length (the
+    parameter's size) bounds the work."""
 
     source: StrSource
-    text: str
+    text: Union[str, ParamStr]
     negate: bool
     prefix: bool
+
+    @property
+    def buffer_size(self) -> int:
+        """The bytes the string is read into (runner/codegen/c_strings.py; the stack check
+        counts them): room for the literal, one byte more (so a longer string differs at
+        its end) and the NUL; a parameter's N bytes and the NUL; comm is always read whole."""
+        t = self.text
+        n = t.size + 1 if isinstance(t, ParamStr) else len(t.encode()) + 2
+        return max(n, 16) if isinstance(self.source, CommStr) else n
+
+
+@dataclass(frozen=True)
+class ParamIs:
+    """A string parameter against a literal (`params.comm == ""`): both are known when the
+    program is rendered, so the compiler folds the test to a constant."""
+
+    param: ParamStr
+    text: str
+    negate: bool
 
 
 @dataclass(frozen=True)
@@ -182,5 +212,5 @@ class Group:
 
 Number = Union[Const, BuiltinRef, Cast, Binary, Negate, Local, Param, RecordInt, TaskRead]
 Value = Number
-Condition = Union[Compare, StrCompare, Logic, Not, Group]
+Condition = Union[Compare, StrCompare, ParamIs, Logic, Not, Group]
 Expr = Union[Number, Compare, StrCompare, Logic, Not, Group, StrSource, ArraySource]

@@ -277,6 +277,7 @@ class Function:
     actions: Tuple[Action, ...]
     kfunc: Optional[str] = None  # fentry: the kernel function (KFUNC_PROBE declares c_name)
     helpers: Tuple[str, ...] = ()  # builtins.HELPER_LOCALS read once at entry, e.g. pid_tgid
+    syscall_number: Optional[int] = None  # a kretprobe on one syscall's function: its number
 
 
 @dataclass(frozen=True)
@@ -350,10 +351,17 @@ class Param:
     `apply`, before rendering, so the compiler folds it into the code."""
 
     name: str
-    scalar: str  # a runner/model/types.py SCALARS name
-    value: int  # checked to fit `scalar`
-    default: int
+    scalar: str  # a runner/model/types.py SCALARS name, or "char[N]" for a string
+    value: Union[int, str]  # checked to fit `scalar` (a string: at most N - 1 bytes)
+    default: Union[int, str]
     origin: str
+    size: int = 0  # char[N]: N; 0 for an integer
+
+    @property
+    def text(self) -> Optional[bytes]:
+        """A string parameter's bytes padded with NULs to N (for its C literal); None for
+        an integer."""
+        return str(self.value).encode().ljust(self.size, b"\0") if self.size else None
 
 
 @dataclass(frozen=True)

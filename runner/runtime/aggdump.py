@@ -40,6 +40,7 @@ from runner.output.records import histogram_record, stats_record
 from runner.output.tables import entries_table
 from runner.runtime import decode
 from runner.runtime.clearing import plus, since, subtract
+from runner.runtime.dump_stamp import Stamp, wall_clock
 from runner.runtime.stacks import Parts, StackReader, resolved
 
 Items = Iterable[Tuple[bytes, List[bytes]]]  # what Kernel.map_items yields
@@ -185,6 +186,13 @@ class Shown:
     hidden: int = 0
 
 
+# A count or sum of no events is 0: a keyless one shows it (bpftrace prints `@: 0`), so an
+# interval without events is a row like the others, not a missing one.
+ZERO_WHEN_EMPTY = ("count", "sum")
+
+
+
+
 class Dump:
     """One aggregation's dumps: the baseline for `clear`, the entries shown, and the
     eviction of idle keys.
@@ -220,6 +228,8 @@ class Dump:
                              if k not in values and self.baseline.get(k) == v}
             self.baseline = current
         entries = [Entry(k, shown(self.agg, v)) for k, v in values.items()]
+        if not entries and not self.agg.keys and self.agg.kind in ZERO_WHEN_EMPTY:
+            entries = [Entry((), 0)]
         n = MAX_ROWS if self.agg.top is None else self.agg.top
         if len(entries) > n:
             return Shown(top(entries, n), len(entries) - n if self.agg.top is None else 0)
@@ -301,6 +311,7 @@ class Aggregations:
         self.dumps = {a.name: Dump(AggReader(types, a, decoders)) for a in spec.aggregations}
         self.stacks = StackReader(spec)
         self.due: Dict[str, float] = {}
+        self.interval: Dict[str, int] = {}  # the interval the next dump closes (`every`)
         self.counts: Dict[str, int] = {}
         self.skipped: Dict[str, int] = {}  # intervals skipped after late dumps
         self.cut: List[str] = []  # final dumps a second signal cut short (or left out)
@@ -321,6 +332,7 @@ class Aggregations:
 
     def start(self, started: float) -> None:
         self.due = {n: started + d.agg.every for n, d in self.dumps.items() if d.agg.every}
+        self.interval = {n: 1 for n in self.due}
 
     def wait(self, now: float) -> List[float]:
         return [t - now for t in self.due.values()]
@@ -341,6 +353,7 @@ class Aggregations:
         """When the dump after the one due at `due` is due, now that it ended at `now`."""
         every = self.dumps[name].agg.every or 0
         skipped = int((now - due) // every)
+        self.interval[name] = self.interval.get(name, 1) + skipped + 1
         if skipped:
             self.skipped[name] = self.skipped.get(name, 0) + skipped
             sink.note(f"aggregation {name}: dump {self.counts.get(name, 0)} was late by "
@@ -365,12 +378,17 @@ class Aggregations:
     def dump(self, k: Any, sink: Any, name: str,
              should_stop: Callable[[], bool] = lambda: False) -> None:
         d = self.dumps[name]
+        stamp = Stamp(wall_clock(), self.interval[name]) if name in self.interval else None
         shown = d.entries(k.maps.map_items(d.agg.map, should_stop))
         if d.agg.has_stacks:
             rows = resolved(self.stacks, k.maps, d.agg, shown.entries)
-            sink.aggregation(name, d.stack_text(rows), d.records(shown.entries, rows))
+            text, records = d.stack_text(rows), d.records(shown.entries, rows)
         else:
-            sink.aggregation(name, d.text(shown.entries), d.records(shown.entries))
+            text, records = d.text(shown.entries), d.records(shown.entries)
+        if stamp is not None:
+            text = f"{stamp.header}\n{text}" if text else stamp.header
+            records = [{**r, **stamp.fields} for r in records]
+        sink.aggregation(name, text, records)
         self.counts[name] = self.counts.get(name, 0) + 1
         if shown.hidden:
             sink.note(f"aggregation {name}: dump {self.counts[name]} shows the largest "

@@ -4,8 +4,11 @@ delta, delete") with exact or bounded values."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
+import threading
 
 from harness import SLOW, Run
 
@@ -126,3 +129,81 @@ def test_long_literals_compare_exactly(tmp_path):
     want = sorted([(p, 0, 0, 0) for p in paths]
                   + [(p, *f) for p, fs in flags.items() for f in fs])
     assert got == want
+
+
+EXIT_NR = """\
+name: exit_nr
+aggregations:
+  any_method: {kind: count, key: {nr: s64}, decode: {nr: syscall}}
+  tracepoint: {kind: count, key: {nr: s64}, decode: {nr: syscall}}
+  raw: {kind: count, key: {nr: s64}, decode: {nr: syscall}}
+probes:
+  any_method:        # the kretprobe where the kernel has kprobes, else the tracepoint
+    attach: {syscall_exit: getppid}
+    do:
+      - if: "tid == TID"
+        then: [{aggregate: {map: any_method, key: {nr: syscall_nr}}}]
+  tracepoint:
+    attach: {tracepoint: "syscalls:sys_exit_getppid"}
+    do:
+      - if: "tid == TID"
+        then: [{aggregate: {map: tracepoint, key: {nr: syscall_nr}}}]
+  raw:               # every syscall's exit: the number from the user's registers
+    attach: {raw_tracepoint: sys_exit}
+    do:
+      - if: "tid == TID"
+        then: [{aggregate: {map: raw, key: {nr: syscall_nr}}}]
+"""
+
+
+def test_syscall_nr_at_every_kind_of_syscall_exit(tmp_path):
+    spec = tmp_path / "exit_nr.yaml"
+    spec.write_text(EXIT_NR.replace("TID", str(threading.get_native_id())))
+    with Run(str(spec), "--json") as run:
+        run.wait_ready()
+        for _ in range(5):
+            os.getppid()
+        assert run.stop() == 0, run.err
+    counts = {(r["map"], r["key"]["nr_name"]): r["value"] for r in run.json()
+              if r.get("type") == "map"}
+    assert counts[("any_method", "getppid")] == counts[("tracepoint", "getppid")] == \
+        counts[("raw", "getppid")] == 5
+    assert {m for m, name in counts if name != "getppid"} <= {"raw"}
+
+
+STRING_PARAMS = """\
+name: string_params
+params:
+  comm: {type: "char[16]", default: "", description: "only this command (empty: none)"}
+  prefix: {type: "char[16]", default: "er-strp-"}
+aggregations:
+  exact: {kind: count, key: {comm: "char[16]"}}
+  prefixed: {kind: count, key: {comm: "char[16]"}}
+probes:
+  p:
+    attach: {tracepoint: "syscalls:sys_enter_getppid"}
+    do:
+      - if: 'params.comm != "" && comm == params.comm'
+        then: [{aggregate: {map: exact, key: {comm: comm}}}]
+      - if: 'startswith(comm, params.prefix)'
+        then: [{aggregate: {map: prefixed, key: {comm: comm}}}]
+"""
+
+# Names itself (prctl PR_SET_NAME), then calls getppid() N times.
+NAMED = ("import ctypes, os, sys; ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0); "
+         "[os.getppid() for _ in range(int(sys.argv[2]))]")
+
+
+def test_string_parameters_filter_by_command_exactly_and_by_prefix(tmp_path):
+    spec = tmp_path / "string_params.yaml"
+    spec.write_text(STRING_PARAMS)
+    calls = {"er-strp-a": 3, "er-strp-ab": 5, "er-strp-b": 4, "other-er-strp": 6}
+    with Run(str(spec), "--json", "--set", "comm=er-strp-a") as run:
+        run.wait_ready()
+        for name, n in calls.items():
+            subprocess.run([sys.executable, "-c", NAMED, name, str(n)], check=True)
+        assert run.stop() == 0, run.err
+    counts = {(r["map"], r["key"]["comm"]): r["value"] for r in run.json()
+              if r.get("type") == "map"}
+    assert counts == {("exact", "er-strp-a"): 3, ("prefixed", "er-strp-a"): 3,
+                      ("prefixed", "er-strp-ab"): 5, ("prefixed", "er-strp-b"): 4}

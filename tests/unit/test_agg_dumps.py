@@ -226,3 +226,76 @@ def test_a_text_key_part_that_is_not_utf8_has_its_bytes_in_json_on_both_paths():
         reader.unpack = unpack
         assert reader.json_key(fast) == reader.json_key(slow) == expected
         assert reader.label(fast) == (str(7), expected["name"])  # text output: unchanged
+
+
+class KeylessKernel:
+    """A keyless count's map: no entry until the first event, then its one slot."""
+
+    def __init__(self):
+        self.count = None
+        self.maps = self
+
+    def map_items(self, m, should_stop=None):
+        return iter([] if self.count is None else [(bytes(4), [slot_bytes(self.count, 0, 0, 0)])])
+
+    def delete_items(self, m, kbs):  # an eviction (idle for an interval)
+        assert len(kbs) == 1
+        count, self.count = self.count, None
+        return [[slot_bytes(count, 0, 0, 0)]]
+
+
+class TextSink:
+    def __init__(self):
+        self.texts, self.records, self.notes = [], [], []
+
+    def aggregation(self, name, text, records):
+        self.texts.append(text)
+        self.records.extend(records)
+
+    def note(self, text):
+        self.notes.append(text)
+
+
+def test_a_keyless_count_shows_0_for_an_interval_without_events_and_each_periodic_dump_its_interval(
+        monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    clock = Clock(100.0)
+    monkeypatch.setattr(aggdump, "time", clock)
+    wall = datetime(2026, 12, 7, 22, 35, 1, 250000, tzinfo=timezone(timedelta(hours=1)))
+    monkeypatch.setattr(aggdump, "wall_clock", lambda: wall)
+    s = spec("  n: {kind: count, every: 1, clear: true}", "      - aggregate: {map: n}")
+    aggs, sink, k = Aggregations(s, fake_types(s)), TextSink(), KeylessKernel()
+    aggs.start(100.0)
+    clock.now = 101.0
+    aggs.tick(k, sink, lambda: False)  # interval 1: no event yet, no map entry
+    k.count = 3
+    clock.now = 102.0
+    aggs.tick(k, sink, lambda: False)  # interval 2: 3 events
+    clock.now = 105.5  # the dump due at 103 comes late (a stopped process) ...
+    aggs.tick(k, sink, lambda: False)  # ... as interval 3: nothing new
+    aggs.final(k, sink)  # 4 and 5 were skipped: the partial interval 6
+    assert sink.texts == [
+        "22:35:01 interval 1\n@n:\nCOUNT\n    0",
+        "22:35:01 interval 2\n@n:\nCOUNT\n    3",
+        "22:35:01 interval 3\n@n:\nCOUNT\n    0",
+        "22:35:01 interval 6\n@n:\nCOUNT\n    0",
+    ]
+    assert [(r["interval"], r["value"]) for r in sink.records] == [(1, 0), (2, 3), (3, 0), (6, 0)]
+    assert sink.records[0] == {"type": "map", "map": "n", "key": {}, "unit": None,
+                               "kind": "count", "value": 0,
+                               "time": "2026-12-07T22:35:01.250+01:00", "interval": 1}
+    assert sink.notes == ["aggregation n: dump 3 was late by 2.50 s (every 1 s): "
+                          "2 intervals skipped"]
+
+
+def test_a_dump_of_an_aggregation_without_every_has_no_stamp_and_a_keyless_sum_shows_0():
+    s = spec("  total: {kind: sum}\n  lat: {kind: hist}",
+             "      - aggregate: {map: total, value: arg2}\n"
+             "      - aggregate: {map: lat, value: arg2}")
+    aggs, sink = Aggregations(s, fake_types(s)), TextSink()
+    aggs.start(0.0)
+    aggs.final(KeylessKernel(), sink)
+    assert sink.texts == ["@total:\nSUM\n  0", ""]  # an empty histogram draws nothing
+    assert sink.records == [{"type": "map", "map": "total", "key": {}, "unit": None,
+                             "kind": "sum", "value": 0}]

@@ -128,7 +128,7 @@ def test_every_bad_placeholder_of_a_format_is_reported_at_its_brace(tmp_path):
 
 def test_hints_name_only_what_was_meant(tmp_path):
     # {args.ret} is an argument, {ppid} and {task.pid} task fields: no print shows them,
-    # and no built-in is what they meant (not 'arg5', not 'pid').
+    # and no built-in is what they meant (not 'arg5', not 'pid'): the hint says how.
     assert errors(tmp_path, EXIT % (
         '      - print: "{args.ret} {ppid} {task.pid}"\n'
         '      - if: "args.rett == 1"\n'
@@ -139,14 +139,48 @@ def test_hints_name_only_what_was_meant(tmp_path):
         '      - if: "pidd == 1"\n'
         '        then: []\n')) == [
         "11:17: error: '{args.ret}' names no built-in",
-        f"  hint: {BUILTINS}",
+        "  hint: print shows built-ins: the result is {retval} (at an exit)",
         "11:28: error: '{ppid}' names no built-in",
-        f"  hint: {BUILTINS}",
+        "  hint: print shows built-ins: to show ppid, emit it in an event (set: {ppid: ppid}) "
+        "shown by an output format",
         "11:35: error: '{task.pid}' names no built-in",
-        f"  hint: {BUILTINS}",
+        "  hint: print shows built-ins: to show task.pid, emit it in an event (set: {pid: "
+        "task.pid}) shown by an output format",
         "12:14: error: bad condition: this probe has no argument 'rett' (did you mean 'ret'?)",
         "15:14: error: bad condition: unknown name 'e.aa' (did you mean 'e.a'?)",
         "17:14: error: bad condition: unknown name 'pidd' (did you mean 'pid'?)",
+    ]
+
+
+def test_a_result_read_where_there_is_none_says_where_it_is(tmp_path):
+    assert errors(tmp_path, P % '      - if: "args.ret == 0"\n        then: []\n') == [
+        "11:14: error: bad condition: this probe has no argument 'ret': the result is read at "
+        "the exit: attach {syscall_exit: openat}, where it is args.ret (or retval)"]
+    at = P.replace("{syscall: openat}", "{kretprobe: vfs_read}")
+    assert errors(tmp_path, at % '      - let: {x: "args.ret"}\n') == [
+        "11:19: error: bad value: this probe has no argument 'ret': the return value here is "
+        "'retval'"]
+    at = P.replace("{syscall: openat}", '{tracepoint: "sched:sched_process_exit"}')
+    assert errors(tmp_path, at % '      - let: {x: "args.ret"}\n') == [
+        "11:19: error: bad value: this probe has no argument 'ret': a result is read at an "
+        "exit: a syscall_exit probe (args.ret or retval), a kretprobe or a uretprobe (retval)"]
+
+
+def test_a_format_says_how_to_show_a_value_that_is_no_field(tmp_path):
+    text = (P % "      - emit: {to: out, set: {a: 1}}\n") + (
+        'output:\n  - events: out\n    format: "{a} {ppid} {args.ret} {aa}"\n'
+        '  - map: h\n    format: "{keys}"\n')
+    assert errors(tmp_path, text) == [
+        "14:18: error: '{ppid}' names no field of ev",
+        "  hint: a format shows the event's fields: to show ppid, give ev a field and set it in "
+        "the emit, e.g. set: {ppid: ppid}",
+        "14:25: error: '{args.ret}' names no field of ev",
+        "  hint: a format shows the event's fields: to show args.ret, give ev a field and set it "
+        "in the emit, e.g. set: {ret: args.ret}",
+        "14:36: error: '{aa}' names no field of ev",
+        "  hint: did you mean 'a'?",
+        "16:14: error: '{keys}' names no field of a map entry",
+        "  hint: did you mean 'key'?",
     ]
 
 

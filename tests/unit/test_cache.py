@@ -302,6 +302,9 @@ def test_repeated_set_keys_on_the_value_applied_the_last(xdg, tmp_path, monkeypa
     k = functools.partial(cache.key, "x.yaml", b"", "x86_64")
     assert k((("pid", "1"), ("pid", "2"))) == k((("pid", "2"),))
     assert k((("pid", "1"), ("pid", "2"))) != k((("pid", "2"), ("pid", "1")))
+    # a string parameter's text is keyed exactly, whatever it holds
+    assert len({k((("comm", text),)) for text in ("bash", "bash ", "bas", "", "'bash'",
+                                                  "bash'), ('x', '1")}) == 6
 
 
 # -- the directory and its ancestors

@@ -82,7 +82,8 @@ CASES = {
     'event_placeholder': (
         'name: x\nstructs:\n  s:\n    - pid: u32\nmaps:\n  out: {type: ringbuf, value: s}\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - emit: {to: out, set: {pid: pid}}\noutput:\n  - events: out\n    format: "{pid} {uid}"\n',
         "14:20: error: '{uid}' names no field of s",
-        "did you mean 'pid'?",
+        "a format shows the event's fields: to show uid, give s a field and set it in the emit, "
+        "e.g. set: {uid: uid}",
     ),
     'unknown_syscall': (
         'name: x\nprobes:\n  p:\n    attach: {syscall: exceve}\n    do: []\n',
@@ -102,7 +103,13 @@ CASES = {
     'syscall_nr_outside_syscall': (
         'name: x\nprobes:\n  p:\n    attach: {tracepoint: "sched:sched_switch"}\n    do:\n      - print: "{syscall_nr}"\n',
         "6:16: error: 'syscall_nr' is not available in a tracepoint program",
-        'syscall_nr works in: syscall kprobe, syscall raw, syscall tracepoint',
+        'syscall_nr works in: syscall exit kretprobe, syscall exit raw, syscall exit '
+        'tracepoint, syscall kprobe, syscall raw, syscall tracepoint',
+    ),
+    'syscall_nr_in_a_program_of_a_syscall_exit': (
+        'name: x\nmaps:\n  t: {type: prog_array, max_entries: 8}\nprobes:\n  p:\n    attach: {syscall_exit: read}\n    do:\n      - tail_call: {map: t, index: 0}\nprograms:\n  a:\n    do:\n      - print: "{syscall_nr}"\ntail_calls:\n  t:\n    entries:\n      0: a\n',
+        "12:16: error: 'syscall_nr' is not available in a program tail-called from a syscall_exit probe",
+        'at the kretprobe on a syscall\'s function only the probe knows the number: store it in a map before the tail_call',
     ),
     'bad_condition': (
         'name: x\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - if: "uid = 0"\n        then: []\n',

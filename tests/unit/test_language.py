@@ -101,13 +101,14 @@ CASES = {
     ),
     'string_against_number': (
         P % '      - if: "pid == \\"cat\\""\n        then: []\n',
-        "13:13: error: bad condition: '==' compares a string literal with a string value "
-        '(comm, a char array, a string argument)',
+        "13:13: error: bad condition: '==' compares a string literal (or a string "
+        "parameter) with a string value (comm, a char array, a string argument)",
         None,
     ),
     'startswith_number': (
         P % '      - if: "startswith(pid, \\"c\\")"\n        then: []\n',
-        '13:13: error: bad condition: startswith takes a string value and a "literal"',
+        '13:13: error: bad condition: startswith takes a string value and a "literal" (or a '
+        'string parameter)',
         None,
     ),
     'retval_at_entry': (
@@ -147,11 +148,42 @@ SHAPES = {
         "13:16: error: missing key 'value' (in probes.p.do.0.store)",
         None,
     ),
-    "param_of_a_string_type": (
+    "param_of_a_string_type_with_a_number": (
         "name: x\nparams:\n  p: {type: 'char[4]', default: 0}\nprobes:\n  p:\n"
         "    attach: {syscall: openat}\n    do: []\n",
-        "3:13: error: 'char[4]' is not one of 'u8', 'u16', 'u32', 'u64', 's8', 's16', 's32', "
-        "'s64' (in params.p.type)",
+        '3:33: error: the default of a char[4] parameter is a string (in quotes): "0"',
+        None,
+    ),
+    "param_of_no_type": (
+        "name: x\nparams:\n  p: {type: 'char[200]', default: ''}\nprobes:\n  p:\n"
+        "    attach: {syscall: openat}\n    do: []\n",
+        "3:13: error: 'char[200]' is not a parameter type: u8, u16, u32, u64, s8, s16, s32, "
+        "s64 or char[N] (a string, N from 2 to 128)",
+        None,
+    ),
+    "param_string_too_long": (
+        "name: x\nparams:\n  p: {type: 'char[4]', default: 'bash'}\nprobes:\n  p:\n"
+        "    attach: {syscall: openat}\n    do: []\n",
+        "3:33: error: 4 bytes, more than char[4] holds (3 and the NUL)",
+        None,
+    ),
+    "param_string_never_equal": (
+        "name: x\nparams:\n  c: {type: 'char[4]', default: ''}\n"
+        + P.split("\n", 1)[1] % '      - if: \'params.c == "bash"\'\n        then: []\n',
+        "15:26: error: bad condition: 'params.c' holds at most 3 bytes: it never equals this "
+        "4-byte literal",
+        None,
+    ),
+    "param_string_as_a_number": (
+        "name: x\nparams:\n  c: {type: 'char[4]', default: ''}\n"
+        + P.split("\n", 1)[1] % '      - if: "params.c + 1 == 2"\n        then: []\n',
+        "15:23: error: bad condition: '+' needs a number, not a string",
+        None,
+    ),
+    "two_string_constants": (
+        P % '      - if: \'"a" == "b"\'\n        then: []\n',
+        "13:18: error: bad condition: '==' compares two constants: compare a string value "
+        "(comm, a char array, a string argument) with them",
         None,
     ),
 }
@@ -174,6 +206,22 @@ def test_arithmetic_is_spelled_with_its_64_bit_type_on_both_sides():
     c = _c_of('      - let: {x: "(ktime - 5) / 2"}\n      - let: {y: "(s64)args.dfd * -3"}\n')
     assert "u64 er_v_x = ((u64)(((u64)(bpf_ktime_get_ns()) - (u64)(5LL))) / (u64)(2LL));" in c
     assert "s64 er_v_y = ((s64)((s64)((s32)(er_arg0))) * (s64)(-3LL));" in c
+
+
+def test_a_right_shift_keeps_its_left_operands_type():
+    # uid is a u32: `uid >> 4` fills the u32 field uncast, computed in 64 bits
+    c = _c_of('      - emit: {to: out, set: {a: "uid >> 4"}}\n'
+              '      - let: {k: "ktime >> 10"}\n      - let: {d: "(s64)args.dfd >> 1"}\n')
+    assert "er_ev->a = (u32)(((s64)((u32)er_uid_gid) >> (s64)(4LL)));" in c
+    assert "u64 er_v_k = ((u64)(bpf_ktime_get_ns()) >> (u64)(10LL));" in c
+    assert "s64 er_v_d = ((s64)((s64)((s32)(er_arg0))) >> (s64)(1LL));" in c
+
+
+def test_a_left_shift_is_computed_and_typed_in_64_bits(tmp_path):
+    # C would drop the bits a u32 << 8 pushes out; here it must fit where it goes
+    assert_first_error(tmp_path, "shl", P % '      - emit: {to: out, set: {a: "uid << 8"}}\n',
+                       "13:34: error: 'uid << 8' is a s64 and does not fit in a u32",
+                       "cast it if truncation is meant: (u32)(...)")
 
 
 def test_a_signed_and_an_unsigned_32_bit_value_compare_in_s64():
@@ -246,6 +294,19 @@ def test_syscall_exit_expands_to_three_options_with_the_result_in_each():
     assert cands[2].function.filter_nr == 257
 
 
+def test_syscall_nr_at_a_syscall_exit_is_read_in_each_option():
+    spec = spec_from_text(HEAD + "probes:\n  p:\n    attach: {syscall_exit: openat}\n"
+                          "    do: [{let: {n: syscall_nr}}]\n")
+    c = render_c(spec)
+    kret, tp, raw = (c.split(f"int er_p__{v}(")[1].split("\n}\n")[0]
+                     for v in ("kretprobe", "tracepoint", "raw"))
+    # the kretprobe serves openat alone: its number is a constant
+    assert "    s64 er_syscall_nr = 257;\n" in kret
+    assert "    s64 er_syscall_nr = ((const struct { u64 common; s32 nr; } *)ctx)->nr;\n" in tp
+    assert "    if (er_nr != 257)" in raw and "    s64 er_syscall_nr = er_nr;\n" in raw
+    assert "s64 er_v_n = er_syscall_nr;" in kret
+
+
 def test_params_are_rendered_constants_that_apply_sets():
     spec = spec_from_text(HEAD.replace("name: x", "name: x\nparams:\n  pid: {type: u32, "
                                        "default: 0}") + "probes:\n  p:\n    attach: "
@@ -259,6 +320,39 @@ def test_params_are_rendered_constants_that_apply_sets():
     with pytest.raises(ValueError, match=r"^--set tid: the spec has no parameter 'tid' "
                                          r"\(parameters: pid\)$"):
         params.apply(spec, {"tid": "1"})
+
+
+def test_a_string_param_is_a_padded_c_literal_that_no_value_can_escape():
+    spec = spec_from_text(HEAD.replace("name: x", "name: x\nparams:\n  c: {type: 'char[8]', "
+                                       "default: ''}") + "probes:\n  p:\n    attach: "
+                          "{syscall: openat}\n    do:\n      - if: 'comm == params.c'\n"
+                          "        then: []\n")
+    assert '#define er_param_c "\\000\\000\\000\\000\\000\\000\\000\\000"' in render_c(spec)
+    c = render_c(params.apply(spec, {"c": '");}\\?\n'}))
+    assert '#define er_param_c "\\042);}\\134\\077\\012\\000"  /* params.c (line 3) */' in c
+    c = render_c(params.apply(spec, {"c": "é"}))  # UTF-8 bytes, then NULs
+    assert '#define er_param_c "\\303\\251\\000\\000\\000\\000\\000\\000"' in c
+    with pytest.raises(ValueError, match=r"^--set c=12345678: 8 bytes, more than char\[8\] "
+                                         r"holds \(7 and the NUL\)$"):
+        params.apply(spec, {"c": "12345678"})
+    with pytest.raises(ValueError, match=r"^--set c='\\udcff': not UTF-8 text$"):
+        params.apply(spec, {"c": "\udcff"})  # a byte of argv that was not UTF-8
+
+
+def test_string_param_compares_fold_on_the_literal_bytes():
+    c = render_c(spec_from_text(
+        HEAD.replace("name: x", "name: x\nparams:\n  c: {type: 'char[3]', default: ab}")
+        + "probes:\n  p:\n    attach: {syscall: openat}\n    do:\n"
+        "      - if: 'params.c == \"\" || comm != params.c'\n        then: []\n"
+        "      - if: 'startswith(comm, params.c)'\n        then: []\n"))
+    assert '#define er_param_c "ab\\000"' in c
+    assert "((er_param_c[0] == 0)) || (!({ char er_s[16] = {}; bpf_get_current_comm(er_s, 16); " \
+        "u64 er_d = 0; er_d |= ((u8)er_s[0] ^ (u8)er_param_c[0]) | (er_param_c[0] ? " \
+        "((u8)er_s[1] ^ (u8)er_param_c[1]) : 0) | (er_param_c[1] ? ((u8)er_s[2] ^ " \
+        "(u8)er_param_c[2]) : 0);" in c
+    assert "er_d |= (er_param_c[0] ? ((u8)er_s[0] ^ (u8)er_param_c[0]) : 0) | (er_param_c[1] " \
+        "? ((u8)er_s[1] ^ (u8)er_param_c[1]) : 0) | (er_param_c[2] ? ((u8)er_s[2] ^ " \
+        "(u8)er_param_c[2]) : 0);" in c
 
 
 def test_syscall_arguments_take_their_declared_types():

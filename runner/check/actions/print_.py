@@ -29,7 +29,7 @@ class PrintKind(ActionKind):
         text = a["print"]
         here = (*path, "print")
         names = formats.fields(ck, here, text, set(BUILTINS), "built-in",
-                               [*TASK_ALIASES, "args", "params", "task"])
+                               [*TASK_ALIASES, "args", "params", "task"], _print_it)
         formats.try_format(ck, here, text, *({n: formats.sample_value(
             parse_type(BUILTINS[n].type), {}, hi) for n in names} for hi in (False, True)))
         for n in names:
@@ -46,6 +46,15 @@ class PrintKind(ActionKind):
         done += [assign(ck, here, n, parse_type(BUILTINS[n].type), n, scope) for n in names]
         assert ck.messages_map is not None
         return Print(origin, record(ck, origin, ck.messages_map, struct, tuple(done)), "", ())
+
+
+def _print_it(value: str) -> str:
+    """How to show a value print cannot (it shows built-ins only)."""
+    if value == "args.ret":  # the same value as a built-in
+        return "print shows built-ins: the result is {retval} (at an exit)"
+    name = value.rpartition(".")[2]
+    return (f"print shows built-ins: to show {value}, emit it in an event "
+            f"(set: {{{name}: {value}}}) shown by an output format")
 
 
 def _printk(ck: Checker, path: PathKey, text: str, names: List[str], msg_id: int,
