@@ -80,6 +80,8 @@ def resolver(ck: Checker, path: PathKey, scope: ActionScope) -> Resolve:
 
 def _arg(ck: Checker, path: PathKey, scope: ActionScope, name: str, col: int) -> Typed:
     arg = scope.named.get(name)
+    if arg is None and name in scope.unshared:
+        raise ExprError(scope.unshared[name], col)
     if arg is None:
         hint = did_you_mean(name, scope.named)
         have = ", ".join(sorted(scope.named)) or "none"
