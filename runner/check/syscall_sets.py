@@ -49,7 +49,7 @@ def members(cat: tracepoints.Catalog, target: Any) -> Tuple[List[Syscall], List[
             found = [s for s in _globbable(cat) if fnmatch.fnmatchcase(s.name, item)]
             if not found:
                 problems.append(Problem(where(i), f"'{item}' matches no syscall on {cat.arch}",
-                                        f"syscalls from the {cat.source}"))
+                                        f"globs match the syscall names of {cat.source}"))
             out.update((s.name, s) for s in found if s.name not in out)
             continue
         sc = lookup(item, known)

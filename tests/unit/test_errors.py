@@ -102,7 +102,8 @@ CASES = {
     'syscall_nr_outside_syscall': (
         'name: x\nprobes:\n  p:\n    attach: {tracepoint: "sched:sched_switch"}\n    do:\n      - print: "{syscall_nr}"\n',
         "6:16: error: 'syscall_nr' is not available in a tracepoint program",
-        'syscall_nr works in: syscall kprobe, syscall raw, syscall tracepoint',
+        'syscall_nr works in: syscall exit raw, syscall exit tracepoint, syscall kprobe, '
+        'syscall raw, syscall tracepoint',
     ),
     'bad_condition': (
         'name: x\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - if: "uid = 0"\n        then: []\n',
