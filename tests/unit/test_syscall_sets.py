@@ -200,3 +200,24 @@ def test_syscall_name_is_not_printed_via_trace_pipe(tmp_path):
         check(str(path))
     d = info.value.diagnostics[0]
     assert d.message == "syscall_name cannot be printed via trace_pipe"
+
+
+def test_choose_on_syscall_name_takes_syscall_names():
+    spec = spec_from_text(
+        "name: x\nprobes:\n  p:\n    attach: {syscall: [openat, creat]}\n    do:\n"
+        "      - choose:\n          value: syscall_name\n"
+        "          cases: {openat: [{print: a}], creat: [{print: c}]}\n")
+    assert spec.probes[0].candidates[0].function.needs_nr
+
+
+def test_each_tracepoint_of_a_probe_counts_toward_the_kernel_limit(tmp_path):
+    probes = "".join(f"  p{i}:\n    attach: {{syscall: [openat, creat]}}\n    do: []\n"
+                     for i in range(65))
+    path = tmp_path / "x.yaml"
+    path.write_text(f"name: x\nprobes:\n{probes}")
+    with pytest.raises(SpecError) as info:
+        check(str(path))
+    assert sorted(d.message for d in info.value.diagnostics) == [
+        f"probe 'p64' would be program 65 on tracepoint {tp}; the kernel attaches at most 64 "
+        "to one tracepoint (BPF_TRACE_MAX_PROGS)"
+        for tp in sorted(["syscalls:sys_enter_openat", "syscalls:sys_enter_creat"])]
