@@ -100,12 +100,13 @@ def test_one_raw_attachment_then_each_tracepoint():
 
 
 def test_exits_too():
-    cands = _spec('{syscall_exit: "stat*"}').probes[0].candidates
+    # A list: what a glob matches depends on the kernel the unit tests run on.
+    cands = _spec('{syscall_exit: [statx, stat, statfs]}').probes[0].candidates
     assert [(c.kind, c.target, c.more) for c in cands] == [
         ("raw_tracepoint", "sys_exit", ()),
-        ("tracepoint", "syscalls:sys_exit_newstat",
-         ("syscalls:sys_exit_statfs", "syscalls:sys_exit_statx", "syscalls:sys_exit_statmount"))]
-    assert cands[0].function.filter_nrs == (4, 137, 332, 457)
+        ("tracepoint", "syscalls:sys_exit_statx",
+         ("syscalls:sys_exit_newstat", "syscalls:sys_exit_statfs"))]
+    assert cands[0].function.filter_nrs == (4, 137, 332)
 
 
 def test_the_raw_function_keeps_its_numbers_by_a_switch():
