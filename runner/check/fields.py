@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from runner.check import syscall_sets
 from runner.check.arith import Typed
@@ -58,12 +58,24 @@ def probe_unshared(ck: Checker, probe: str) -> Dict[str, str]:
     out: Dict[str, str] = {}
     for item in raw if isinstance(raw, list) else [raw]:
         (key, target), = item.items()
+        cat = catalog(ck.arch)
         if key == "syscall" and syscall_sets.is_many(target):
-            cat = catalog(ck.arch)
             scs, _ = syscall_sets.members(cat, target)
             have = {s.name: _positions(cat.format(s.enter_tracepoint or "")) for s in scs}
-            out.update(syscall_sets.unshared(have, scs))
+            out.update(syscall_sets.unshared(have))
+        elif key == "tracepoint" and syscall_sets.is_many(target):
+            have = {t: _offsets(cat.format(t)) for t in tracepoint_matches(cat, target)}
+            out.update(syscall_sets.unshared(have, "tracepoint", "offset"))
     return out
+
+
+def tracepoint_matches(cat: tracepoints.Catalog, pattern: str) -> List[str]:
+    """The tracepoints a glob names here (`sched:sched_process_*`), sorted."""
+    return [n for n in cat.match(pattern) if cat.has(n)]
+
+
+def _offsets(fmt: Optional[Format]) -> Dict[str, Tuple[int, str]]:
+    return {f.name: (f.offset, f.decl) for f in fmt.fields} if fmt is not None else {}
 
 
 def _positions(fmt: Optional[Format]) -> Dict[str, Tuple[int, str]]:
@@ -86,6 +98,13 @@ def _many_args(arch: str, key: str, target: object) -> Dict[str, Arg]:
 def _option_args(arch: str, key: str, target: str) -> Dict[str, Arg]:
     if key in ("syscall", "syscall_exit") and syscall_sets.is_many(target):
         return _many_args(arch, key, target)
+    if key == "tracepoint" and syscall_sets.is_many(target):
+        found: Optional[Dict[str, Arg]] = None
+        for t in tracepoint_matches(catalog(arch), target):
+            mine = _option_args(arch, key, t)
+            found = mine if found is None else {k: v for k, v in found.items()
+                                                if mine.get(k) == v}
+        return found or {}
     if key in ("syscall", "syscall_exit"):
         sc = catalog(arch).syscall(target)
         if sc is None:

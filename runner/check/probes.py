@@ -4,12 +4,12 @@ each with its own generated function; the probe's actions are checked once for a
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from runner.check import exits, params, syscall_sets
 from runner.check.action_lists import check_list, tail_maps
 from runner.check.checker import Checker
-from runner.check.fields import probe_args, probe_unshared
+from runner.check.fields import probe_args, probe_unshared, tracepoint_matches
 from runner.check.scope import ActionScope
 from runner.kinds import builtins as bi
 from runner.kinds import perf_events
@@ -53,9 +53,11 @@ def _describe(p: Planned) -> str:
         return comment_text(f"{p.kind} on the {p.syscall} syscall")
     if p.filter_nrs:
         return comment_text(f"{p.kind} {p.target} for {len(p.filter_nrs)} syscalls")
-    if p.more:
+    if p.more and p.target.startswith((SYSCALL_ENTER, SYSCALL_EXIT)):
         prefix = SYSCALL_ENTER if p.target.startswith(SYSCALL_ENTER) else SYSCALL_EXIT
         return comment_text(f"{p.kind}s {prefix}NAME of {len(p.more) + 1} syscalls")
+    if p.more:
+        return comment_text(f"{p.kind}s {p.target} and {len(p.more)} more")
     return comment_text(f"{p.kind} {p.target}")
 
 
@@ -77,6 +79,9 @@ def options(ck: Checker, name: str) -> List[Option]:
         if option.syscall_target:
             found = _syscall(ck, (*path, key), target, option, suffix)
             out += [(p, path) for p in found]
+            continue
+        if key == "tracepoint" and syscall_sets.is_many(target):
+            out += [(p, path) for p in _tracepoints(ck, (*path, key), target, option, suffix)]
             continue
         if option.perf_event:
             out += [(p, path) for p in _sampling(ck, (*path, key), option, target, suffix)]
@@ -144,6 +149,27 @@ def _syscalls(ck: Checker, path: PathKey, target: Any, option: AttachOption,
     numbers = tuple(sorted(s.number for s in found if s.number is not None))
     entries = tuple(s.entry or s.name for s in found)
     return option.expand_many(entries, numbers if len(numbers) == len(found) else (), suffix)
+
+
+def _tracepoints(ck: Checker, path: PathKey, pattern: str, option: AttachOption,
+                 suffix: str) -> Tuple[Planned, ...]:
+    """A glob of tracepoints: one candidate attaching the one function to each match."""
+    found = tracepoint_matches(ck.catalog(), pattern)
+    if not found:
+        ck.err(path, f"'{pattern}' matches no tracepoint",
+               f"tracepoints are those of {ck.catalog().source}")
+        return ()
+    planned = [p for t in found for p in option.expand(t, None, suffix)]
+    first: Dict[str, str] = {}  # context -> its first tracepoint
+    for p in planned:
+        first.setdefault(p.context, p.target)
+    if len(first) > 1:
+        ck.err(path, f"'{pattern}' matches tracepoints of different kinds: "
+               + ", ".join(sorted(first.values())),
+               "syscall entries, syscall exits and other tracepoints run other code: a glob "
+               "names one kind")
+        return ()
+    return (replace(planned[0], more=tuple(found[1:])),)
 
 
 def syscall_args(ck: Checker, planned: List[Option]) -> Optional[Tuple[str, Tuple[str, ...]]]:

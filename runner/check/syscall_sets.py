@@ -76,31 +76,31 @@ def _globbable(cat: tracepoints.Catalog) -> List[Syscall]:
     return traced or numbered
 
 
-def describe(scs: List[Syscall]) -> str:
-    names = [s.name for s in scs]
+def describe(names: List[str]) -> str:
     more = f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
     return ", ".join(names[:_SHOWN]) + more
 
 
-def unshared(have: Dict[str, Dict[str, Tuple[int, str]]], scs: List[Syscall]
-             ) -> Dict[str, str]:
-    """For each argument name some members have but not all alike, the message its use
-    gets. `have`: syscall name -> argument name -> (position, declaration)."""
+def unshared(have: Dict[str, Dict[str, Tuple[int, str]]], member: str = "syscall",
+             place: str = "argument") -> Dict[str, str]:
+    """For each name some members have but not all alike, the message its use gets.
+    `have`: member (a syscall, a tracepoint), in order -> name -> (position, declaration);
+    `member` and `place` word the message (a tracepoint's field is at an offset)."""
     out = {}
     names = sorted({n for args in have.values() for n in args})
     for name in names:
-        seen = {have[s.name].get(name) for s in scs}
+        seen = {args.get(name) for args in have.values()}
         if len(seen) == 1 and None not in seen:
             continue  # shared alike
-        lacking = [s for s in scs if name not in have[s.name]]
-        alike: Dict[Tuple[int, str], List[Syscall]] = {}
-        for s in scs:
-            if name in have[s.name]:
-                alike.setdefault(have[s.name][name], []).append(s)
-        parts = [f"{describe(group)}: argument {pos} ({decl})"
+        lacking = [m for m, args in have.items() if name not in args]
+        alike: Dict[Tuple[int, str], List[str]] = {}
+        for m, args in have.items():
+            if name in args:
+                alike.setdefault(args[name], []).append(m)
+        parts = [f"{describe(group)}: {place} {pos} ({decl})"
                  for (pos, decl), group in alike.items()]
         if lacking:
             parts.append(f"{describe(lacking)}: none")
-        out[name] = (f"args.{name} is not the same argument in every syscall of this probe "
+        out[name] = (f"args.{name} is not the same {place} in every {member} of this probe "
                      f"({'; '.join(parts)})")
     return out

@@ -124,3 +124,48 @@ def test_a_glob_over_every_syscall(tmp_path):
     attached = [ln for ln in run.err if ln.startswith("ebpf-run: all: attached to ")]
     assert len(attached) == 1 and attached[0].startswith(
         "ebpf-run: all: attached to raw_tracepoint sys_enter for "), attached
+
+
+# A process of ours waits for a child, then execs /bin/true, which exits: the wait under
+# its own name, the exec and the exit under the new one.
+PROC = """\
+import os, sys
+sys.stdin.readline()
+child = os.fork()
+if child == 0:
+    os._exit(0)
+os.waitpid(child, 0)
+os.execv("/bin/true", ["true"])
+"""
+
+TRACEPOINT_GLOB = """\
+name: process_events
+params:
+  pid: {type: u32, default: 0}
+aggregations:
+  events: {kind: count, key: {comm: "char[16]"}}
+probes:
+  proc:
+    attach: {tracepoint: "sched:sched_process_[ew]*"}
+    do:
+      - if: "pid == params.pid"
+        then: [{aggregate: {map: events, key: {comm: comm}}}]
+"""
+
+
+def test_a_glob_of_tracepoints_in_one_probe(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(TRACEPOINT_GLOB)
+    gen = Generator(code=PROC)
+    try:
+        with open(f"/proc/{gen.pid}/comm") as f:
+            comm = f.read().strip()
+        with Run(str(spec), "--json", "--set", f"pid={gen.pid}").wait_ready() as run:
+            gen.go()
+            assert run.stop() == 0
+    finally:
+        gen.end()
+    counts = {r["key"]["comm"]: r["value"] for r in run.json() if r.get("type") == "map"}
+    assert counts == {comm: 1, "true": 2}  # wait; exec and exit
+    assert ("ebpf-run: proc: attached to tracepoints sched:sched_process_exec and 2 more"
+            in run.err)

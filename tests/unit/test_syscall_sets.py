@@ -222,3 +222,44 @@ def test_each_tracepoint_of_a_probe_counts_toward_the_kernel_limit(tmp_path):
         f"probe 'p64' would be program 65 on tracepoint {tp}; the kernel attaches at most 64 "
         "to one tracepoint (BPF_TRACE_MAX_PROGS)"
         for tp in sorted(["syscalls:sys_enter_openat", "syscalls:sys_enter_creat"])]
+
+
+# -- globs of tracepoints (the shipped table: arm64 is never this machine) ----------------
+
+def test_a_tracepoint_glob_attaches_one_function_to_each_match():
+    cands = _spec('{tracepoint: "sched:sched_process_[ew]*"}', arch="aarch64").probes[0] \
+        .candidates
+    assert [(c.kind, c.target, c.more, c.describe) for c in cands] == [
+        ("tracepoint", "sched:sched_process_exec",
+         ("sched:sched_process_exit", "sched:sched_process_wait"),
+         "tracepoints sched:sched_process_exec and 2 more")]
+
+
+def test_fields_every_matched_tracepoint_has_alike_are_named():
+    spec = _spec('{tracepoint: "sched:sched_wakeup*"}',
+                 '[{if: "args.pid == 1 && args.target_cpu == 0", then: [{print: hi}]}]',
+                 arch="aarch64")
+    assert spec.probes[0].candidates[0].targets == ("sched:sched_wakeup", "sched:sched_wakeup_new")
+
+
+def test_a_field_not_shared_by_the_matched_tracepoints_is_a_located_error():
+    with pytest.raises(SpecError) as info:
+        _spec('{tracepoint: "sched:sched_process_[ew]*"}',
+              '[{if: "args.pid == 1", then: [{print: hi}]}]', arch="aarch64")
+    d = info.value.diagnostics[0]
+    assert (d.location.line, d.location.col, d.message) == (
+        5, 16, "bad condition: args.pid is not the same offset in every tracepoint of this "
+        "probe (sched:sched_process_exec, sched:sched_process_wait: offset 12 (pid_t pid); "
+        "sched:sched_process_exit: offset 24 (pid_t pid))")
+
+
+@pytest.mark.parametrize("target,message", [
+    ("sched:nothing_*", "'sched:nothing_*' matches no tracepoint"),
+    ("*:sys_*_getppid", "'*:sys_*_getppid' matches tracepoints of different kinds: "
+                        "syscalls:sys_enter_getppid, syscalls:sys_exit_getppid"),
+])
+def test_a_tracepoint_glob_error_is_located(target, message):
+    with pytest.raises(SpecError) as info:
+        _spec(f'{{tracepoint: "{target}"}}', arch="aarch64")
+    d = info.value.diagnostics[0]
+    assert (d.location.line, d.location.col, d.message) == (4, 26, message)
