@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
+from runner.check import syscall_sets
 from runner.check.arith import Typed
 from runner.check.checker import Checker
 from runner.model import expr as e
@@ -50,7 +51,60 @@ def probe_args(ck: Checker, probe: str) -> Dict[str, Arg]:
     return found or {}
 
 
+def probe_unshared(ck: Checker, probe: str) -> Dict[str, str]:
+    """Of a probe on several syscalls: the argument names some of them have but not all
+    alike, each with the message a use of it gets (runner/check/syscall_sets.py)."""
+    raw = ck.data["probes"][probe]["attach"]
+    out: Dict[str, str] = {}
+    for item in raw if isinstance(raw, list) else [raw]:
+        (key, target), = item.items()
+        cat = catalog(ck.arch)
+        if key == "syscall" and syscall_sets.is_many(target):
+            scs, _ = syscall_sets.members(cat, target)
+            have = {s.name: _positions(cat.format(s.enter_tracepoint or "")) for s in scs}
+            out.update(syscall_sets.unshared(have))
+        elif key == "tracepoint" and syscall_sets.is_many(target):
+            have = {t: _offsets(cat.format(t)) for t in tracepoint_matches(cat, target)}
+            out.update(syscall_sets.unshared(have, "tracepoint", "offset"))
+    return out
+
+
+def tracepoint_matches(cat: tracepoints.Catalog, pattern: str) -> List[str]:
+    """The tracepoints a glob names here (`sched:sched_process_*`), sorted."""
+    return [n for n in cat.match(pattern) if cat.has(n)]
+
+
+def _offsets(fmt: Optional[Format]) -> Dict[str, Tuple[int, str]]:
+    return {f.name: (f.offset, f.decl) for f in fmt.fields} if fmt is not None else {}
+
+
+def _positions(fmt: Optional[Format]) -> Dict[str, Tuple[int, str]]:
+    args = [f for f in fmt.fields if f.name != "__syscall_nr"] if fmt is not None else []
+    return {f.name: (i, f.decl) for i, f in enumerate(args[:6])}
+
+
+def _many_args(arch: str, key: str, target: object) -> Dict[str, Arg]:
+    """The arguments every syscall of a list or glob has alike."""
+    cat = catalog(arch)
+    scs, _ = syscall_sets.members(cat, target)
+    found: Optional[Dict[str, Arg]] = None
+    for s in scs:
+        tp = (s.enter_tracepoint if key == "syscall" else s.exit_tracepoint) or ""
+        mine = _option_args(arch, "tracepoint", tp)
+        found = mine if found is None else {k: v for k, v in found.items() if mine.get(k) == v}
+    return found or {}
+
+
 def _option_args(arch: str, key: str, target: str) -> Dict[str, Arg]:
+    if key in ("syscall", "syscall_exit") and syscall_sets.is_many(target):
+        return _many_args(arch, key, target)
+    if key == "tracepoint" and syscall_sets.is_many(target):
+        found: Optional[Dict[str, Arg]] = None
+        for t in tracepoint_matches(catalog(arch), target):
+            mine = _option_args(arch, key, t)
+            found = mine if found is None else {k: v for k, v in found.items()
+                                                if mine.get(k) == v}
+        return found or {}
     if key in ("syscall", "syscall_exit"):
         sc = catalog(arch).syscall(target)
         if sc is None:

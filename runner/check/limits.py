@@ -86,7 +86,7 @@ def programs(ck: Checker, probes: Tuple[Probe, ...], progs: Tuple[Program, ...])
 def _tracepoints(ck: Checker, probes: Tuple[Probe, ...]) -> None:
     count: Counter = Counter()
     for p in probes:
-        for target in {c.target for c in p.candidates if c.kind == "tracepoint"}:
+        for target in {t for c in p.candidates if c.kind == "tracepoint" for t in c.targets}:
             count[target] += 1
             if count[target] > MAX_TRACEPOINT_PROGS:
                 ck.err(("probes", p.name, "attach"), f"probe '{p.name}' would be program "

@@ -4,12 +4,12 @@ each with its own generated function; the probe's actions are checked once for a
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
-from runner.check import exits, params
+from runner.check import exits, params, syscall_sets
 from runner.check.action_lists import check_list, tail_maps
 from runner.check.checker import Checker
-from runner.check.fields import probe_args
+from runner.check.fields import probe_args, probe_unshared, tracepoint_matches
 from runner.check.scope import ActionScope
 from runner.kinds import builtins as bi
 from runner.kinds import perf_events
@@ -20,6 +20,7 @@ from runner.support.comment_text import comment_text
 from runner.support.hints import did_you_mean
 
 SYSCALL_ENTER = "syscalls:sys_enter_"
+SYSCALL_EXIT = "syscalls:sys_exit_"
 Option = Tuple[Planned, PathKey]  # a candidate and the attach option it came from
 
 
@@ -29,7 +30,7 @@ def check(ck: Checker, name: str) -> Optional[Probe]:
     raw = ck.data["probes"][name]
     planned = [(exits.resolve(ck, p), pp) for p, pp in options(ck, name)]
     scope = ActionScope(tuple(p.context for p, _ in planned), args=syscall_args(ck, planned),
-                        named=probe_args(ck, name))
+                        named=probe_args(ck, name), unshared=probe_unshared(ck, name))
     actions = check_list(ck, (*path, "do"), raw["do"], scope)  # checked either way
     if not planned:
         return None
@@ -39,15 +40,27 @@ def check(ck: Checker, name: str) -> Optional[Probe]:
         if by_bcc and not _bcc_named_ok(ck, ppath, name, p, raw["do"]):
             continue
         fn = function(p.variant if by_bcc else f"er_{name}__{p.variant}", p.context,
-                      p.filter_nr, scope.needs, actions)
+                      p.filter_nr, scope.needs, actions, p.filter_nrs)
         if by_bcc:
             fn = replace(fn, kfunc=p.target)
         if p.number is not None:
             fn = replace(fn, syscall_number=p.number)
-        describe = comment_text(f"{p.kind} {p.target}" if not p.syscall else
-                                f"{p.kind} on the {p.syscall} syscall")
-        out.append(Candidate(p.kind, p.target, p.syscall, fn, describe, p.template))
+        out.append(Candidate(p.kind, p.target, p.syscall, fn, _describe(p), p.template,
+                             p.more))
     return Probe(name, ck.origin(path), bool(raw.get("optional", False)), tuple(out), ())
+
+
+def _describe(p: Planned) -> str:
+    if p.syscall:
+        return comment_text(f"{p.kind} on the {p.syscall} syscall")
+    if p.filter_nrs:
+        return comment_text(f"{p.kind} {p.target} for {len(p.filter_nrs)} syscalls")
+    if p.more and p.target.startswith((SYSCALL_ENTER, SYSCALL_EXIT)):
+        prefix = SYSCALL_ENTER if p.target.startswith(SYSCALL_ENTER) else SYSCALL_EXIT
+        return comment_text(f"{p.kind}s {prefix}NAME of {len(p.more) + 1} syscalls")
+    if p.more:
+        return comment_text(f"{p.kind}s {p.target} and {len(p.more)} more")
+    return comment_text(f"{p.kind} {p.target}")
 
 
 def options(ck: Checker, name: str) -> List[Option]:
@@ -61,9 +74,16 @@ def options(ck: Checker, name: str) -> List[Option]:
         (key, target), = item.items()
         option = OPTIONS.lookup(key)
         suffix = str(i) if isinstance(raw, list) else ""
+        if option.syscall_target and syscall_sets.is_many(target):
+            found = _syscalls(ck, (*path, key), target, option, suffix)
+            out += [(p, path) for p in found]
+            continue
         if option.syscall_target:
             found = _syscall(ck, (*path, key), target, option, suffix)
             out += [(p, path) for p in found]
+            continue
+        if key == "tracepoint" and syscall_sets.is_many(target):
+            out += [(p, path) for p in _tracepoints(ck, (*path, key), target, option, suffix)]
             continue
         if option.perf_event:
             out += [(p, path) for p in _sampling(ck, (*path, key), option, target, suffix)]
@@ -118,14 +138,51 @@ def _syscall(ck: Checker, path: PathKey, name: str, option: AttachOption,
                  for p in option.expand(entry, sc.number, suffix))
 
 
+def _syscalls(ck: Checker, path: PathKey, target: Any, option: AttachOption,
+              suffix: str) -> Tuple[Planned, ...]:
+    """The candidates of a probe on several syscalls (runner/check/syscall_sets.py)."""
+    if not ck.sysnums or option.expand_many is None:
+        return ()  # no table for this architecture: reported once by the Checker
+    found, problems = syscall_sets.members(ck.catalog(), target)
+    for pr in problems:
+        ck.err(path if pr.index is None else (*path, pr.index), pr.message, pr.hint)
+    if problems or not found:
+        return ()
+    numbers = tuple(sorted(s.number for s in found if s.number is not None))
+    entries = tuple(s.entry or s.name for s in found)
+    return option.expand_many(entries, numbers if len(numbers) == len(found) else (), suffix)
+
+
+def _tracepoints(ck: Checker, path: PathKey, pattern: str, option: AttachOption,
+                 suffix: str) -> Tuple[Planned, ...]:
+    """A glob of tracepoints: one candidate attaching the one function to each match."""
+    found = tracepoint_matches(ck.catalog(), pattern)
+    if not found:
+        ck.err(path, f"'{pattern}' matches no tracepoint",
+               f"tracepoints are those of {ck.catalog().source}")
+        return ()
+    planned = [p for t in found for p in option.expand(t, None, suffix)]
+    first: Dict[str, str] = {}  # context -> its first tracepoint
+    for p in planned:
+        first.setdefault(p.context, p.target)
+    if len(first) > 1:
+        ck.err(path, f"'{pattern}' matches tracepoints of different kinds: "
+               + ", ".join(sorted(first.values())),
+               "syscall entries, syscall exits and other tracepoints run other code: a glob "
+               "names one kind")
+        return ()
+    return (replace(planned[0], more=tuple(found[1:])),)
+
+
 def syscall_args(ck: Checker, planned: List[Option]) -> Optional[Tuple[str, Tuple[str, ...]]]:
     """The syscall tracepoint with the fewest arguments among a probe's candidates."""
     found = []
-    for p, _ in planned:
-        if p.kind == "tracepoint" and p.target.startswith(SYSCALL_ENTER):
-            fmt = ck.catalog().format(p.target)
+    for target in (t for p, _ in planned if p.kind == "tracepoint"
+                   for t in (p.target, *p.more)):
+        if target.startswith(SYSCALL_ENTER):
+            fmt = ck.catalog().format(target)
             if fmt is not None:
-                found.append((p.target[len(SYSCALL_ENTER):],
+                found.append((target[len(SYSCALL_ENTER):],
                               tuple(f.name for f in fmt.syscall_args)))
     return min(found, key=lambda f: len(f[1])) if found else None
 
@@ -148,9 +205,9 @@ def _bcc_named_ok(ck: Checker, path: PathKey, probe: str, p: Planned, actions: A
 
 
 def function(c_name: str, ctx: str, nr: Optional[int], needs: Set[str],
-             actions: Tuple[Action, ...]) -> Function:
+             actions: Tuple[Action, ...], nrs: Tuple[int, ...] = ()) -> Function:
     args = tuple(sorted(int(n[3:]) for n in needs if n.startswith("arg")))
     helpers = tuple(h for h, names in bi.HELPER_LOCALS.items() if needs & names)
     context = CONTEXTS.lookup(ctx)
-    return Function(c_name, ctx, context.prog_type, nr,
-                    "syscall_nr" in needs, args, actions, helpers=helpers)
+    return Function(c_name, ctx, context.prog_type, nr, bool(needs & bi.NEEDS_NR), args,
+                    actions, helpers=helpers, filter_nrs=nrs)

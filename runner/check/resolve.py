@@ -41,10 +41,11 @@ def use_builtin(ck: Checker, path: PathKey, name: str, scope: ActionScope) -> No
                "program", f"{name} works in: "
                + ", ".join(sorted(BUILTINS[name].contexts)).replace("_", " "))
         raise Skip
-    if name == "syscall_nr" and scope.tail_called and SYSCALL_EXIT_KRETPROBE in scope.contexts:
+    if name in ("syscall_nr", "syscall_name") and scope.tail_called and \
+            SYSCALL_EXIT_KRETPROBE in scope.contexts:
         # The kretprobe's number is a constant of the probe (its one syscall), and a
         # program may be reached from several.
-        ck.err(path, "'syscall_nr' is not available in a program tail-called from a "
+        ck.err(path, f"'{name}' is not available in a program tail-called from a "
                "syscall_exit probe", "at the kretprobe on a syscall's function only the "
                "probe knows the number: store it in a map before the tail_call")
         raise Skip
@@ -143,6 +144,8 @@ def _arg(ck: Checker, path: PathKey, scope: ActionScope, name: str, col: int) ->
     arg = scope.named.get(name)
     if arg is None and name == "ret":
         raise ExprError(f"this probe has no argument 'ret': {_ret_hint(scope)}", col)
+    if arg is None and name in scope.unshared:
+        raise ExprError(scope.unshared[name], col)
     if arg is None:
         hint = did_you_mean(name, scope.named)
         have = ", ".join(sorted(scope.named)) or "none"

@@ -30,9 +30,12 @@ class ActionScope:
     named: Dict[str, Arg] = field(default_factory=dict)
     locals: Dict[str, Typed] = field(default_factory=dict)
     tail_called: bool = False  # a program's actions (a probe's own: False)
+    # Of a probe on several syscalls: names some have and others not (or not alike), each
+    # with the message its use gets (runner/check/syscall_sets.py).
+    unshared: Dict[str, str] = field(default_factory=dict)
 
     def nested(self) -> ActionScope:
         """A branch's scope: it sees the names made so far, its own stay inside it (as the
         C block it becomes), and what it reads still shapes the function's prologue."""
         return ActionScope(self.contexts, self.needs, self.args, self.named,
-                           dict(self.locals), self.tail_called)
+                           dict(self.locals), self.tail_called, self.unshared)

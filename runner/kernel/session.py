@@ -9,10 +9,11 @@ from its `bpf`. Callers see project exceptions only.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes as ct
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, List, Optional, Tuple
 
 from runner.errors import KernelError
@@ -89,7 +90,11 @@ class Kernel:
         skipped: List[Tuple[str, str]] = []
         for cand in probe.candidates:
             hook = hook_for(cand, self.fallbacks)
-            why = hook.precheck(self.bcc, cand) or self._try(probe, cand, hook, should_stop)
+            if cand.function.filter_nrs and self.fallbacks.syscalls_each:
+                skipped.append((cand.describe, "ruled out by EBPF_RUN_SYSCALL_ATTACH=each"))
+                continue
+            why = next((w for c in _each(cand) if (w := hook.precheck(self.bcc, c))),
+                       None) or self._try(probe, cand, hook, should_stop)
             if why is None:
                 return Attached(probe.name, cand.describe, tuple(skipped), probe.optional)
             skipped.append((cand.describe, why))
@@ -100,6 +105,7 @@ class Kernel:
         name = cand.function.c_name
         # libbcc and libbpf print their own complaints on fd 2; the reason we give says it.
         ct.set_errno(0)  # what a failure leaves there is libbcc's (bcc.failure_detail)
+        done: List[Detach] = []
         with CapturedStderr() as noise:
             try:
                 if not hook.loads_itself:
@@ -107,8 +113,10 @@ class Kernel:
                 for table in probe.tables:
                     tail_calls.fill(self.bcc, self.bpf, self.spec, table,
                                     cand.function.context, self._load_function, should_stop)
-                detach = hook.attach(self.bcc, self.bpf, cand, name.encode())
+                for each in _each(cand):  # a probe on several syscalls: all or none
+                    done.append(hook.attach(self.bcc, self.bpf, each, name.encode()))
             except StopRequested:
+                _undo(done)
                 self._unload(name)
                 raise
             except Exception as e:  # BCC's bare Exceptions: turn them into a reason
@@ -116,8 +124,9 @@ class Kernel:
             else:
                 failure = None
         if failure is None:
-            self._detaches.append((cand.describe, detach))
+            self._detaches.extend((cand.describe, d) for d in done)
             return None
+        _undo(done)
         self._unload(name)
         for table in probe.tables:  # the next option must not find it bound to this type
             tail_calls.renew(self.bcc, self.bpf, table)
@@ -180,6 +189,20 @@ class Kernel:
                 self._channels, self._maps = None, None
                 leftovers, self._leftovers = self._leftovers, []
                 hand_off(leftovers)
+
+
+def _each(cand: Candidate) -> List[Candidate]:
+    """The candidate as attached: once per target (Candidate.more), the same function."""
+    return [cand] if not cand.more else [replace(cand, target=t, more=())
+                                         for t in cand.targets]
+
+
+def _undo(done: List[Detach]) -> None:
+    """The attaches of a candidate that failed on a later target."""
+    for d in reversed(done):
+        with contextlib.suppress(Exception):  # BCC's bare Exceptions: the failure is told
+            d.undo()
+    hand_off([d.leftover for d in done if d.leftover is not None])
 
 
 def _wait_for_running_programs() -> None:

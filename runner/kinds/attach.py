@@ -104,11 +104,16 @@ class Planned:
     variant: str  # suffix of the generated function's name
     template: str = ""  # Candidate.template: the target before parameters were filled in
     number: Optional[int] = None  # a kretprobe on one syscall's function: its number
+    filter_nrs: Tuple[int, ...] = ()  # raw sys_enter/sys_exit of several syscalls: these
+    more: Tuple[str, ...] = ()  # Candidate.more: further targets of the same function
 
 
 # expand(target, syscall number or None, suffix) -> candidates; the suffix tells apart two
 # options of one kind in an attach list ("" for a single option).
 Expand = Callable[[str, Optional[int], str], Tuple[Planned, ...]]
+# expand_many(the kernel's entry names, their numbers or () when one has none, suffix):
+# the candidates of a probe on several syscalls.
+ExpandMany = Callable[[Tuple[str, ...], Tuple[int, ...], str], Tuple[Planned, ...]]
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,7 @@ class AttachOption:
     expand: Expand
     syscall_target: bool = False  # the target is a syscall name, resolved per architecture
     perf_event: bool = False  # the target names a perf event (runner/kinds/perf_events.py)
+    expand_many: Optional[ExpandMany] = None  # a list or glob of syscalls as the target
 
 
 def _syscall(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
@@ -144,6 +150,21 @@ def _syscall_exit(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned,
                 "tracepoint"),
     ) + ((Planned("raw_tracepoint", "sys_exit", None, bi.SYSCALL_EXIT_RAW, nr, "raw"),)
          if nr is not None else ())  # as at the entry: raw sys_exit keeps ours by number
+
+
+def _many(raw: str, raw_ctx: str, tp_prefix: str, tp_ctx: str) -> ExpandMany:
+    # Several syscalls: raw sys_enter (sys_exit) first, ONE attachment whatever their
+    # number, keeping theirs by a switch in the kernel; where the kernel has no raw
+    # tracepoints, each syscall's tracepoint, all running the one function (their records
+    # share a layout). A syscall no table numbers leaves only the tracepoints.
+    def expand(entries: Tuple[str, ...], nrs: Tuple[int, ...],
+               suffix: str) -> Tuple[Planned, ...]:
+        first, *rest = [tp_prefix + e for e in entries]
+        return ((Planned("raw_tracepoint", raw, None, raw_ctx, None, "raw" + suffix,
+                         filter_nrs=nrs),) if nrs else ()) + (
+            Planned("tracepoint", first, None, tp_ctx, None, "tracepoint" + suffix,
+                    more=tuple(rest)),)
+    return expand
 
 
 def _simple(kind: str, context: str) -> Expand:
@@ -181,14 +202,16 @@ def _fentry(target: str, nr: Optional[int], suffix: str) -> Tuple[Planned, ...]:
 
 OPTIONS: Registry[AttachOption] = Registry("attach option")
 for _o in (
-    AttachOption("syscall", _syscall, syscall_target=True),
+    AttachOption("syscall", _syscall, syscall_target=True, expand_many=_many(
+        "sys_enter", bi.SYSCALL_RAW, "syscalls:sys_enter_", bi.SYSCALL_TP)),
     AttachOption("kprobe", _simple("kprobe", bi.KPROBE)),
     AttachOption("kretprobe", _simple("kretprobe", bi.KRETPROBE)),
     AttachOption("tracepoint", _tracepoint),
     AttachOption("raw_tracepoint", _raw_tracepoint),
     AttachOption("fentry", _fentry),
     AttachOption("uprobe", _simple("uprobe", bi.KPROBE)),
-    AttachOption("syscall_exit", _syscall_exit, syscall_target=True),
+    AttachOption("syscall_exit", _syscall_exit, syscall_target=True, expand_many=_many(
+        "sys_exit", bi.SYSCALL_EXIT_RAW, "syscalls:sys_exit_", bi.SYSCALL_EXIT_TP)),
     # A uretprobe's pt_regs hold the function's return value, as a kretprobe's do.
     AttachOption("uretprobe", _simple("uretprobe", bi.KRETPROBE)),
     AttachOption("profile", _perf("profile"), perf_event=True),

@@ -11,7 +11,7 @@ action code is the same whatever hook was attached.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, Tuple
+from typing import Dict, FrozenSet, Optional, Tuple
 
 from runner.kinds.registry import Registry
 
@@ -42,9 +42,16 @@ class Builtin:
     c: str  # C expression, valid once the prologue has run
     contexts: FrozenSet[str]  # where it is available; empty means everywhere
     doc: str
+    # A runner/kinds/decoders name: the value is a number in the kernel, shown decoded
+    # where ebpf-run formats it itself (a print's message).
+    decoder: Optional[str] = None
 
 
 _ANY: FrozenSet[str] = frozenset()
+# The syscall's number is in the record or the user's registers at raw sys_exit and the
+# syscalls:sys_exit_* tracepoints; a kretprobe on one syscall's function has lost it, and
+# is given that syscall's number as a constant (check/probes.py).
+_NR_CTX = SYSCALL_CONTEXTS | SYSCALL_EXIT_CONTEXTS
 _ARGS_CTX = SYSCALL_CONTEXTS | {KPROBE, FENTRY}
 
 # The registry of built-ins: the checker, codegen and the docs table all read this one.
@@ -61,8 +68,11 @@ for _b in (
     Builtin("cpu", "u32", "bpf_get_smp_processor_id()", _ANY, "current CPU"),
     Builtin("comm", "char[16]", "", _ANY,
             "the current task's name (at syscall entry: the caller's)"),
-    Builtin("syscall_nr", "s64", "er_syscall_nr", SYSCALL_CONTEXTS | SYSCALL_EXIT_CONTEXTS,
+    Builtin("syscall_nr", "s64", "er_syscall_nr", _NR_CTX,
             "the system call's number (at its entry or exit)"),
+    Builtin("syscall_name", "s64", "er_syscall_nr", _NR_CTX,
+            "the system call's number, printed as its name (decoder `syscall`)",
+            decoder="syscall"),
     # Each of these contexts' prologue computes er_retval (from pt_regs or the record).
     Builtin("retval", "s64", "er_retval", frozenset({KRETPROBE}) | SYSCALL_EXIT_CONTEXTS,
             "the function's return value; at a syscall's exit (also `args.ret`) its "
@@ -82,6 +92,9 @@ HELPER_LOCALS: Dict[str, FrozenSet[str]] = {
     "pid_tgid": frozenset({"pid", "tgid", "tid"}),
     "uid_gid": frozenset({"uid", "gid"}),
 }
+
+# Built-ins the prologue's er_syscall_nr serves.
+NEEDS_NR = frozenset({"syscall_nr", "syscall_name"})
 
 # Registers holding syscall arguments in the user pt_regs, and the syscall number.
 SYSCALL_REGS: Dict[str, Tuple[str, Tuple[str, ...]]] = {

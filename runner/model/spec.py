@@ -276,6 +276,8 @@ class Function:
     needs_args: Tuple[int, ...]
     actions: Tuple[Action, ...]
     kfunc: Optional[str] = None  # fentry: the kernel function (KFUNC_PROBE declares c_name)
+    # raw sys_enter/sys_exit of a probe on several syscalls: only these (kept by a switch)
+    filter_nrs: Tuple[int, ...] = ()
     helpers: Tuple[str, ...] = ()  # builtins.HELPER_LOCALS read once at entry, e.g. pid_tgid
     syscall_number: Optional[int] = None  # a kretprobe on one syscall's function: its number
 
@@ -292,6 +294,13 @@ class Candidate:
     # A sampling target as written, `{params.NAME}` in it (profile:hz:{params.hz}): `target`
     # has the values filled in, and runner/check/params.py's apply fills it again; "" if none.
     template: str = ""
+    # Further targets the same function attaches to, all or none (the per-syscall
+    # tracepoints of a probe on several syscalls, where raw sys_enter is not there).
+    more: Tuple[str, ...] = ()
+
+    @property
+    def targets(self) -> Tuple[str, ...]:
+        return (self.target, *self.more)
 
 
 @dataclass(frozen=True)
@@ -332,6 +341,8 @@ class MessageDef:
     struct: Optional[Struct]
     format: str  # Python str.format text with built-in names as fields
     origin: str
+    # (field, decoder) of built-ins sent as numbers and shown decoded (syscall_name)
+    decode: Tuple[Tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

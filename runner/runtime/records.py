@@ -17,6 +17,7 @@ import sys
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from runner.errors import KernelError, OutputError
+from runner.kinds.decoders import Decoders
 from runner.model.spec import Spec
 from runner.output.text import Sink
 from runner.runtime import decode
@@ -112,10 +113,13 @@ class Records:
         self.open(channel)
         return on_records
 
-    def ring_messages(self, spec: Spec, types: Any) -> Callable[[bytes, int, int], None]:
-        """Runs of message records: each names its message by the id in its first word."""
+    def ring_messages(self, spec: Spec, types: Any, readable: Decoders
+                      ) -> Callable[[bytes, int, int], None]:
+        """Runs of message records: each names its message by the id in its first word;
+        built-ins sent as numbers and shown decoded (syscall_name) are decoded here."""
         decoders = {m.id: (decode.record_decoder(types, m.struct, False), m.format,
-                           m.origin) for m in spec.messages if m.struct is not None}
+                           m.origin, tuple((f, readable.get(d)) for f, d in m.decode))
+                    for m in spec.messages if m.struct is not None}
         sink = self.sink
 
         def write(run: Run, n: int) -> None:
@@ -125,10 +129,12 @@ class Records:
                 msg_id = int.from_bytes(data[off:off + 4], sys.byteorder)
                 if msg_id not in decoders:
                     raise KernelError(f"a message with unknown id {msg_id} arrived")
-                dec, fmt, origin = decoders[msg_id]
+                dec, fmt, origin, shown = decoders[msg_id]
                 dec.check(size)
                 fields = dec.at(data, off)
                 fields.pop("er_id")
+                for f, d in shown:
+                    fields[f] = d(fields[f])
                 sink.message(format_record(fmt, fields, origin), fields)
 
         def on_records(data: bytes, size: int, count: int) -> None:

@@ -251,7 +251,8 @@ def test_opensnoop_raw_tracepoint_fallbacks_give_the_same_values(tmp_path):
 
     b = BPF(text=render_c(spec).encode())
     try:
-        for probe, tp in ((spec.probes[0], b"sys_enter"), (spec.probes[1], b"sys_exit")):
+        probes = {p.name: p for p in spec.probes}  # the exit: one probe on four syscalls
+        for probe, tp in ((probes["enter"], b"sys_enter"), (probes["exit"], b"sys_exit")):
             raw = next(c for c in probe.candidates if c.kind == "raw_tracepoint")
             b.attach_raw_tracepoint(tp=tp, fn_name=raw.function.c_name.encode())
         b[b"events"].open_ring_buffer(record)

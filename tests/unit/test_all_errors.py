@@ -18,7 +18,7 @@ P = ("name: x\nstructs:\n  ev: [{a: u32}]\nmaps:\n  out: {type: ringbuf, value: 
      "    do:\n%s")
 EXIT = P.replace("{syscall: openat}", "{syscall_exit: openat}")
 BUILTINS = ("known built-ins: arg0, arg1, arg2, arg3, arg4, arg5, comm, cpu, gid, ktime, "
-            "pid, retval, syscall_nr, tgid, tid, uid")
+            "pid, retval, syscall_name, syscall_nr, tgid, tid, uid")
 
 
 def errors(tmp_path, text: str) -> List[str]:

@@ -124,7 +124,8 @@ def failed_attach(printed: str, message: str, err: int = 0) -> str:
 
     k = Kernel(spec=None, c_source="")  # type: ignore[arg-type]
     k.bpf = SimpleNamespace(funcs={})
-    cand = SimpleNamespace(function=SimpleNamespace(c_name="er_p__kprobe"), describe="kprobe x")
+    cand = SimpleNamespace(function=SimpleNamespace(c_name="er_p__kprobe"), describe="kprobe x",
+                           more=())
     hook = AttachHook(lambda *_: None, attach, loads_itself=True)
     why = k._try(SimpleNamespace(tables=()), cand, hook, lambda: False)  # type: ignore[arg-type]
     assert why is not None

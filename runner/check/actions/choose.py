@@ -28,7 +28,7 @@ class ChooseKind(ActionKind):
                                                   SCALARS["s64"], scope)
         except Skip:
             value = None  # reported; the cases' own errors are still worth reporting
-        by_syscall = c["value"] == "syscall_nr"
+        by_syscall = c["value"] in ("syscall_nr", "syscall_name")
         cases = []
         seen: Dict[int, str] = {}
         for label, acts in c["cases"].items():

@@ -41,7 +41,8 @@ class PrintKind(ActionKind):
         fields += [(n, parse_type(BUILTINS[n].type), f"built-in {n}") for n in names]
         struct = Struct(f"er_msg{msg_id}", lay_out(tuple(fields), {}), origin, internal=True)
         ck.msg_structs.append(struct)
-        ck.messages.append(MessageDef(msg_id, struct, text, origin))
+        decode = tuple((n, d) for n in names if (d := BUILTINS[n].decoder) is not None)
+        ck.messages.append(MessageDef(msg_id, struct, text, origin, decode))
         done = [Assign("er_id", "expr", Const(msg_id, wide=False), 0)]
         done += [assign(ck, here, n, parse_type(BUILTINS[n].type), n, scope) for n in names]
         assert ck.messages_map is not None
@@ -72,8 +73,8 @@ def _printk(ck: Checker, path: PathKey, text: str, names: List[str], msg_id: int
         if spec or conv:
             ck.err(path, "format specs are not available with messages via trace_pipe")
             raise Skip
-        if field == "comm":
-            ck.err(path, "comm cannot be printed via trace_pipe",
+        if field == "comm" or BUILTINS[field].decoder:
+            ck.err(path, f"{field} cannot be printed via trace_pipe",
                    "use the default messages: {via: buffer}")
             raise Skip
         parts.append(_printk_conversion(field))
