@@ -21,7 +21,8 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 
 from runner.check.checker import Checker
 from runner.kinds import perf_events
-from runner.model.spec import Param, Probe, Spec
+from runner.model.params import Param
+from runner.model.spec import Probe, Spec
 from runner.model.types import SCALARS
 from runner.support.comment_text import comment_text
 
