@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
-from runner.model.expr import ArraySource, Condition, StrSource, Value
+from runner.model.expr import ArraySource, Condition, ParamStr, StrSource, Value
 from runner.model.stacks import StackMap
 from runner.model.tests import TestCase
 from runner.model.types import Layout, Member, TypeRef
@@ -80,10 +80,11 @@ class Assign:
 
     member: str
     how: str  # "expr" | "comm" | "string" | "read" | "copy" | "stack" | "stack_pid"
-    # "expr": the value; "string": the text; "comm": None; "read": a StrSource;
+    # "expr": the value; "string": the text; "comm": None; "read": a StrSource (or a
+    # string parameter, ParamStr, copied from its literal);
     # "copy": an ArraySource (an integer array copied whole into an array field);
     # "stack": a StackCapture; "stack_pid": the pid (a Value) a ustack's addresses are in
-    value: Union[Value, str, StrSource, ArraySource, StackCapture, None]
+    value: Union[Value, str, StrSource, ParamStr, ArraySource, StackCapture, None]
     size: int  # bytes to copy for "string" (literal plus NUL), "comm" and "copy"; "read": the field
 
 
@@ -328,10 +329,18 @@ class EventOutput:
 
 @dataclass(frozen=True)
 class MessageDef:
+    """A print's message. `format` is the text user space formats, its placeholders
+    renamed to the record's members (and to `decodes`' slots); `keys` name each member in
+    JSON's `data` (the built-in's name, a value's last name: args.ret -> ret), where they
+    differ from the member; `decodes`: (slot, member, decoder) for `{VALUE:DECODER}`."""
+
     id: int
     struct: Optional[Struct]
-    format: str  # Python str.format text with built-in names as fields
+    format: str  # Python str.format text over the record's members
     origin: str
+    keys: Tuple[Tuple[str, str], ...] = ()  # (member, JSON key) where they differ
+    decodes: Tuple[Tuple[str, str, str], ...] = ()  # (slot, member, decoder name)
+    data_keys: Tuple[str, ...] = ()  # every key of JSON's `data` (for tests' `where`)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,11 @@ def events(run: Run) -> List[Dict]:
     return [r["data"] for r in run.json() if r.get("type") == "event"]
 
 
+def printed(run: Run) -> List[Dict]:
+    """The values of the messages a tool's `print` sent (killsnoop), by their JSON keys."""
+    return [r["data"] for r in run.json() if r.get("type") == "message"]
+
+
 def _unique(tmp_path: Path, name: str, source: str) -> Path:
     """A copy of a binary under a name no other process on the machine has."""
     dest = tmp_path / name
@@ -184,7 +189,7 @@ def test_killsnoop_shows_sender_target_signal_and_result():
             os.kill(free_pid, 0)
         run.wait_output(lambda out: any(f'"target": {free_pid},' in ln for ln in out))
         assert run.stop() == 0
-    mine = [(e["pid"], e["target"], e["signal"], e["ret"]) for e in events(run)
+    mine = [(e["pid"], e["target"], e["signal"], e["ret"]) for e in printed(run)
             if e["target"] in (sleeper.pid, free_pid)]
     assert mine == [(os.getpid(), sleeper.pid, 15, 0), (os.getpid(), free_pid, 0, -3)]
 
