@@ -83,7 +83,7 @@ def test_execsnoop_shows_the_pid_parent_and_file_of_an_exec(tmp_path):
         run.wait_output(lambda out: any(str(binary) in ln for ln in out))
         assert run.stop() == 0
     seen = oracle.stop()
-    mine = [e for e in events(run) if e["filename"] == str(binary)]
+    mine = [e for e in printed(run) if e["filename"] == str(binary)]
     assert len(mine) == 1
     # At execve's entry the task is still the forked python: its name is python's.
     assert {k: mine[0][k] for k in ("pid", "ppid", "uid", "filename")} == {
@@ -109,7 +109,7 @@ def test_execsnoop_pid_parameter_keeps_only_that_process(tmp_path):
             assert run.stop() == 0
     finally:
         shell.kill()
-    assert [e["filename"] for e in events(run)] == [str(mine)]
+    assert [e["filename"] for e in printed(run)] == [str(mine)]
 
 
 def test_exitsnoop_shows_the_exit_code_of_sh_exit_7():
