@@ -80,8 +80,7 @@ class Assign:
 
     member: str
     how: str  # "expr" | "comm" | "string" | "read" | "copy" | "stack" | "stack_pid"
-    # "expr": the value; "string": the text; "comm": None; "read": a StrSource (or a
-    # string parameter, ParamStr, copied from its literal);
+    # "expr": the value; "string": the text; "comm": None; "read": a StrSource or ParamStr;
     # "copy": an ArraySource (an integer array copied whole into an array field);
     # "stack": a StackCapture; "stack_pid": the pid (a Value) a ustack's addresses are in
     value: Union[Value, str, StrSource, ParamStr, ArraySource, StackCapture, None]
@@ -328,17 +327,12 @@ class EventOutput:
 
 
 @dataclass(frozen=True)
-class MessageDef:
-    """A print's message. `format` is the text user space formats, its placeholders
-    renamed to the record's members (and to `decodes`' slots); `keys` name each member in
-    JSON's `data` (the built-in's name, a value's last name: args.ret -> ret), where they
-    differ from the member; `decodes`: (slot, member, decoder) for `{VALUE:DECODER}`."""
-
+class MessageDef:  # a print (runner/check/actions/print_.py): `format` over its members
     id: int
     struct: Optional[Struct]
-    format: str  # Python str.format text over the record's members
+    format: str
     origin: str
-    keys: Tuple[Tuple[str, str], ...] = ()  # (member, JSON key) where they differ
+    keys: Tuple[Tuple[str, str], ...] = ()  # (member, JSON key: args.ret -> ret) if they differ
     decodes: Tuple[Tuple[str, str, str], ...] = ()  # (slot, member, decoder name)
     data_keys: Tuple[str, ...] = ()  # every key of JSON's `data` (for tests' `where`)
 
