@@ -4,6 +4,8 @@ from user memory; a looked-up value and a tracepoint's own fields. Exact texts a
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 
@@ -84,3 +86,42 @@ def test_print_of_the_file_cat_opened_read_from_user_memory(tmp_path):
         assert run.stop() == 0
     assert [ln for ln in run.out if str(tmp_path) in ln] == [
         f"cat saw '{known}' flags=O_RDONLY"]
+
+
+# Six 128-byte string parameters, a __data_loc string (256 bytes) and a looked-up char[200]:
+# a 1,2xx-byte record, reserved in the ring buffer and zeroed by a word loop, never on the
+# 512-byte stack.
+BIG = """\
+name: print_big
+params:
+%s
+structs:
+  kept: [{path: 'char[200]'}, {at: u64}]
+maps:
+  h: {type: hash, key: u32, value: kept}
+probes:
+  exec:
+    attach: {tracepoint: "sched:sched_process_exec"}
+    do:
+      - if: 'comm == "er-big-probe"'
+        then:
+          - store: {map: h, key: tid, value: {path: args.filename, at: ktime}}
+          - let: {k: {lookup: {map: h, key: tid}}}
+          - print: "{args.filename} {k.path} {comm} {params.a}{params.b}{params.c}{params.d}{params.e}{params.f} {args.pid} {ppid}"
+          - delete: {map: h, key: tid}
+"""
+
+
+def test_a_print_of_over_a_kib_of_strings_loads_and_shows_them(tmp_path):
+    binary = tmp_path / "er-big-probe"
+    shutil.copy("/bin/true", binary)
+    spec = tmp_path / "big.yaml"
+    spec.write_text(BIG % "\n".join(f'  {n}: {{type: "char[128]", default: "{n * 3}"}}'
+                                     for n in "abcdef"))
+    with Run(str(spec)).wait_ready() as run:
+        child = subprocess.Popen([str(binary)])
+        child.wait()
+        run.wait_output(lambda out: any(str(binary) in ln for ln in out))
+        assert run.stop() == 0
+    assert run.out == [f"{binary} {binary} er-big-probe aaabbbcccdddeeefff {child.pid} "
+                       f"{os.getpid()}"]
