@@ -164,3 +164,9 @@ def test_a_string_from_memory_takes_256_bytes():
     struct = spec_from_text(OPENS).messages[0].struct
     assert struct is not None and STRING_SIZE == 256
     assert struct.layout.fields[1].type == TypeRef("char", STRING_SIZE)
+
+
+def test_a_result_printed_at_the_entry_says_where_it_is(tmp_path):
+    assert errors(tmp_path, P % '      - print: "fd {args.ret:>4}"\n') == [
+        "11:20: error: '{args.ret}': this probe has no argument 'ret': the result is read at "
+        "the exit: attach {syscall_exit: openat}, where it is args.ret (or retval)"]
