@@ -119,7 +119,7 @@ def test_exitsnoop_agrees_on_pid_parent_code_signal_and_age():
         oracle.wait_output(lambda out: any(f"EXIT {leader_first.pid} " in ln for ln in out))
         assert run.stop() == 0
         seen = oracle.stop()
-    mine = [e for e in events(run) if e["pid"] in pids]
+    mine = [e for e in printed(run) if e["pid"] in pids]
     theirs = [row for row in fields(seen, "EXIT") if int(row[0]) in pids]
     agree([(e["pid"], e["ppid"], e["comm"], e["code"], e["signal"]) for e in mine],
           [(int(p), int(pp), comm, int(c), int(s)) for p, pp, comm, c, s, _ in theirs],

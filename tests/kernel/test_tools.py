@@ -118,7 +118,7 @@ def test_exitsnoop_shows_the_exit_code_of_sh_exit_7():
         assert sh.wait() == 7
         run.wait_output(lambda out: any(f'"pid": {sh.pid},' in ln for ln in out))
         assert run.stop() == 0
-    mine = [e for e in events(run) if e["pid"] == sh.pid]
+    mine = [e for e in printed(run) if e["pid"] == sh.pid]
     assert len(mine) == 1
     assert {k: mine[0][k] for k in ("pid", "ppid", "comm", "code", "signal")} == {
         "pid": sh.pid, "ppid": os.getpid(), "comm": "sh", "code": 7, "signal": 0}
@@ -133,7 +133,7 @@ def test_exitsnoop_shows_the_signal_that_killed_a_process():
         sleeper.wait()
         run.wait_output(lambda out: any(f'"pid": {sleeper.pid},' in ln for ln in out))
         assert run.stop() == 0
-    mine = [e for e in events(run) if e["pid"] == sleeper.pid]
+    mine = [e for e in printed(run) if e["pid"] == sleeper.pid]
     assert [(e["comm"], e["code"], e["signal"]) for e in mine] == [("sleep", 0, 15)]
 
 
@@ -165,7 +165,7 @@ def _exits_of(script: str, code: int) -> List[Dict]:
         assert proc.wait(30) == code
         run.wait_output(lambda out: any(f'"pid": {proc.pid},' in ln for ln in out))
         assert run.stop() == 0
-    return [e for e in events(run) if e["pid"] == proc.pid]
+    return [e for e in printed(run) if e["pid"] == proc.pid]
 
 
 def test_exitsnoop_reports_a_process_whose_leader_exits_first_once_with_its_code():
