@@ -107,7 +107,7 @@ probes:
         then:
           - store: {map: h, key: tid, value: {path: args.filename, at: ktime}}
           - let: {k: {lookup: {map: h, key: tid}}}
-          - print: "{args.filename} {k.path} {comm} {params.a}{params.b}{params.c}{params.d}{params.e}{params.f} {args.pid} {ppid}"
+          - print: "{args.filename} {k.path} {comm} %s {args.pid} {ppid}"
           - delete: {map: h, key: tid}
 """
 
@@ -116,8 +116,9 @@ def test_a_print_of_over_a_kib_of_strings_loads_and_shows_them(tmp_path):
     binary = tmp_path / "er-big-probe"
     shutil.copy("/bin/true", binary)
     spec = tmp_path / "big.yaml"
-    spec.write_text(BIG % "\n".join(f'  {n}: {{type: "char[128]", default: "{n * 3}"}}'
-                                     for n in "abcdef"))
+    spec.write_text(BIG % ("\n".join(f'  {n}: {{type: "char[128]", default: "{n * 3}"}}'
+                                      for n in "abcdef"),
+                           "".join(f"{{params.{n}}}" for n in "abcdef")))
     with Run(str(spec)).wait_ready() as run:
         child = subprocess.Popen([str(binary)])
         child.wait()
