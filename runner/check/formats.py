@@ -53,6 +53,39 @@ def fields(ck: Checker, path: PathKey, text: str, allowed: Set[str], what: str,
     return names
 
 
+def pieces(ck: Checker, path: PathKey, text: str
+           ) -> List[Tuple[str, Optional[str], str, Optional[str], int]]:
+    """A format's pieces: (literal text, field, spec, conversion, offset of the field's
+    `{` in `text`), as string.Formatter().parse gives them; a format Python cannot parse is
+    reported and Skip."""
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as e:
+        ck.err(path, f"bad format: {e}", "write {{ and }} for literal braces")
+        raise Skip from None
+    starts = iter(_starts(text))
+    return [(lit, field, spec or "", conv, next(starts, 0) if field is not None else -1)
+            for lit, field, spec, conv in parsed]
+
+
+def spec_problem(field: str, spec: str) -> Optional[str]:
+    """What is wrong with a placeholder's format spec, if anything."""
+    if spec and "{" in spec:
+        return "nested placeholders in format specs are not supported"
+    if spec and any(int(n) > MAX_WIDTH for n in re.findall(r"\d+", spec)):
+        return f"'{{{field}:{spec}}}': a width or precision is at most {MAX_WIDTH}"
+    return None
+
+
+def items_ok(field: str, base: str) -> bool:
+    """Whether what follows a placeholder's name is [FIELD] or [INDEX] accessors only."""
+    return _ITEMS.fullmatch(field, len(base)) is not None
+
+
+NOT_A_FIELD = ("a placeholder is a name, then [FIELD] of a struct or [INDEX] of an array",
+               "e.g. {key[pid]} or {addr[0]}; attributes (.NAME) are not fields")
+
+
 def _placeholder(field: str, spec: str, allowed: Set[str], what: str, elsewhere: Set[str],
                  shown_how: Callable[[str], str]) -> Optional[Tuple[str, Optional[str]]]:
     """What is wrong with one placeholder (message, hint), if anything."""
@@ -62,17 +95,12 @@ def _placeholder(field: str, spec: str, allowed: Set[str], what: str, elsewhere:
     if base not in allowed:
         return f"'{{{field}}}' names no {what}", _hint(field, base, allowed, what, elsewhere,
                                                         shown_how)
-    if _ITEMS.fullmatch(field, len(base)) is None:
+    if not items_ok(field, base):
         # str.format would read any attribute (`{comm.upper}`, `{pid.__class__}`) and
         # print Python's internals: only fields and elements are values of a record.
-        return (f"'{{{field}}}' is not a field: a placeholder is a name, then "
-                "[FIELD] of a struct or [INDEX] of an array", "e.g. {key[pid]} or "
-                "{addr[0]}; attributes (.NAME) are not fields")
-    if spec and "{" in spec:
-        return "nested placeholders in format specs are not supported", None
-    if spec and any(int(n) > MAX_WIDTH for n in re.findall(r"\d+", spec)):
-        return f"'{{{field}:{spec}}}': a width or precision is at most {MAX_WIDTH}", None
-    return None
+        return f"'{{{field}}}' is not a field: {NOT_A_FIELD[0]}", NOT_A_FIELD[1]
+    problem = spec_problem(field, spec)
+    return (problem, None) if problem else None
 
 
 def _hint(field: str, base: str, allowed: Set[str], what: str, elsewhere: Set[str],

@@ -301,8 +301,7 @@ def _message_fields(ck: Checker, path: PathKey, where: List[FieldMatch]) -> None
         return
     names = {"text"}
     for msg in ck.messages:
-        if msg.struct is not None:
-            names.update(f.name for f in msg.struct.layout.fields)
+        names.update(msg.data_keys)  # a print's JSON keys (ret for {args.ret})
     for fm in where[1:]:
         if fm.path[0] not in names:
             ck.unknown((*path, "where", fm.path[0]), "field", fm.path[0], sorted(names),

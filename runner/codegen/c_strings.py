@@ -33,6 +33,8 @@ def read_string(src: object, dest: str, size: int, spell: Spell, mark: bool = Tr
     """Fill char[size] at `dest`; `mark`: end a string that filled it with "..." ."""
     if isinstance(src, CommStr):
         return f"bpf_get_current_comm({dest}, {min(size, 16)});"
+    if isinstance(src, ParamStr):  # a print's string parameter: its literal's bytes
+        return f"__builtin_memcpy({dest}, er_param_{src.name}, {min(size, src.size)});"
     if isinstance(src, RecordChars):
         n = min(size - 1, src.count)
         return (f"bpf_probe_read_kernel({dest}, {n}, (char *)ctx + {src.offset}); "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
-from runner.model.expr import ArraySource, Condition, StrSource, Value
+from runner.model.expr import ArraySource, Condition, ParamStr, StrSource, Value
 from runner.model.params import Param
 from runner.model.stacks import StackMap
 from runner.model.tests import TestCase
@@ -81,10 +81,10 @@ class Assign:
 
     member: str
     how: str  # "expr" | "comm" | "string" | "read" | "copy" | "stack" | "stack_pid"
-    # "expr": the value; "string": the text; "comm": None; "read": a StrSource;
+    # "expr": the value; "string": the text; "comm": None; "read": a StrSource or ParamStr;
     # "copy": an ArraySource (an integer array copied whole into an array field);
     # "stack": a StackCapture; "stack_pid": the pid (a Value) a ustack's addresses are in
-    value: Union[Value, str, StrSource, ArraySource, StackCapture, None]
+    value: Union[Value, str, StrSource, ParamStr, ArraySource, StackCapture, None]
     size: int  # bytes to copy for "string" (literal plus NUL), "comm" and "copy"; "read": the field
 
 
@@ -337,13 +337,14 @@ class EventOutput:
 
 
 @dataclass(frozen=True)
-class MessageDef:
+class MessageDef:  # a print (runner/check/actions/print_.py): `format` over its members
     id: int
     struct: Optional[Struct]
-    format: str  # Python str.format text with built-in names as fields
+    format: str
     origin: str
-    # (field, decoder) of built-ins sent as numbers and shown decoded (syscall_name)
-    decode: Tuple[Tuple[str, str], ...] = ()
+    keys: Tuple[Tuple[str, str], ...] = ()  # (member, JSON key: args.ret -> ret) if they differ
+    decodes: Tuple[Tuple[str, str, str], ...] = ()  # (slot, member, decoder name)
+    data_keys: Tuple[str, ...] = ()  # every key of JSON's `data` (for tests' `where`)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from runner.errors import KernelError, OutputError
 from runner.kinds.decoders import Decoders
-from runner.model.spec import Spec
+from runner.model.spec import MessageDef, Spec
 from runner.output.text import Sink
 from runner.runtime import decode
 from runner.runtime.signals import Stop
@@ -113,12 +113,11 @@ class Records:
         self.open(channel)
         return on_records
 
-    def ring_messages(self, spec: Spec, types: Any, readable: Decoders
-                      ) -> Callable[[bytes, int, int], None]:
+    def ring_messages(self, spec: Spec, types: Any) -> Callable[[bytes, int, int], None]:
         """Runs of message records: each names its message by the id in its first word;
-        built-ins sent as numbers and shown decoded (syscall_name) are decoded here."""
+        values shown through a decoder (syscall_name's, `{sig:signal}`) are decoded here."""
         decoders = {m.id: (decode.record_decoder(types, m.struct, False), m.format,
-                           m.origin, tuple((f, readable.get(d)) for f, d in m.decode))
+                           m.origin, _shaper(m, spec.arch))
                     for m in spec.messages if m.struct is not None}
         sink = self.sink
 
@@ -129,13 +128,15 @@ class Records:
                 msg_id = int.from_bytes(data[off:off + 4], sys.byteorder)
                 if msg_id not in decoders:
                     raise KernelError(f"a message with unknown id {msg_id} arrived")
-                dec, fmt, origin, shown = decoders[msg_id]
+                dec, fmt, origin, shape = decoders[msg_id]
                 dec.check(size)
                 fields = dec.at(data, off)
                 fields.pop("er_id")
-                for f, d in shown:
-                    fields[f] = d(fields[f])
-                sink.message(format_record(fmt, fields, origin), fields)
+                if shape is None:
+                    sink.message(format_record(fmt, fields, origin), fields)
+                else:
+                    shown = shape(fields)
+                    sink.message(format_record(fmt, fields, origin), shown)
 
         def on_records(data: bytes, size: int, count: int) -> None:
             self.take("messages", count, write, (data, size, count))
@@ -151,6 +152,35 @@ class Records:
     def _write_texts(self, texts: list, n: int) -> None:
         for text in texts[:n]:
             self.sink.message(text, {})
+
+
+def _shaper(m: MessageDef, arch: str
+            ) -> Optional[Callable[[Dict[str, Any]], Dict[str, Any]]]:
+    """For a print of values other than built-ins: a function that adds the decoded slots
+    to a record's fields (for its format) and returns its JSON `data`, each member under
+    its key (`er_args_ret` -> `ret`, with `_hex`/`_error` companions), decoded values
+    beside or instead of the raw ones. None for a print of built-ins only."""
+    if not m.keys and not m.decodes:
+        return None
+    renames: Dict[str, str] = {}
+    for member, key in m.keys:
+        renames.update({member: key, f"{member}_hex": f"{key}_hex",
+                        f"{member}_error": f"{key}_error"})
+    found = Decoders.for_arch(arch) if m.decodes else None
+    chosen = [(slot, member, renames.get(member, member), found.get(name))
+              for slot, member, name in m.decodes if found is not None]
+
+    def shape(fields: Dict[str, Any]) -> Dict[str, Any]:
+        data = {renames.get(f, f): v for f, v in fields.items()}
+        for slot, member, key, decoder in chosen:
+            raw = fields[member]
+            if isinstance(raw, list):  # a u8[N] value: the address bytes
+                raw = bytes(raw)
+            fields[slot] = decoder(raw)
+            data.update(decoder.json_fields(key, raw))
+        return data
+
+    return shape
 
 
 def format_record(fmt: str, fields: Dict[str, Any], origin: str) -> str:

@@ -158,8 +158,7 @@ class Runner:
             if self.spec.messages_via == "buffer":
                 assert self.spec.message_buffer is not None
                 k.channels.open_ring(self.spec.message_buffer,
-                                     self.records.ring_messages(self.spec, self.types,
-                                                                self.aggs.decoders))
+                                     self.records.ring_messages(self.spec, self.types))
             else:
                 self.records.open("messages")
                 k.channels.open_trace_pipe(os.getpid() & 0xFFFFFFFF)

@@ -35,6 +35,11 @@ def events(run: Run) -> List[Dict]:
     return [r["data"] for r in run.json() if r.get("type") == "event"]
 
 
+def printed(run: Run) -> List[Dict]:
+    """The values of the messages a tool's `print` sent (killsnoop), by their JSON keys."""
+    return [r["data"] for r in run.json() if r.get("type") == "message"]
+
+
 def test_killsnoop_agrees_on_sender_target_signal_and_result():
     me = os.getpid()
     oracle = Bpftrace(
@@ -63,7 +68,7 @@ def test_killsnoop_agrees_on_sender_target_signal_and_result():
         assert run.stop() == 0
         seen = oracle.stop()
     targets = (sleeper.pid, FREE_PID)  # not run.stop()'s kill() of ebpf-run
-    mine = [(e["pid"], e["target"], e["signal"], e["ret"]) for e in events(run)
+    mine = [(e["pid"], e["target"], e["signal"], e["ret"]) for e in printed(run)
             if e["pid"] == me and e["target"] in targets]
     theirs = [tuple(int(f) for f in row) for row in fields(seen, "KILL")
               if int(row[1]) in targets]
@@ -114,7 +119,7 @@ def test_exitsnoop_agrees_on_pid_parent_code_signal_and_age():
         oracle.wait_output(lambda out: any(f"EXIT {leader_first.pid} " in ln for ln in out))
         assert run.stop() == 0
         seen = oracle.stop()
-    mine = [e for e in events(run) if e["pid"] in pids]
+    mine = [e for e in printed(run) if e["pid"] in pids]
     theirs = [row for row in fields(seen, "EXIT") if int(row[0]) in pids]
     agree([(e["pid"], e["ppid"], e["comm"], e["code"], e["signal"]) for e in mine],
           [(int(p), int(pp), comm, int(c), int(s)) for p, pp, comm, c, s, _ in theirs],

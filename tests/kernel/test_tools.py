@@ -33,6 +33,11 @@ def events(run: Run) -> List[Dict]:
     return [r["data"] for r in run.json() if r.get("type") == "event"]
 
 
+def printed(run: Run) -> List[Dict]:
+    """The values of the messages a tool's `print` sent (killsnoop), by their JSON keys."""
+    return [r["data"] for r in run.json() if r.get("type") == "message"]
+
+
 def _unique(tmp_path: Path, name: str, source: str) -> Path:
     """A copy of a binary under a name no other process on the machine has."""
     dest = tmp_path / name
@@ -78,7 +83,7 @@ def test_execsnoop_shows_the_pid_parent_and_file_of_an_exec(tmp_path):
         run.wait_output(lambda out: any(str(binary) in ln for ln in out))
         assert run.stop() == 0
     seen = oracle.stop()
-    mine = [e for e in events(run) if e["filename"] == str(binary)]
+    mine = [e for e in printed(run) if e["filename"] == str(binary)]
     assert len(mine) == 1
     # At execve's entry the task is still the forked python: its name is python's.
     assert {k: mine[0][k] for k in ("pid", "ppid", "uid", "filename")} == {
@@ -104,7 +109,7 @@ def test_execsnoop_pid_parameter_keeps_only_that_process(tmp_path):
             assert run.stop() == 0
     finally:
         shell.kill()
-    assert [e["filename"] for e in events(run)] == [str(mine)]
+    assert [e["filename"] for e in printed(run)] == [str(mine)]
 
 
 def test_exitsnoop_shows_the_exit_code_of_sh_exit_7():
@@ -113,7 +118,7 @@ def test_exitsnoop_shows_the_exit_code_of_sh_exit_7():
         assert sh.wait() == 7
         run.wait_output(lambda out: any(f'"pid": {sh.pid},' in ln for ln in out))
         assert run.stop() == 0
-    mine = [e for e in events(run) if e["pid"] == sh.pid]
+    mine = [e for e in printed(run) if e["pid"] == sh.pid]
     assert len(mine) == 1
     assert {k: mine[0][k] for k in ("pid", "ppid", "comm", "code", "signal")} == {
         "pid": sh.pid, "ppid": os.getpid(), "comm": "sh", "code": 7, "signal": 0}
@@ -128,7 +133,7 @@ def test_exitsnoop_shows_the_signal_that_killed_a_process():
         sleeper.wait()
         run.wait_output(lambda out: any(f'"pid": {sleeper.pid},' in ln for ln in out))
         assert run.stop() == 0
-    mine = [e for e in events(run) if e["pid"] == sleeper.pid]
+    mine = [e for e in printed(run) if e["pid"] == sleeper.pid]
     assert [(e["comm"], e["code"], e["signal"]) for e in mine] == [("sleep", 0, 15)]
 
 
@@ -160,7 +165,7 @@ def _exits_of(script: str, code: int) -> List[Dict]:
         assert proc.wait(30) == code
         run.wait_output(lambda out: any(f'"pid": {proc.pid},' in ln for ln in out))
         assert run.stop() == 0
-    return [e for e in events(run) if e["pid"] == proc.pid]
+    return [e for e in printed(run) if e["pid"] == proc.pid]
 
 
 def test_exitsnoop_reports_a_process_whose_leader_exits_first_once_with_its_code():
@@ -184,7 +189,7 @@ def test_killsnoop_shows_sender_target_signal_and_result():
             os.kill(free_pid, 0)
         run.wait_output(lambda out: any(f'"target": {free_pid},' in ln for ln in out))
         assert run.stop() == 0
-    mine = [(e["pid"], e["target"], e["signal"], e["ret"]) for e in events(run)
+    mine = [(e["pid"], e["target"], e["signal"], e["ret"]) for e in printed(run)
             if e["target"] in (sleeper.pid, free_pid)]
     assert mine == [(os.getpid(), sleeper.pid, 15, 0), (os.getpid(), free_pid, 0, -3)]
 

@@ -45,7 +45,7 @@ def test_an_unknown_action_hides_no_error_after_it(tmp_path):
         "11:9: error: unknown action 'frob'",
         "  hint: expected one of: add, aggregate, choose, count, delete, emit, if, let, "
         "print, store, tail_call",
-        "12:21: error: '{pdi}' names no built-in",
+        "12:21: error: '{pdi}': unknown name 'pdi'",
         "  hint: did you mean 'pid'?",
         "15:13: error: unknown action 'blah'",
         "  hint: expected one of: add, aggregate, choose, count, delete, emit, if, let, "
@@ -85,8 +85,8 @@ def test_a_bad_condition_hides_no_error_in_its_branches(tmp_path):
         '        else:\n'
         '          - emit: {to: out, set: {a: "pid + qq"}}\n')) == [
         "11:14: error: bad condition: unknown name 'nope'",
-        "13:21: error: '{bad}' names no built-in",
-        f"  hint: {BUILTINS}",
+        "13:21: error: '{bad}': unknown name 'bad'",
+        f"  hint: {BUILTINS}; or a let name, args.NAME, params.NAME, task.MEMBER, ppid",
         "15:45: error: bad value: unknown name 'qq'",
     ]
 
@@ -114,39 +114,39 @@ def test_a_let_that_failed_still_names_its_value(tmp_path):
 def test_every_bad_placeholder_of_a_format_is_reported_at_its_brace(tmp_path):
     assert errors(tmp_path, P % (
         '      - print: "{{x}} {pdi} {pid:2000} {} {comm.upper} {tidd}"\n')) == [
-        "11:23: error: '{pdi}' names no built-in",
+        "11:23: error: '{pdi}': unknown name 'pdi'",
         "  hint: did you mean 'pid'?",
         "11:29: error: '{pid:2000}': a width or precision is at most 1024",
         "11:40: error: placeholders must be named, e.g. {pid}",
         "11:43: error: '{comm.upper}' is not a field: a placeholder is a name, then [FIELD] "
         "of a struct or [INDEX] of an array",
         "  hint: e.g. {key[pid]} or {addr[0]}; attributes (.NAME) are not fields",
-        "11:56: error: '{tidd}' names no built-in",
+        "11:56: error: '{tidd}': unknown name 'tidd'",
         "  hint: did you mean 'tid'?",
     ]
 
 
 def test_hints_name_only_what_was_meant(tmp_path):
-    # {args.ret} is an argument, {ppid} and {task.pid} task fields: no print shows them,
-    # and no built-in is what they meant (not 'arg5', not 'pid'): the hint says how.
+    # {args.rett} is a misspelt argument, {e} a struct looked up, {e.aa} a misspelt field:
+    # no built-in is what they meant (not 'arg5', not 'pid').
     assert errors(tmp_path, EXIT % (
-        '      - print: "{args.ret} {ppid} {task.pid}"\n'
+        '      - let: {e: {lookup: {map: h, key: tid}}}\n'
+        '      - print: "{args.rett} {e} {e.aa} {args.ret:signl}"\n'
         '      - if: "args.rett == 1"\n'
         '        then: []\n'
-        '      - let: {e: {lookup: {map: h, key: tid}}}\n'
         '      - if: "e.aa == 1 || pidd == 1"\n'
         '        then: []\n'
         '      - if: "pidd == 1"\n'
         '        then: []\n')) == [
-        "11:17: error: '{args.ret}' names no built-in",
-        "  hint: print shows built-ins: the result is {retval} (at an exit)",
-        "11:28: error: '{ppid}' names no built-in",
-        "  hint: print shows built-ins: to show ppid, emit it in an event (set: {ppid: ppid}) "
-        "shown by an output format",
-        "11:35: error: '{task.pid}' names no built-in",
-        "  hint: print shows built-ins: to show task.pid, emit it in an event (set: {pid: "
-        "task.pid}) shown by an output format",
-        "12:14: error: bad condition: this probe has no argument 'rett' (did you mean 'ret'?)",
+        "12:17: error: '{args.rett}': this probe has no argument 'rett'",
+        "  hint: did you mean 'ret'?",
+        "12:29: error: '{e}': unknown name 'e'",
+        "  hint: 'e' is a struct looked up: print its fields, e.g. {e.a}",
+        "12:33: error: '{e.aa}': unknown name 'e.aa'",
+        "  hint: did you mean 'e.a'?",
+        "12:40: error: '{args.ret:signl}': unknown decoder 'signl'",
+        "  hint: did you mean 'signal'?",
+        "13:14: error: bad condition: this probe has no argument 'rett' (did you mean 'ret'?)",
         "15:14: error: bad condition: unknown name 'e.aa' (did you mean 'e.a'?)",
         "17:14: error: bad condition: unknown name 'pidd' (did you mean 'pid'?)",
     ]
@@ -215,12 +215,12 @@ CASES = {
     ),
     'placeholder_single_quoted': (
         P % "      - print: 'it''s {pdi}'\n",
-        "11:16: error: '{pdi}' names no built-in",
+        "11:16: error: '{pdi}': unknown name 'pdi'",
         "did you mean 'pid'?",
     ),
     'placeholder_plain': (
         P % "      - print: pid={pid} x={pdi}\n",
-        "11:28: error: '{pdi}' names no built-in",
+        "11:28: error: '{pdi}': unknown name 'pdi'",
         "did you mean 'pid'?",
     ),
     'value_operator': (
@@ -246,7 +246,7 @@ def test_a_bad_choose_value_hides_no_error_in_its_cases(tmp_path):
         '          default: [{let: {x: nope}}]\n')) == [
         "12:18: error: expected a number or an integer built-in for a s64, got 'pdi'",
         "  hint: did you mean 'pid'?",
-        "14:26: error: '{tidd}' names no built-in",
+        "14:26: error: '{tidd}': unknown name 'tidd'",
         "  hint: did you mean 'tid'?",
         "15:31: error: bad value: unknown name 'nope'",
     ]

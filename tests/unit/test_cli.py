@@ -213,7 +213,7 @@ def test_render_for_another_architecture_shows_every_real_error(tmp_path):
     errors = [ln for ln in res.stderr.splitlines() if ": error: " in ln]
     assert [e.split(": error: ")[1] for e in errors] == [
         "unknown syscall 'open' on aarch64",
-        "'{nosuch}' names no built-in",
+        "'{nosuch}': unknown name 'nosuch'",
         "unknown map 'nomap'",
     ]
 

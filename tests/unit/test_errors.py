@@ -76,7 +76,7 @@ CASES = {
     ),
     'print_placeholder': (
         'name: x\nprobes:\n  p:\n    attach: {syscall: execve}\n    do:\n      - print: "pid {pdi}"\n',
-        "6:21: error: '{pdi}' names no built-in",
+        "6:21: error: '{pdi}': unknown name 'pdi'",
         "did you mean 'pid'?",
     ),
     'event_placeholder': (

@@ -121,7 +121,8 @@ def test_the_raw_function_keeps_its_numbers_by_a_switch():
 
 def test_syscall_name_is_decoded_in_messages():
     spec = _spec('{syscall: "stat*"}', '[{print: "{syscall_name} ({syscall_nr})"}]')
-    assert spec.messages[0].decode == (("syscall_name", "syscall"),)
+    assert [(member, dec) for _, member, dec in spec.messages[0].decodes] == \
+        [("syscall_name", "syscall")]
     fn = spec.probes[0].candidates[0].function
     assert fn.needs_nr
 
@@ -200,7 +201,8 @@ def test_syscall_name_is_not_printed_via_trace_pipe(tmp_path):
     with pytest.raises(SpecError) as info:
         check(str(path))
     d = info.value.diagnostics[0]
-    assert d.message == "syscall_name cannot be printed via trace_pipe"
+    assert d.message == ("syscall_name cannot be printed via trace_pipe: it is shown through "
+                         "the decoder 'syscall'")
 
 
 def test_choose_on_syscall_name_takes_syscall_names():
