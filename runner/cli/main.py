@@ -157,7 +157,8 @@ def _params(args: argparse.Namespace) -> Tuple[Tuple[str, str], ...]:
 
 def _assignment(text: str) -> Tuple[str, str]:
     name, eq, value = text.partition("=")
-    if not eq or not name:
+    # A NAME never starts with "-": the pair that carries --cgroup (_params) is named so.
+    if not eq or not name or name.startswith("-"):
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
     return name, value
 

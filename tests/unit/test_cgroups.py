@@ -337,6 +337,15 @@ def test_cli_cgroup_renders_the_filter(tmp_path, monkeypatch, capsys):
     assert rc == "2" and "the spec has no parameter 'x' (parameters: none)" in err
 
 
+def test_the_filter_pair_cannot_be_set_by_hand(tmp_path, capsys):
+    spec = tmp_path / "cg.yaml"
+    spec.write_text(SPEC)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["render", str(spec), "--set=--cgroup=1:0:/"])
+    assert info.value.code == 2
+    assert "argument --set: expected NAME=VALUE, not '--cgroup=1:0:/'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("arg, message", [
     ("/nope", "ebpf-run: error: --cgroup /nope: no such cgroup under the cgroup v2 root "
               "{root} (No such file or directory: {root}/nope)\n"),
