@@ -21,9 +21,11 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 
 from runner.check.checker import Checker
 from runner.kinds import perf_events
+from runner.model.cgroups import CgroupRef
 from runner.model.params import Param
 from runner.model.spec import Probe, Spec
 from runner.model.types import SCALARS
+from runner.support.cgroups import FILTER_PARAM, parse_filter_param
 from runner.support.comment_text import comment_text
 
 # A string parameter's size: its comparisons are unrolled byte by byte, and its buffer
@@ -107,6 +109,8 @@ def apply(spec: Spec, values: Dict[str, str]) -> Spec:
     parameter takes the text as it is), one per name (the CLI keeps the last of repeated
     ones). Raises ValueError, whose text the CLI prints, for an unknown name or a value that
     is no integer or does not fit."""
+    values = dict(values)
+    cgroup = _cgroup_filter(values.pop(FILTER_PARAM, None))
     known = {p.name: p for p in spec.params}
     for name, text in values.items():
         if name not in known:
@@ -121,7 +125,17 @@ def apply(spec: Spec, values: Dict[str, str]) -> Spec:
             raise ValueError(f"--set {name}={shown[:_MAX_TEXT]}: {problem}")
         known[name] = replace(p, value=value)
     probes = tuple(_sampling(p, known, values) for p in spec.probes)
-    return replace(spec, params=tuple(known[p.name] for p in spec.params), probes=probes)
+    return replace(spec, params=tuple(known[p.name] for p in spec.params), probes=probes,
+                   cgroup_filter=cgroup or spec.cgroup_filter)
+
+
+def _cgroup_filter(text: Optional[str]) -> Optional[CgroupRef]:
+    """`--cgroup PATH`, resolved by the CLI into a pair of its own (support/cgroups.py):
+    its id and level are constants of the program, as parameters are."""
+    if text is None:
+        return None
+    ref = parse_filter_param(text)
+    return replace(ref, path=comment_text(ref.path))
 
 
 # A number of a sampling probe's attach text may name a parameter (profile: "hz:{params.hz}"),

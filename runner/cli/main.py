@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--metrics-web-config protects --metrics: give --metrics HOST:PORT")
     from runner.support.fallbacks import Fallbacks
 
-    return run_spec(args.spec, Options(args.json, args.duration, args.count, tuple(args.set),
+    return run_spec(args.spec, Options(args.json, args.duration, args.count, _params(args),
                                        args.metrics, args.metrics_web_config,
                                        Fallbacks.from_environment(), args.folded,
                                        args.flamegraph))
@@ -54,7 +54,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from runner.cli.commands import render
 
-    return render(args.spec, args.out, args.arch, tuple(args.set))
+    return render(args.spec, args.out, args.arch, _params(args))
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -134,11 +134,31 @@ def _parser() -> argparse.ArgumentParser:
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", type=_assignment, action="append", default=[],
                    metavar="NAME=VALUE", help="set a parameter the spec declares (repeatable)")
+    p.add_argument("--cgroup", metavar="PATH",
+                   help="only the tasks in this cgroup v2 and below it, filtered in the kernel "
+                        "(a path under the v2 root, /system.slice/cron.service, or its "
+                        "directory under the mount)")
+
+
+def _params(args: argparse.Namespace) -> Tuple[Tuple[str, str], ...]:
+    """The --set pairs, and --cgroup PATH resolved to its id and level as one more pair
+    (support/cgroups.py): the rendered program holds them as constants. A PATH that names
+    no cgroup v2 is a usage error, before anything is compiled or attached."""
+    if args.cgroup is None:
+        return tuple(args.set)
+    from runner.errors import UsageError
+    from runner.support.cgroups import CgroupError, filter_param, require_v2_mount, resolve
+
+    try:
+        return (*args.set, filter_param(resolve(args.cgroup, require_v2_mount())))
+    except CgroupError as e:
+        raise UsageError(str(e)) from None
 
 
 def _assignment(text: str) -> Tuple[str, str]:
     name, eq, value = text.partition("=")
-    if not eq or not name:
+    # A NAME never starts with "-": the pair that carries --cgroup (_params) is named so.
+    if not eq or not name or name.startswith("-"):
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
     return name, value
 

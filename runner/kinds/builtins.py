@@ -66,6 +66,8 @@ for _b in (
     Builtin("gid", "u32", "(u32)(er_uid_gid >> 32)", _ANY, "real group ID"),
     Builtin("ktime", "u64", "bpf_ktime_get_ns()", _ANY, "monotonic time in ns"),
     Builtin("cpu", "u32", "bpf_get_smp_processor_id()", _ANY, "current CPU"),
+    Builtin("cgroup", "u64", "bpf_get_current_cgroup_id()", _ANY,
+            "the current task's cgroup v2 id (the inode number of its directory)"),
     Builtin("comm", "char[16]", "", _ANY,
             "the current task's name (at syscall entry: the caller's)"),
     Builtin("syscall_nr", "s64", "er_syscall_nr", _NR_CTX,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
+from runner.model.cgroups import CgroupRef
 from runner.model.expr import ArraySource, Condition, ParamStr, StrSource, Value
 from runner.model.params import Param
 from runner.model.stacks import StackMap
@@ -379,6 +380,8 @@ class Spec:
     # A ring of pids, each sent the first time a ustack is taken in it, so that ebpf-run
     # reads its mappings while it lives (runner/runtime/stacks.py); None without a ustack.
     stack_pids: Optional[StackPids] = None
+    # `--cgroup PATH`: every probe's program first drops the tasks outside this cgroup.
+    cgroup_filter: Optional[CgroupRef] = None
 
 
 @dataclass(frozen=True)

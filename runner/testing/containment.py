@@ -23,7 +23,8 @@ import signal
 import time
 from typing import IO, Callable, List, Optional
 
-MOUNTS = "/proc/self/mounts"
+from runner.support.cgroups import v2_mount
+
 KILL_WAIT = 5.0  # seconds for the killed members to be gone before the cgroup is removed
 KILL_ROUNDS = 100  # without cgroup.kill: a member forking while killed needs another round
 POLL = 0.01
@@ -34,15 +35,8 @@ _serial = itertools.count()
 
 def cgroup2_root() -> Optional[str]:
     """Where cgroup v2 is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid."""
-    try:
-        with open(MOUNTS) as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) > 2 and fields[2] == "cgroup2":
-                    return fields[1].replace("\\040", " ")
-    except OSError:
-        return None
-    return None
+    mount = v2_mount()
+    return mount.point if mount is not None else None
 
 
 def cgroup_problem() -> Optional[str]:

@@ -102,8 +102,9 @@ def test_elapsed_takes_a_struct_key():
      "10:46: 'lat' is an aggregation, not a hash map of u64 timestamps"),
     ("  c: {kind: count, key: {n: s64}, decode: {n: errnos}}",
      "      - aggregate: {map: c, key: {n: 1}}",
-     "5:47: unknown decoder 'errnos'; known: errno, inet, ip, ipv4, ipv6, ksym, open_flags, "
-     "port_be, signal, syscall, syscall_ret, tcp_state, uid, and 'enum NAME' (a kernel enum)"),
+     "5:47: unknown decoder 'errnos'; known: cgroup, container, errno, inet, ip, ipv4, ipv6, "
+     "ksym, open_flags, port_be, signal, syscall, syscall_ret, tcp_state, uid, and 'enum NAME' "
+     "(a kernel enum)"),
     ("  c: {kind: count, decode: {n: errno}}", "      - aggregate: {map: c}",
      "5:29: 'n' is not a key field"),
     # Decoders are checked against the key field: these failed at the first dump.

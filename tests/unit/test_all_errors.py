@@ -17,8 +17,8 @@ P = ("name: x\nstructs:\n  ev: [{a: u32}]\nmaps:\n  out: {type: ringbuf, value: 
      "  h: {type: hash, key: u32, value: ev}\nprobes:\n  p:\n    attach: {syscall: openat}\n"
      "    do:\n%s")
 EXIT = P.replace("{syscall: openat}", "{syscall_exit: openat}")
-BUILTINS = ("known built-ins: arg0, arg1, arg2, arg3, arg4, arg5, comm, cpu, gid, ktime, "
-            "pid, retval, syscall_name, syscall_nr, tgid, tid, uid")
+BUILTINS = ("known built-ins: arg0, arg1, arg2, arg3, arg4, arg5, cgroup, comm, cpu, gid, "
+            "ktime, pid, retval, syscall_name, syscall_nr, tgid, tid, uid")
 
 
 def errors(tmp_path, text: str) -> List[str]:

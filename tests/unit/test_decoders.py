@@ -25,8 +25,9 @@ def test_unknown_decoder_is_loud_and_lists_the_known():
     with pytest.raises(UnknownDecoder) as info:
         X86.get("errnos")
     assert str(info.value) == (
-        "unknown decoder 'errnos'; known: errno, inet, ip, ipv4, ipv6, ksym, open_flags, "
-        "port_be, signal, syscall, syscall_ret, tcp_state, uid, and 'enum NAME' (a kernel enum)"
+        "unknown decoder 'errnos'; known: cgroup, container, errno, inet, ip, ipv4, ipv6, ksym, "
+        "open_flags, port_be, signal, syscall, syscall_ret, tcp_state, uid, and 'enum NAME' (a "
+        "kernel enum)"
     )
 
 

@@ -43,9 +43,9 @@ def test_a_format_may_use_field_name():
 
 
 @pytest.mark.parametrize("decode,expected", [
-    ("{nr: sycall}", "15:18: unknown decoder 'sycall'; known: errno, inet, ip, ipv4, ipv6, ksym, "
-                     "open_flags, port_be, signal, syscall, syscall_ret, tcp_state, uid, and "
-                     "'enum NAME' (a kernel enum)"),
+    ("{nr: sycall}", "15:18: unknown decoder 'sycall'; known: cgroup, container, errno, inet, "
+                     "ip, ipv4, ipv6, ksym, open_flags, port_be, signal, syscall, syscall_ret, "
+                     "tcp_state, uid, and 'enum NAME' (a kernel enum)"),
     ("{pid: syscall}", "15:14: struct 'ev' has no field 'pid'"),
     # A negative s64 is no IPv4 address or port: refused before it fails on a record.
     ("{nr: ipv4}", "15:18: field 'nr' is s64: decoder 'ipv4' takes an unsigned number of at "

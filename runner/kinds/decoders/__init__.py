@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Tuple
 
 from runner.kinds.decoders.base import DecodeError, Decoder, Json
+from runner.kinds.decoders.cgroup import cgroup_decoder
+from runner.kinds.decoders.container import container_decoder
 from runner.kinds.decoders.enums import UnknownEnum, enum_decoder, enum_name
 from runner.kinds.decoders.errnos import ERRNO, SYSCALL_RET
 from runner.kinds.decoders.inet import INET, IP, IPV4, IPV6, PORT_BE
@@ -98,6 +100,8 @@ def _for_arch(arch: str, kallsyms: Path) -> Decoders:
         ksym_decoder(KernelSymbols(kallsyms)),
         UID,
         tcp_state_decoder(arch),
+        cgroup_decoder(),
+        container_decoder(),
     ):
         registry.register(d.name, d)
     return Decoders(arch, registry)
