@@ -4,13 +4,16 @@ Nothing here writes exposition text: prometheus-client does. The language side d
 MetricSpecs (name, help, kind, label names) and hands a callback that returns the maps'
 current contents as FamilySnapshots; SpecCollector turns them into metric families when
 Prometheus scrapes. RunnerCollector adds ebpf-run's own metrics, labelled by spec, so one
-process can serve several specs:
+process serves several specs (`ebpf-run serve`; a run is the case of one, through the same
+SpecRegistry):
 
     ebpf_run_events_received_total{spec,channel}
     ebpf_run_events_lost_total{spec,channel,reason}
     ebpf_run_probe_attached{spec,probe,how}            1 attached, 0 not (how="none")
     ebpf_run_metric_samples_dropped_total{spec,metric} refused by the label-set limit
     ebpf_run_metric_read_errors_total{spec}            the read callback raised
+    ebpf_run_aggregation_keys_evicted_total{spec,aggregation}  idle keys deleted
+    ebpf_run_spec_up{spec}                             serve only: 1 running, 0 failed
 
 runner.output.prometheus_server serves a registry on HOST:PORT.
 
@@ -179,8 +182,11 @@ class SpecCollector(Collector):
     first ones seen stay while they are there (a series does not flap from scrape to
     scrape); samples of others are dropped and counted in `dropped`, per metric."""
 
-    def __init__(self, spec: str, declared: Iterable[MetricSpec], read: ReadMetrics):
+    def __init__(self, spec: str, declared: Iterable[MetricSpec], read: ReadMetrics,
+                 spec_label: bool = False):
         self.spec = spec
+        # serve: every sample also carries spec="NAME", first (one process, many specs).
+        self.extra: Tuple[str, ...] = ("spec",) if spec_label else ()
         self.declared: Dict[str, MetricSpec] = {}
         for metric in declared:
             if metric.name in self.declared:
@@ -196,7 +202,7 @@ class SpecCollector(Collector):
     def describe(self) -> Iterator[Metric]:
         """Empty families of the declared names: the registry refuses a name two specs use."""
         for metric in self.declared.values():
-            yield _family(metric)
+            yield _family(metric, self.extra)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -215,7 +221,7 @@ class SpecCollector(Collector):
         metric = self.declared.get(snapshot.name)
         if metric is None:
             raise MetricsError(f"snapshot of undeclared metric {snapshot.name!r}")
-        family = _family(metric)
+        family = _family(metric, self.extra)
         self.dropped[metric.name] += snapshot.unread
         admitted = self._admitted[metric.name]
         # A label set gone from the map (its key evicted) frees its place for another.
@@ -231,12 +237,12 @@ class SpecCollector(Collector):
                     self.dropped[metric.name] += 1
                     continue
                 admitted.add(sample.labels)
-            _add(family, metric, sample)
+            _add(family, metric, sample, (self.spec,) if self.extra else ())
         return family
 
 
-def _family(metric: MetricSpec) -> Metric:
-    labels = list(metric.labels)
+def _family(metric: MetricSpec, extra: Tuple[str, ...] = ()) -> Metric:
+    labels = [*extra, *metric.labels]
     if metric.kind == "counter":
         # CounterMetricFamily appends _total itself.
         return CounterMetricFamily(metric.name[: -len("_total")], metric.help, labels=labels)
@@ -245,8 +251,9 @@ def _family(metric: MetricSpec) -> Metric:
     return HistogramMetricFamily(metric.name, metric.help, labels=labels)
 
 
-def _add(family: Metric, metric: MetricSpec, sample: Union[Sample, HistogramSample]) -> None:
-    labels = list(sample.labels)
+def _add(family: Metric, metric: MetricSpec, sample: Union[Sample, HistogramSample],
+         extra: Tuple[str, ...] = ()) -> None:
+    labels = [*extra, *sample.labels]
     if isinstance(family, HistogramMetricFamily):
         if not isinstance(sample, HistogramSample):
             raise MetricsError(f"histogram {metric.name!r} got a plain sample")
@@ -275,18 +282,35 @@ class RunnerStatus:
     received: Mapping[str, int]  # channel -> events
     lost: Mapping[Tuple[str, str], int]  # (channel, reason) -> events
     probes: Tuple[ProbeState, ...] = ()
+    evicted: Mapping[str, int] = field(default_factory=dict)  # aggregation -> idle keys deleted
 
 
 class RunnerCollector(Collector):
-    """ebpf-run's own metrics for every spec added, one `spec` label apart."""
+    """ebpf-run's own metrics for every spec added, one `spec` label apart. With
+    `with_up` (serve), also ebpf_run_spec_up: 1 for a spec added, 0 for one marked down."""
 
-    def __init__(self) -> None:
+    def __init__(self, with_up: bool = False) -> None:
         self._specs: Dict[str, Tuple[SpecCollector, Callable[[], RunnerStatus]]] = {}
+        self._down: Set[str] = set()
+        self.with_up = with_up
 
     def add(self, collector: SpecCollector, status: Callable[[], RunnerStatus]) -> None:
         if collector.spec in self._specs:
             raise MetricsError(f"spec {collector.spec!r} added twice")
-        self._specs[collector.spec] = (collector, status)
+        self._down.discard(collector.spec)
+        self._specs = {**self._specs, collector.spec: (collector, status)}  # scrapes iterate
+
+    def remove(self, spec: str) -> None:
+        self._specs = {k: v for k, v in self._specs.items() if k != spec}
+
+    def down(self, spec: str) -> None:
+        self.remove(spec)
+        self._down = self._down | {spec}
+
+    def forget(self, spec: str) -> None:
+        """Neither up nor down: a spec no longer served."""
+        self.remove(spec)
+        self._down = self._down - {spec}
 
     def describe(self) -> Iterator[Metric]:
         # Without it the registry would call collect(), and so every status callback,
@@ -294,7 +318,8 @@ class RunnerCollector(Collector):
         yield from self._families()
 
     def collect(self) -> Iterator[Metric]:
-        received, lost, attached, dropped, errors = self._families()
+        families = self._families()
+        received, lost, attached, dropped, errors, evicted = families[:6]
         for spec, (collector, status_of) in sorted(self._specs.items()):
             status = status_of()
             for channel, count in sorted(status.received.items()):
@@ -307,16 +332,15 @@ class RunnerCollector(Collector):
             for metric, count in sorted(collector.dropped.items()):
                 dropped.add_metric([spec, metric], count)
             errors.add_metric([spec], collector.read_errors)
-        yield from (received, lost, attached, dropped, errors)
+            for aggregation, n in sorted(status.evicted.items()):
+                evicted.add_metric([spec, aggregation], n)
+        if self.with_up:
+            up = families[6]
+            for spec in sorted({*self._specs, *self._down}):
+                up.add_metric([spec], 0 if spec in self._down else 1)
+        yield from families
 
-    @staticmethod
-    def _families() -> Tuple[
-        CounterMetricFamily,
-        CounterMetricFamily,
-        GaugeMetricFamily,
-        CounterMetricFamily,
-        CounterMetricFamily,
-    ]:
+    def _families(self) -> Tuple[Metric, ...]:
         received = CounterMetricFamily(
             "ebpf_run_events_received", "Events received from the kernel.",
             labels=["spec", "channel"],
@@ -337,7 +361,52 @@ class RunnerCollector(Collector):
         errors = CounterMetricFamily(
             "ebpf_run_metric_read_errors", "Scrapes whose map read failed.", labels=["spec"]
         )
-        return received, lost, attached, dropped, errors
+        evicted = CounterMetricFamily(
+            "ebpf_run_aggregation_keys_evicted",
+            "Keys deleted from an aggregation's map after an interval without a change.",
+            labels=["spec", "aggregation"])
+        if not self.with_up:
+            return received, lost, attached, dropped, errors, evicted
+        up = GaugeMetricFamily(
+            "ebpf_run_spec_up", "1 if the spec runs, 0 if it failed to check, load or attach.",
+            labels=["spec"])
+        return received, lost, attached, dropped, errors, evicted, up
+
+
+class SpecRegistry:
+    """What /metrics serves: the specs' collectors, added and removed while it serves
+    (serve's SIGHUP), and one RunnerCollector for them all, always exposed last."""
+
+    def __init__(self, with_up: bool = False) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.runner = RunnerCollector(with_up)
+        self.collectors: Dict[str, SpecCollector] = {}
+        self._lock = threading.Lock()
+        self.registry.register(self.runner)
+
+    def add(self, collector: SpecCollector, status: Callable[[], RunnerStatus]) -> None:
+        with self._lock:
+            if collector.spec in self.collectors:
+                raise MetricsError(f"spec {collector.spec!r} added twice")
+            try:
+                self.registry.register(collector)
+            except ValueError as error:  # a metric name another spec already serves
+                raise MetricsError(f"spec {collector.spec!r}: {error}") from error
+            self.collectors[collector.spec] = collector
+            self.runner.add(collector, status)
+            self.registry.unregister(self.runner)  # its families after the specs' own
+            self.registry.register(self.runner)
+
+    def remove(self, spec: str, down: bool = False) -> None:
+        """Stop serving a spec's metrics; `down`: still listed, as ebpf_run_spec_up 0."""
+        with self._lock:
+            collector = self.collectors.pop(spec, None)
+            if collector is not None:
+                self.registry.unregister(collector)
+            if down:
+                self.runner.down(spec)
+            else:
+                self.runner.forget(spec)
 
 
 def registry_for(
@@ -345,13 +414,7 @@ def registry_for(
 ) -> CollectorRegistry:
     """A registry of these specs' collectors and one RunnerCollector; no process or
     platform metrics, which are not ebpf-run's to report."""
-    registry = CollectorRegistry(auto_describe=True)
-    runner = RunnerCollector()
+    served = SpecRegistry()
     for collector, status in specs:
-        try:
-            registry.register(collector)
-        except ValueError as error:  # a metric name another spec already serves
-            raise MetricsError(f"spec {collector.spec!r}: {error}") from error
-        runner.add(collector, status)
-    registry.register(runner)
-    return registry
+        served.add(collector, status)
+    return served.registry
