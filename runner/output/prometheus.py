@@ -312,14 +312,8 @@ class RunnerCollector(Collector):
         self.remove(spec)
         self._down = self._down - {spec}
 
-    def describe(self) -> Iterator[Metric]:
-        # Without it the registry would call collect(), and so every status callback,
-        # at registration.
-        yield from self._families()
-
     def collect(self) -> Iterator[Metric]:
-        families = self._families()
-        received, lost, attached, dropped, errors, evicted = families[:6]
+        received, lost, attached, dropped, errors, evicted, up = self._families()
         for spec, (collector, status_of) in sorted(self._specs.items()):
             status = status_of()
             for channel, count in sorted(status.received.items()):
@@ -334,13 +328,24 @@ class RunnerCollector(Collector):
             errors.add_metric([spec], collector.read_errors)
             for aggregation, n in sorted(status.evicted.items()):
                 evicted.add_metric([spec, aggregation], n)
-        if self.with_up:
-            up = families[6]
+        if up is not None:
             for spec in sorted({*self._specs, *self._down}):
                 up.add_metric([spec], 0 if spec in self._down else 1)
-        yield from families
+        yield from (received, lost, attached, dropped, errors, evicted)
+        if up is not None:
+            yield up
 
-    def _families(self) -> Tuple[Metric, ...]:
+    def describe(self) -> Iterator[Metric]:
+        # Without it the registry would call collect(), and so every status callback,
+        # at registration.
+        *families, up = self._families()
+        yield from families
+        if up is not None:
+            yield up
+
+    def _families(self) -> Tuple[CounterMetricFamily, CounterMetricFamily, GaugeMetricFamily,
+                                 CounterMetricFamily, CounterMetricFamily, CounterMetricFamily,
+                                 Optional[GaugeMetricFamily]]:
         received = CounterMetricFamily(
             "ebpf_run_events_received", "Events received from the kernel.",
             labels=["spec", "channel"],
@@ -365,11 +370,9 @@ class RunnerCollector(Collector):
             "ebpf_run_aggregation_keys_evicted",
             "Keys deleted from an aggregation's map after an interval without a change.",
             labels=["spec", "aggregation"])
-        if not self.with_up:
-            return received, lost, attached, dropped, errors, evicted
         up = GaugeMetricFamily(
             "ebpf_run_spec_up", "1 if the spec runs, 0 if it failed to check, load or attach.",
-            labels=["spec"])
+            labels=["spec"]) if self.with_up else None
         return received, lost, attached, dropped, errors, evicted, up
 
 

@@ -77,14 +77,23 @@ class Runner:
                 self.sink.summary(0.0, {}, [])
                 return 0
             try:
-                self.loop(k, started)
+                self.run_started(k, started)
             finally:
-                try:
-                    self.finish(k, started)
-                finally:
-                    if self.served is not None:
-                        self.served.stop()
+                if self.served is not None:
+                    self.served.stop()
         return 0
+
+    def run_started(self, k: Kernel, started: float) -> None:
+        """The loop, then the finish, whatever ended the loop (serve runs it in a thread)."""
+        try:
+            self.loop(k, started)
+        finally:
+            self.finish(k, started)
+
+    @property
+    def attached(self) -> Dict[str, Optional[str]]:
+        """probe -> what attached (None: nothing), for ebpf_run_probe_attached."""
+        return self._how
 
     def start(self, k: Kernel) -> Optional[float]:
         """Load, attach, open the channels; the time tracing starts, or None on a stop."""

@@ -102,7 +102,8 @@ ebpf_run_metric_samples_dropped_total{metric="syscalls_total",spec="demo"} 0.0
 # HELP ebpf_run_metric_read_errors_total Scrapes whose map read failed.
 # TYPE ebpf_run_metric_read_errors_total counter
 ebpf_run_metric_read_errors_total{spec="demo"} 0.0
-# HELP ebpf_run_aggregation_keys_evicted_total Keys deleted from an aggregation's map after an interval without a change.
+# HELP ebpf_run_aggregation_keys_evicted_total Keys deleted from an aggregation's map after \
+an interval without a change.
 # TYPE ebpf_run_aggregation_keys_evicted_total counter
 """
 
