@@ -154,21 +154,23 @@ class Agent:
                 self._start(path, digests[path])
 
     def _start(self, path: str, digest: str) -> None:
+        from runner.pipeline import compile_spec
+
         name = Path(path).stem  # until the spec is read: its own name
         try:
-            name = self._start_checked(path, digest)
+            compiled = compile_spec(path)
+            name = compiled.spec.name
+            self._start_compiled(path, digest, compiled)
         except EbpfRunError as e:
             self._failed(path, name, e)
 
-    def _start_checked(self, path: str, digest: str) -> str:
+    def _start_compiled(self, path: str, digest: str, compiled: Any) -> None:
         from runner.kernel.session import Kernel
         from runner.output.spec_sinks import spec_sink
-        from runner.pipeline import compile_spec
         from runner.runtime.metrics import runner_status
         from runner.runtime.run import fd_writer
         from runner.runtime.runner import Runner
 
-        compiled = compile_spec(path)
         spec = compiled.spec
         name = spec.name
         other = next((r.path for r in self.running.values() if r.name == name), None)
@@ -190,7 +192,7 @@ class Agent:
             started = runner.start(k)
             if started is None:  # a stop came while it loaded
                 k.close()
-                return name
+                return
             self.failed.pop(path, None)
             self.served.add_kernel(spec, runner.types, k, lambda: runner_status(
                 runner.records.received, runner.losses.reported, runner.attached,
@@ -206,7 +208,6 @@ class Agent:
         r.thread = threading.Thread(target=self._loop, args=(r, started),
                                     name=f"spec {name}", daemon=True)
         r.thread.start()
-        return name
 
     def _loop(self, r: Running, started: float) -> None:
         try:
