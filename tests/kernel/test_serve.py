@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import textwrap
 
+import pytest
 from getppid import Generator
 from harness import READY_TIMEOUT, Run
-from test_metrics import free_port, get, wait_until
+from test_metrics import PROMETHEUS, free_port, get, query, wait_until
 
 N_PPID = 3000
 N_PGID = 2000
@@ -145,3 +147,44 @@ def test_strict_makes_a_failed_spec_fatal_and_leaves_nothing_attached(tmp_path):
     assert "ebpf-run: --strict: stopping every spec (serve-broken failed)" in err
     assert "[serve-getppid] summary:" in err  # it had started: detached, summarised
     assert "serving" not in err and "Traceback" not in err
+
+
+@pytest.mark.host_only  # a real Prometheus server: the exposition is the same on every kernel
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed")
+def test_prometheus_scrapes_every_spec_of_one_agent(tmp_path):
+    assert PROMETHEUS is not None
+    ours, theirs = free_port(), free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: agent\n    static_configs: [{{targets: ['127.0.0.1:{ours}']}}]\n")
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    ppid, pgid = Generator(N_PPID), Generator(N_PGID, GETPGID.format(n=N_PGID))
+    write(specs / "a.yaml", SPEC.format(syscall="getppid", pid=ppid.pid))
+    write(specs / "b.yaml", SPEC.format(syscall="getpgid", pid=pgid.pid))
+    server = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{theirs}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with Run("serve", str(specs), "--metrics", f"127.0.0.1:{ours}") as run:
+            serving(run)
+            ppid.go()
+            pgid.go()
+            for promql, n in (('getppid_calls_total{spec="serve-getppid",job="agent"}', N_PPID),
+                              ('getpgid_calls_total{spec="serve-getpgid",job="agent"}', N_PGID),
+                              ('sum(ebpf_run_spec_up{job="agent"})', 2)):
+                wait_until(lambda q=promql, n=n: query(theirs, q) == n, 60,
+                           f"Prometheus to hold {n} for {promql}")
+            assert run.stop(signal.SIGTERM) == 0
+    finally:
+        for g in (ppid, pgid):
+            g.end()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
