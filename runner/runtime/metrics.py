@@ -33,16 +33,8 @@ from runner.kinds.decoders import Decoders
 from runner.kinds.units import MAX_LE_SECONDS, NS_PER, SUM_BUCKET, UNIT_SCALE
 from runner.model.aggregates import Histogram, Key, Layout, Log2Layout, Stats, scalar_value
 from runner.model.spec import Aggregation, Map, Spec
-from runner.output.prometheus import (
-    FamilySnapshot,
-    MetricKind,
-    MetricSpec,
-    ProbeState,
-    RunnerStatus,
-    SpecCollector,
-    SpecRegistry,
-    snapshot,
-)
+from runner.output.prometheus import FamilySnapshot, MetricKind, MetricSpec, SpecCollector, snapshot
+from runner.output.prometheus_registry import ProbeState, RunnerStatus, SpecRegistry
 from runner.output.prometheus_server import Listener, MetricsServer, parse_listen
 from runner.runtime.aggdump import AggReader, layout_of
 

@@ -19,14 +19,12 @@ from runner.output.prometheus import (
     HistogramSample,
     MetricsError,
     MetricSpec,
-    ProbeState,
-    RunnerStatus,
     Sample,
     SpecCollector,
     cumulative_buckets,
-    registry_for,
     snapshot,
 )
+from runner.output.prometheus_registry import ProbeState, RunnerStatus, registry_for
 from runner.output.prometheus_server import MetricsServer, parse_listen
 
 SYSCALLS = MetricSpec("syscalls_total", "System calls by name.", "counter", ("syscall",))

@@ -10,15 +10,8 @@ import pytest
 from prometheus_client import generate_latest
 
 from runner.errors import UsageError
-from runner.output.prometheus import (
-    FamilySnapshot,
-    MetricsError,
-    MetricSpec,
-    RunnerStatus,
-    Sample,
-    SpecCollector,
-    SpecRegistry,
-)
+from runner.output.prometheus import FamilySnapshot, MetricsError, MetricSpec, Sample, SpecCollector
+from runner.output.prometheus_registry import RunnerStatus, SpecRegistry
 from runner.output.spec_sinks import spec_sink
 from runner.runtime.options import Options
 from runner.runtime.serve import Agent, spec_paths
