@@ -145,6 +145,11 @@ class SpecRegistry:
             self.registry.unregister(self.runner)  # its families after the specs' own
             self.registry.register(self.runner)
 
+    def serving(self, metric: str) -> Optional[str]:
+        """The spec that serves a metric of this name, if one does."""
+        return next((c.spec for c in list(self.collectors.values()) if metric in c.declared),
+                    None)
+
     def remove(self, spec: str, down: bool = False) -> None:
         """Stop serving a spec's metrics; `down`: still listed, as ebpf_run_spec_up 0."""
         with self._lock:

@@ -33,7 +33,14 @@ from runner.kinds.decoders import Decoders
 from runner.kinds.units import MAX_LE_SECONDS, NS_PER, SUM_BUCKET, UNIT_SCALE
 from runner.model.aggregates import Histogram, Key, Layout, Log2Layout, Stats, scalar_value
 from runner.model.spec import Aggregation, Map, Spec
-from runner.output.prometheus import FamilySnapshot, MetricKind, MetricSpec, SpecCollector, snapshot
+from runner.output.prometheus import (
+    FamilySnapshot,
+    MetricKind,
+    MetricsError,
+    MetricSpec,
+    SpecCollector,
+    snapshot,
+)
 from runner.output.prometheus_registry import ProbeState, RunnerStatus, SpecRegistry
 from runner.output.prometheus_server import Listener, MetricsServer, parse_listen
 from runner.runtime.aggdump import AggReader, layout_of
@@ -276,6 +283,15 @@ class Served:
         return self.add(spec, types, lambda m: items_batched(k.bpf, m), status,
                         lambda m, keys: lookup_many(k.bpf, m, keys),
                         lambda m: count_entries(k.bpf, m))
+
+    def refuse_clash(self, spec: Spec) -> None:
+        """Before a spec is loaded: MetricsError if another spec serves one of its metric
+        names (Prometheus would merge or refuse the two)."""
+        for metric, _ in metric_specs(spec):
+            other = self.specs.serving(metric.name)
+            if other is not None:
+                raise MetricsError(f"metric {metric.name!r} is served already, by spec "
+                                   f"{other!r}: one name, one spec")
 
     def remove(self, name: str, down: bool = False) -> None:
         self.specs.remove(name, down)

@@ -23,7 +23,9 @@ signals, and SIGHUP's re-read.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import signal
 import sys
 import threading
@@ -35,6 +37,8 @@ from typing import Any, Dict, List, Optional
 from runner.errors import EbpfRunError, UsageError, format_error
 from runner.runtime.options import Options
 from runner.runtime.signals import EARLY, SIGNALS, Stop
+from runner.runtime.streams import FdWriter
+from runner.support.metric_names import MetricsError
 
 WAIT_S = 0.1  # how often the main thread looks at signals and at the specs' threads
 
@@ -59,6 +63,7 @@ class Running:
     runner: Any  # runtime.runner.Runner
     kernel: Any  # kernel.session.Kernel
     thread: threading.Thread = field(default_factory=threading.Thread)  # its loop's
+    fds: List[int] = field(default_factory=list)  # its stdout and stderr writers' own
     error: Optional[BaseException] = None
 
 
@@ -161,7 +166,7 @@ class Agent:
             compiled = compile_spec(path)
             name = compiled.spec.name
             self._start_compiled(path, digest, compiled)
-        except EbpfRunError as e:
+        except (EbpfRunError, MetricsError) as e:  # MetricsError: a name another spec serves
             self._failed(path, name, e)
 
     def _start_compiled(self, path: str, digest: str, compiled: Any) -> None:
@@ -176,14 +181,15 @@ class Agent:
         other = next((r.path for r in self.running.values() if r.name == name), None)
         if other is not None:
             raise UsageError(f"{path}: spec name {name!r} is served already, from {other}")
+        self.served.refuse_clash(spec)  # before anything is loaded
         stop = Stop()
         out, err = fd_writer(sys.stdout, stop), fd_writer(sys.stderr, stop)
         sink = spec_sink(self.options.json, name, out, err)  # type: ignore[arg-type]
         runner = Runner(spec, compiled.rendered.c, compiled.rendered.python, self.options,
                         sink, stop)
-        for w in (out, err):
-            if hasattr(w, "on_wait"):
-                w.on_wait = runner.check_stop
+        writers = [w for w in (out, err) if isinstance(w, FdWriter)]
+        for w in writers:
+            w.on_wait = runner.check_stop
         k = Kernel(spec, compiled.rendered.c, fallbacks=self.options.fallbacks)
         self.starting = stop
         try:
@@ -192,6 +198,7 @@ class Agent:
             started = runner.start(k)
             if started is None:  # a stop came while it loaded
                 k.close()
+                _close([w.fd for w in writers])
                 return
             self.failed.pop(path, None)
             self.served.add_kernel(spec, runner.types, k, lambda: runner_status(
@@ -200,10 +207,11 @@ class Agent:
         except BaseException:
             runner.kernel = None
             k.close()  # detaches whatever attached
+            _close([w.fd for w in writers])
             raise
         finally:
             self.starting = None
-        r = Running(path, name, digest, runner, k)
+        r = Running(path, name, digest, runner, k, fds=[w.fd for w in writers])
         self.running[path] = r
         r.thread = threading.Thread(target=self._loop, args=(r, started),
                                     name=f"spec {name}", daemon=True)
@@ -218,8 +226,10 @@ class Agent:
             r.kernel.close()
 
     def _failed(self, path: str, name: str, e: BaseException) -> None:
-        text = format_error(e) if isinstance(e, EbpfRunError) else f"error: {e!r}"
+        text = format_error(e) if isinstance(e, EbpfRunError) else f"error: {e}"
         text = text.removeprefix("ebpf-run: ")
+        if any(r.name == name for r in self.running.values()):
+            name = path  # a second spec of a running one's name: its down is its own
         _say(f"[{name}] {text}")
         self.failed[path] = name
         self.served.remove(name, down=True)
@@ -230,10 +240,13 @@ class Agent:
 
     def _reap(self) -> None:
         """Specs whose thread ended on its own (an error): reported down."""
+        if self.stop.requested:  # they are stopping: not a failure
+            return
         for path, r in list(self.running.items()):
             if not r.thread.is_alive():
                 del self.running[path]
                 self.served.remove(r.name)
+                _close(r.fds)
                 self._failed(path, r.name, r.error or RuntimeError("stopped"))
 
     def _stop_one(self, r: Running, reason: str) -> None:
@@ -241,6 +254,7 @@ class Agent:
         r.thread.join()
         self.running.pop(r.path, None)
         self.served.remove(r.name)
+        _close(r.fds)
         if r.error is not None:
             _say(f"[{r.name}] error while stopping: {r.error}")
 
@@ -249,6 +263,12 @@ class Agent:
             r.runner.stop.request(reason)
         for r in list(self.running.values()):
             self._stop_one(r, reason)
+
+
+def _close(fds: List[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _digest(path: str) -> str:

@@ -85,6 +85,9 @@ def test_two_specs_one_endpoint_a_failed_one_reported_and_sighup(tmp_path):
     write(edited, SPEC.format(syscall="getpgid", pid=pgid.pid))
     broken = tmp_path / "c.yaml"
     write(broken, BROKEN)
+    # Another spec exporting getppid_calls_total: refused before it loads.
+    write(tmp_path / "d.yaml", SPEC.format(syscall="getppid", pid=ppid.pid).replace(
+        "name: serve-getppid", "name: serve-clash"))
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     ppid_line = f'getppid_calls_total{{pid="{ppid.pid}",spec="serve-getppid"}} {float(N_PPID)}'
@@ -98,12 +101,14 @@ def test_two_specs_one_endpoint_a_failed_one_reported_and_sighup(tmp_path):
             text = wait_until(lambda: (t := get(url)) and ppid_line in t and pgid_line in t
                               and t, 30, "both counts on /metrics")
             assert 'ebpf_run_spec_up{spec="serve-broken"} 0.0' in text
+            assert 'ebpf_run_spec_up{spec="serve-clash"} 0.0' in text
             assert 'ebpf_run_spec_up{spec="serve-getppid"} 1.0' in text
             assert 'ebpf_run_spec_up{spec="serve-getpgid"} 1.0' in text
             assert ('ebpf_run_probe_attached{how="tracepoint syscalls:sys_enter_getppid",'
                     'probe="enter",spec="serve-getppid"} 1.0') in text
             before = attached_by(run.proc.pid)
-            assert len(before) == 2, before  # the two that run; the broken one's first detached
+            assert len(before) == 2, before  # the two that run; the broken one's first detached,
+            # the clashing one never loaded
 
             # Edit one spec (it now counts the later workload), remove the broken one.
             write(edited, SPEC.format(syscall="getpgid", pid=later.pid))
@@ -129,7 +134,9 @@ def test_two_specs_one_endpoint_a_failed_one_reported_and_sighup(tmp_path):
     err = "\n".join(run.err)
     assert "Traceback" not in err
     assert "ebpf-run: [serve-broken] error: probe enter could not attach:" in err
-    assert "ebpf-run: serving 2 specs (1 failed)" in err
+    assert ("ebpf-run: [serve-clash] error: metric 'getppid_calls_total' is served already, "
+            "by spec 'serve-getppid': one name, one spec") in err
+    assert "ebpf-run: serving 2 specs (2 failed)" in err
     assert "ebpf-run: SIGHUP: reading the specs again" in err
     # the edited spec's first run, its second, and the unchanged one: a summary each
     assert sum("[serve-getpgid] summary:" in ln for ln in run.err) == 2, err

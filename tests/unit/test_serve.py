@@ -10,7 +10,13 @@ import pytest
 from prometheus_client import generate_latest
 
 from runner.errors import UsageError
-from runner.output.prometheus import FamilySnapshot, MetricsError, MetricSpec, Sample, SpecCollector
+from runner.output.prometheus import (
+    FamilySnapshot,
+    MetricsError,
+    MetricSpec,
+    Sample,
+    SpecCollector,
+)
 from runner.output.prometheus_registry import RunnerStatus, SpecRegistry
 from runner.output.spec_sinks import spec_sink
 from runner.runtime.options import Options
