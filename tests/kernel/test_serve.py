@@ -63,12 +63,14 @@ def serving(run: Run, times: int = 1) -> None:
 
 
 def attached_by(pid: int) -> set:
-    """The ids of the programs the process holds attached: its bpf links' (bpftool here
-    shows no pids, so from /proc/PID/fdinfo)."""
+    """The ids of the programs the process holds, from its program and link descriptors in
+    /proc/PID/fdinfo (bpftool here shows no pids). A stopped or failed spec's Kernel.close
+    detaches and closes both, so its programs leave this set."""
     ids = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf_link":
+            if os.readlink(f"/proc/{pid}/fd/{fd}") not in ("anon_inode:bpf_link",
+                                                           "anon_inode:bpf-prog"):
                 continue
             with open(f"/proc/{pid}/fdinfo/{fd}") as info:
                 ids |= {int(ln.split()[1]) for ln in info if ln.startswith("prog_id:")}
