@@ -1,6 +1,7 @@
 """The command line. Parses flags, calls one stage function, maps errors to exit codes.
 
     ebpf-run SPEC [--json] [--duration S] [--count N]    run a spec
+    ebpf-run serve SPEC_OR_DIR... --metrics HOST:PORT     many specs, one /metrics
     ebpf-run validate SPEC...                             check specs and exit
     ebpf-run render SPEC [--out DIR]                      show or write the generated code
     ebpf-run doctor                                       check this machine
@@ -45,6 +46,17 @@ def _run(args: argparse.Namespace) -> int:
                                        args.flamegraph))
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from runner.output.prometheus_server import parse_listen
+    from runner.runtime.options import Options
+    from runner.runtime.serve import serve
+
+    parse_listen(args.metrics)  # refused before anything is compiled
+    return serve(args.specs, Options(args.json, metrics=args.metrics,
+                                     metrics_web_config=args.metrics_web_config),
+                 strict=args.strict)
+
+
 def _validate(args: argparse.Namespace) -> int:
     from runner.cli.commands import validate
 
@@ -78,6 +90,7 @@ def _test(args: argparse.Namespace) -> int:
 # Each command's handler; its flags are declared in _parser().
 HANDLERS: Dict[str, Handler] = {
     "run": _run,
+    "serve": _serve,
     "validate": _validate,
     "render": _render,
     "doctor": _doctor,
@@ -112,6 +125,20 @@ def _parser() -> argparse.ArgumentParser:
                         "ustack as folded stacks (comm;outer;...;inner count)")
     r.add_argument("--flamegraph", metavar="FILE",
                    help="at the end, write them as a self-contained SVG flame graph")
+    s = sub.add_parser("serve", help="run many specs in one process, with one /metrics")
+    s.add_argument("specs", nargs="+", metavar="SPEC_OR_DIR",
+                   help="spec files, or directories whose *.yaml are all served")
+    s.add_argument("--metrics", metavar="HOST:PORT", required=True,
+                   help="serve every spec's metrics on http://HOST:PORT/metrics, each "
+                        "labelled spec=\"NAME\"")
+    s.add_argument("--metrics-web-config", metavar="FILE",
+                   help="TLS and basic auth for --metrics (as for run)")
+    s.add_argument("--json", action="store_true",
+                   help="print every record as a JSON line with a \"spec\" field (without "
+                        "it events are counted, not printed)")
+    s.add_argument("--strict", action="store_true",
+                   help="any spec that fails to check, load or attach stops them all "
+                        "(exit non-zero, nothing left attached)")
     v = sub.add_parser("validate", help="check specs and exit")
     v.add_argument("specs", nargs="+", metavar="SPEC")
     d = sub.add_parser("render", help="print the generated C, Python and layout table")
@@ -190,7 +217,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         _parser().print_usage(sys.stderr)
         print("ebpf-run: error: give a spec to run, or a command", file=sys.stderr)
         return 2
-    if args.command != "run" and _held_signals():
+    if args.command not in ("run", "serve") and _held_signals():
         return 130  # interrupted before it began: nothing was done
     with private_stdout():
         return _command(HANDLERS[args.command], args)

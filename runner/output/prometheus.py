@@ -3,14 +3,17 @@
 Nothing here writes exposition text: prometheus-client does. The language side declares
 MetricSpecs (name, help, kind, label names) and hands a callback that returns the maps'
 current contents as FamilySnapshots; SpecCollector turns them into metric families when
-Prometheus scrapes. RunnerCollector adds ebpf-run's own metrics, labelled by spec, so one
-process can serve several specs:
+Prometheus scrapes. prometheus_registry.RunnerCollector adds ebpf-run's own metrics,
+labelled by spec, so one process serves several specs (`ebpf-run serve`; a run is the case
+of one, through the same SpecRegistry):
 
     ebpf_run_events_received_total{spec,channel}
     ebpf_run_events_lost_total{spec,channel,reason}
     ebpf_run_probe_attached{spec,probe,how}            1 attached, 0 not (how="none")
     ebpf_run_metric_samples_dropped_total{spec,metric} refused by the label-set limit
     ebpf_run_metric_read_errors_total{spec}            the read callback raised
+    ebpf_run_aggregation_keys_evicted_total{spec,aggregation}  idle keys deleted
+    ebpf_run_spec_up{spec}                             serve only: 1 running, 0 failed
 
 runner.output.prometheus_server serves a registry on HOST:PORT.
 
@@ -38,7 +41,6 @@ from typing import (
     Union,
 )
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -179,8 +181,11 @@ class SpecCollector(Collector):
     first ones seen stay while they are there (a series does not flap from scrape to
     scrape); samples of others are dropped and counted in `dropped`, per metric."""
 
-    def __init__(self, spec: str, declared: Iterable[MetricSpec], read: ReadMetrics):
+    def __init__(self, spec: str, declared: Iterable[MetricSpec], read: ReadMetrics,
+                 spec_label: bool = False):
         self.spec = spec
+        # serve: every sample also carries spec="NAME", first (one process, many specs).
+        self.extra: Tuple[str, ...] = ("spec",) if spec_label else ()
         self.declared: Dict[str, MetricSpec] = {}
         for metric in declared:
             if metric.name in self.declared:
@@ -196,7 +201,7 @@ class SpecCollector(Collector):
     def describe(self) -> Iterator[Metric]:
         """Empty families of the declared names: the registry refuses a name two specs use."""
         for metric in self.declared.values():
-            yield _family(metric)
+            yield _family(metric, self.extra)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -215,7 +220,7 @@ class SpecCollector(Collector):
         metric = self.declared.get(snapshot.name)
         if metric is None:
             raise MetricsError(f"snapshot of undeclared metric {snapshot.name!r}")
-        family = _family(metric)
+        family = _family(metric, self.extra)
         self.dropped[metric.name] += snapshot.unread
         admitted = self._admitted[metric.name]
         # A label set gone from the map (its key evicted) frees its place for another.
@@ -231,12 +236,12 @@ class SpecCollector(Collector):
                     self.dropped[metric.name] += 1
                     continue
                 admitted.add(sample.labels)
-            _add(family, metric, sample)
+            _add(family, metric, sample, (self.spec,) if self.extra else ())
         return family
 
 
-def _family(metric: MetricSpec) -> Metric:
-    labels = list(metric.labels)
+def _family(metric: MetricSpec, extra: Tuple[str, ...] = ()) -> Metric:
+    labels = [*extra, *metric.labels]
     if metric.kind == "counter":
         # CounterMetricFamily appends _total itself.
         return CounterMetricFamily(metric.name[: -len("_total")], metric.help, labels=labels)
@@ -245,8 +250,9 @@ def _family(metric: MetricSpec) -> Metric:
     return HistogramMetricFamily(metric.name, metric.help, labels=labels)
 
 
-def _add(family: Metric, metric: MetricSpec, sample: Union[Sample, HistogramSample]) -> None:
-    labels = list(sample.labels)
+def _add(family: Metric, metric: MetricSpec, sample: Union[Sample, HistogramSample],
+         extra: Tuple[str, ...] = ()) -> None:
+    labels = [*extra, *sample.labels]
     if isinstance(family, HistogramMetricFamily):
         if not isinstance(sample, HistogramSample):
             raise MetricsError(f"histogram {metric.name!r} got a plain sample")
@@ -258,100 +264,3 @@ def _add(family: Metric, metric: MetricSpec, sample: Union[Sample, HistogramSamp
         raise MetricsError(f"{metric.kind} {metric.name!r} got a histogram sample")
     assert isinstance(family, (CounterMetricFamily, GaugeMetricFamily))
     family.add_metric(labels, scaled(sample.value, metric.scale))
-
-
-# ---- ebpf-run's own metrics ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProbeState:
-    probe: str  # the probe's name in the spec
-    attached: bool
-    how: str  # what attached: "tracepoint:syscalls:sys_enter_read", "kprobe:__x64_sys_read"
-
-
-@dataclass(frozen=True)
-class RunnerStatus:
-    received: Mapping[str, int]  # channel -> events
-    lost: Mapping[Tuple[str, str], int]  # (channel, reason) -> events
-    probes: Tuple[ProbeState, ...] = ()
-
-
-class RunnerCollector(Collector):
-    """ebpf-run's own metrics for every spec added, one `spec` label apart."""
-
-    def __init__(self) -> None:
-        self._specs: Dict[str, Tuple[SpecCollector, Callable[[], RunnerStatus]]] = {}
-
-    def add(self, collector: SpecCollector, status: Callable[[], RunnerStatus]) -> None:
-        if collector.spec in self._specs:
-            raise MetricsError(f"spec {collector.spec!r} added twice")
-        self._specs[collector.spec] = (collector, status)
-
-    def describe(self) -> Iterator[Metric]:
-        # Without it the registry would call collect(), and so every status callback,
-        # at registration.
-        yield from self._families()
-
-    def collect(self) -> Iterator[Metric]:
-        received, lost, attached, dropped, errors = self._families()
-        for spec, (collector, status_of) in sorted(self._specs.items()):
-            status = status_of()
-            for channel, count in sorted(status.received.items()):
-                received.add_metric([spec, channel], count)
-            for (channel, reason), count in sorted(status.lost.items()):
-                lost.add_metric([spec, channel, reason], count)
-            for probe in status.probes:
-                how = probe.how if probe.attached else "none"
-                attached.add_metric([spec, probe.probe, how], 1 if probe.attached else 0)
-            for metric, count in sorted(collector.dropped.items()):
-                dropped.add_metric([spec, metric], count)
-            errors.add_metric([spec], collector.read_errors)
-        yield from (received, lost, attached, dropped, errors)
-
-    @staticmethod
-    def _families() -> Tuple[
-        CounterMetricFamily,
-        CounterMetricFamily,
-        GaugeMetricFamily,
-        CounterMetricFamily,
-        CounterMetricFamily,
-    ]:
-        received = CounterMetricFamily(
-            "ebpf_run_events_received", "Events received from the kernel.",
-            labels=["spec", "channel"],
-        )  # fmt: skip
-        lost = CounterMetricFamily(
-            "ebpf_run_events_lost", "Events lost before user space read them.",
-            labels=["spec", "channel", "reason"],
-        )  # fmt: skip
-        attached = GaugeMetricFamily(
-            "ebpf_run_probe_attached", "1 if the probe attached (how: what attached), else 0.",
-            labels=["spec", "probe", "how"],
-        )  # fmt: skip
-        dropped = CounterMetricFamily(
-            "ebpf_run_metric_samples_dropped",
-            "Samples not exported because their metric reached its label-set limit.",
-            labels=["spec", "metric"],
-        )
-        errors = CounterMetricFamily(
-            "ebpf_run_metric_read_errors", "Scrapes whose map read failed.", labels=["spec"]
-        )
-        return received, lost, attached, dropped, errors
-
-
-def registry_for(
-    specs: Iterable[Tuple[SpecCollector, Callable[[], RunnerStatus]]],
-) -> CollectorRegistry:
-    """A registry of these specs' collectors and one RunnerCollector; no process or
-    platform metrics, which are not ebpf-run's to report."""
-    registry = CollectorRegistry(auto_describe=True)
-    runner = RunnerCollector()
-    for collector, status in specs:
-        try:
-            registry.register(collector)
-        except ValueError as error:  # a metric name another spec already serves
-            raise MetricsError(f"spec {collector.spec!r}: {error}") from error
-        runner.add(collector, status)
-    registry.register(runner)
-    return registry

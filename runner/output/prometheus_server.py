@@ -1,5 +1,5 @@
 """/metrics over HTTP (or HTTPS, see web_config.py) on a background thread, for a registry
-from runner.output.prometheus.registry_for.
+from runner.output.prometheus_registry (SpecRegistry, registry_for).
 
 Whoever can connect can use it, so what one client can hold is bounded:
 

@@ -29,9 +29,6 @@ from typing import (
     Union,
 )
 
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
-
 from runner.kinds.decoders import Decoders
 from runner.kinds.units import MAX_LE_SECONDS, NS_PER, SUM_BUCKET, UNIT_SCALE
 from runner.model.aggregates import Histogram, Key, Layout, Log2Layout, Stats, scalar_value
@@ -39,13 +36,12 @@ from runner.model.spec import Aggregation, Map, Spec
 from runner.output.prometheus import (
     FamilySnapshot,
     MetricKind,
+    MetricsError,
     MetricSpec,
-    ProbeState,
-    RunnerStatus,
     SpecCollector,
-    registry_for,
     snapshot,
 )
+from runner.output.prometheus_registry import ProbeState, RunnerStatus, SpecRegistry
 from runner.output.prometheus_server import Listener, MetricsServer, parse_listen
 from runner.runtime.aggdump import AggReader, layout_of
 
@@ -255,42 +251,50 @@ def _number(value: Any, kind: str) -> Union[int, float, Histogram]:
     return float("nan") if shown is None else shown  # a min before any value
 
 
-class Evictions(Collector):
-    """ebpf_run_aggregation_keys_evicted_total{spec,aggregation}: idle keys an aggregation
-    deleted (aggdump.Dump). Kept here, beside output/prometheus.py's RunnerCollector, until
-    RunnerStatus carries it (issue 23's agent serves many specs through that one)."""
-
-    def __init__(self, spec: str, evicted: Callable[[], Mapping[str, int]]):
-        self.spec = spec
-        self.evicted = evicted
-
-    def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
-            "ebpf_run_aggregation_keys_evicted",
-            "Keys deleted from an aggregation's map after an interval without a change.",
-            labels=["spec", "aggregation"])
-        for name, n in sorted(self.evicted().items()):
-            family.add_metric([self.spec, name], n)
-        yield family
-
-
 class Served:
-    """The server of one run; `stop()` is safe to call whether it started or not."""
+    """The /metrics server of a run (one spec) or of `ebpf-run serve` (several, added and
+    removed while it serves, each labelled spec="NAME"); `stop()` is safe to call whether it
+    started or not."""
 
-    def __init__(self, listen: str, spec: Spec, types: Any, map_items: MapItems,
-                 status: Callable[[], RunnerStatus], listener: Optional[Listener] = None,
-                 lookup: Optional[Lookup] = None, count: Optional[Count] = None,
-                 evicted: Callable[[], Mapping[str, int]] = dict):
-        metrics = SpecMetrics(spec, types, map_items, lookup, count)
-        self.collector = SpecCollector(spec.name, [m for m, _ in metrics.exported],
-                                       metrics.read)
-        registry = registry_for([(self.collector, status)])
-        registry.register(Evictions(spec.name, evicted))
+    def __init__(self, listen: str, listener: Optional[Listener] = None,
+                 many: bool = False):
+        self.many = many
+        self.specs = SpecRegistry(with_up=many)
         if listener is None:
             host, port = parse_listen(listen)
-            self.server = MetricsServer(registry, host, port)
+            self.server = MetricsServer(self.specs.registry, host, port)
         else:
-            self.server = MetricsServer(registry, listener=listener)
+            self.server = MetricsServer(self.specs.registry, listener=listener)
+
+    def add(self, spec: Spec, types: Any, map_items: MapItems,
+            status: Callable[[], RunnerStatus], lookup: Optional[Lookup] = None,
+            count: Optional[Count] = None) -> SpecCollector:
+        metrics = SpecMetrics(spec, types, map_items, lookup, count)
+        collector = SpecCollector(spec.name, [m for m, _ in metrics.exported], metrics.read,
+                                  spec_label=self.many)
+        self.specs.add(collector, status)
+        return collector
+
+    def add_kernel(self, spec: Spec, types: Any, k: Any,
+                   status: Callable[[], RunnerStatus]) -> SpecCollector:
+        """A spec whose maps a loaded Kernel holds, read with the batched reads."""
+        from runner.kernel.map_reads import count_entries, items_batched, lookup_many
+
+        return self.add(spec, types, lambda m: items_batched(k.bpf, m), status,
+                        lambda m, keys: lookup_many(k.bpf, m, keys),
+                        lambda m: count_entries(k.bpf, m))
+
+    def refuse_clash(self, spec: Spec) -> None:
+        """Before a spec is loaded: MetricsError if another spec serves one of its metric
+        names (Prometheus would merge or refuse the two)."""
+        for metric, _ in metric_specs(spec):
+            other = self.specs.serving(metric.name)
+            if other is not None:
+                raise MetricsError(f"metric {metric.name!r} is served already, by spec "
+                                   f"{other!r}: one name, one spec")
+
+    def remove(self, name: str, down: bool = False) -> None:
+        self.specs.remove(name, down)
 
     def start(self) -> int:
         return self.server.start(on_exhausted=_say_exhausted).port
@@ -307,22 +311,20 @@ def _say_exhausted() -> None:
 
 
 def runner_status(received: Mapping[str, int], lost: Mapping[Tuple[str, str], int],
-                  attached: Mapping[str, Optional[str]]) -> RunnerStatus:
+                  attached: Mapping[str, Optional[str]],
+                  evicted: Callable[[], Mapping[str, int]] = dict) -> RunnerStatus:
     """A copy, so the HTTP thread never iterates a dict the loop is changing."""
     return RunnerStatus(dict(received), dict(lost),
                         tuple(ProbeState(p, how is not None, how or "none")
-                              for p, how in list(attached.items())))
+                              for p, how in list(attached.items())), dict(evicted()))
 
 
 def serve(listen: str, spec: Spec, types: Any, k: Any, received: Mapping[str, int],
           lost: Mapping[Tuple[str, str], int], attached: Mapping[str, Optional[str]],
           listener: Optional[Listener] = None,
           evicted: Callable[[], Mapping[str, int]] = dict) -> Tuple[Served, int]:
-    """Start serving; the port it listens on (the one asked for, or the one given for 0)."""
-    from runner.kernel.map_reads import count_entries, items_batched, lookup_many
-
-    served = Served(listen, spec, types, lambda m: items_batched(k.bpf, m),
-                    lambda: runner_status(received, lost, attached), listener,
-                    lambda m, keys: lookup_many(k.bpf, m, keys),
-                    lambda m: count_entries(k.bpf, m), evicted)
+    """Start serving one spec; the port it listens on (the one asked for, or the one given
+    for 0)."""
+    served = Served(listen, listener)
+    served.add_kernel(spec, types, k, lambda: runner_status(received, lost, attached, evicted))
     return served, served.start()

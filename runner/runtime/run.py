@@ -44,7 +44,7 @@ def run_spec(path: str, options: Options) -> int:
                 if isinstance(stream, io.TextIOWrapper):
                     stream.reconfigure(errors="backslashreplace")
             # Before the compile begins: a compile in a thread points fd 2 at a file.
-            out, err = _writer(sys.stdout, stop), _writer(sys.stderr, stop)
+            out, err = fd_writer(sys.stdout, stop), fd_writer(sys.stderr, stop)
             from runner.pipeline import compile_spec
 
             compiled = compile_spec(path, params=options.params, on_miss=early.fork_compiler,
@@ -135,7 +135,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _writer(stream: TextIO, stop: Stop) -> Union[FdWriter, TextIO]:
+def fd_writer(stream: TextIO, stop: Stop) -> Union[FdWriter, TextIO]:
     """The stream's file descriptor behind an FdWriter; the stream itself when it has none
     (a test's capture)."""
     try:

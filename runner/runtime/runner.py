@@ -58,7 +58,7 @@ class Runner:
         self.aggs = Aggregations(spec, self.types)
         self.kernel: Optional[Kernel] = None  # set while probes may be attached
         self.deadline: Optional[float] = None
-        self._how: Dict[str, Optional[str]] = {}  # probe -> what attached (None: nothing)
+        self.attached: Dict[str, Optional[str]] = {}  # probe -> what attached (None: none)
         self.served: Optional[Any] = None  # metrics.Served with --metrics
         self.listener = listener  # --metrics' socket, bound before the compile
 
@@ -77,14 +77,18 @@ class Runner:
                 self.sink.summary(0.0, {}, [])
                 return 0
             try:
-                self.loop(k, started)
+                self.run_started(k, started)
             finally:
-                try:
-                    self.finish(k, started)
-                finally:
-                    if self.served is not None:
-                        self.served.stop()
+                if self.served is not None:
+                    self.served.stop()
         return 0
+
+    def run_started(self, k: Kernel, started: float) -> None:
+        """The loop, then the finish, whatever ended the loop (serve runs it in a thread)."""
+        try:
+            self.loop(k, started)
+        finally:
+            self.finish(k, started)
 
     def start(self, k: Kernel) -> Optional[float]:
         """Load, attach, open the channels; the time tracing starts, or None on a stop."""
@@ -100,14 +104,14 @@ class Runner:
         if self.opts.metrics:
             from runner.runtime.metrics import serve  # prometheus-client: only when asked
             self.served, port = serve(self.opts.metrics, self.spec, self.types, k,
-                                      self.records.received, self.losses.reported, self._how,
+                                      self.records.received, self.losses.reported, self.attached,
                                       self.listener, lambda: self.aggs.evicted)
             self.sink.note(f"metrics on port {port} (/metrics)")
             listener = self.served.server.listener
             exposure = listener.exposure() if listener is not None else None
             if exposure:  # reachable from other machines: say so where it cannot be missed
                 self.sink.note(exposure)
-        attached = sum(1 for how in self._how.values() if how is not None)
+        attached = sum(1 for how in self.attached.values() if how is not None)
         self.sink.note(f"ready ({attached} probe{'s' if attached != 1 else ''} attached)")
         # --duration, dump intervals and the summary's run time count from here: a slow
         # compile (seconds under emulation) must not eat into the tracing time.
@@ -124,7 +128,7 @@ class Runner:
                 result = k.attach(probe, lambda: self.stop.requested)
             except StopRequested:
                 return False
-            self._how[probe.name] = result.method
+            self.attached[probe.name] = result.method
             self.sink.attach(result.probe, result.method, list(result.skipped), result.optional)
             if result.method is None and not result.optional:
                 failures.append(result)

@@ -159,8 +159,9 @@ def test_evicted_keys_are_counted_on_metrics():
 
     s = every_second(", clear: true")
     evicted = {"calls": 0}
-    served = Served("127.0.0.1:0", s, fake_types(s), Kernel({}).map_items,
-                    lambda: runner_status({}, {}, {}), evicted=lambda: evicted)  # not started
+    served = Served("127.0.0.1:0")  # not started
+    served.add(s, fake_types(s), Kernel({}).map_items,
+               lambda: runner_status({}, {}, {}, lambda: evicted))
     evicted["calls"] = 3
     text = generate_latest(served.server.registry).decode()
     assert 'ebpf_run_aggregation_keys_evicted_total{aggregation="calls",spec="t"} 3.0' in text

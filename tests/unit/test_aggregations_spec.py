@@ -286,13 +286,14 @@ def test_each_metric_keeps_its_own_label_set_limit_and_counts_its_own_drops():
                   "      - aggregate: {map: more, key: {syscall: syscall_nr}}")
     rows = [(syscall_key(nr), [slot_bytes(1, 0, 0, 0)]) for nr in (0, 1, 39, 110, 60)]
     k = FakeKernel({"calls": rows, "more": rows})
-    served = Served("127.0.0.1:0", s, fake_types(s), k.map_items, lambda: None)  # not started
-    families = {f.name: f for f in served.collector.collect()}
+    served = Served("127.0.0.1:0")  # not started
+    collector = served.add(s, fake_types(s), k.map_items, lambda: None)  # type: ignore
+    families = {f.name: f for f in collector.collect()}
     assert [len(families[n].samples) for n in ("calls", "more")] == [1, 3]
-    assert served.collector.dropped == {"calls_total": 4, "more_total": 2}
-    families = {f.name: f for f in served.collector.collect()}  # the same sets stay
+    assert collector.dropped == {"calls_total": 4, "more_total": 2}
+    families = {f.name: f for f in collector.collect()}  # the same sets stay
     assert [x.labels["syscall"] for x in families["more"].samples] == ["read", "write", "getpid"]
-    assert served.collector.dropped == {"calls_total": 8, "more_total": 4}
+    assert collector.dropped == {"calls_total": 8, "more_total": 4}
 
 
 def test_the_label_set_limit_drops_and_counts_the_rest():

@@ -21,7 +21,8 @@ import pytest
 from runner.errors import EnvironmentProblem, UsageError
 from runner.kernel.bcc import CapturedStderr
 from runner.output import prometheus_server as ps
-from runner.output.prometheus import SpecCollector, registry_for
+from runner.output.prometheus import SpecCollector
+from runner.output.prometheus_registry import registry_for
 from runner.output.prometheus_server import Connections, Listener, MetricsServer, listen
 from runner.output.web_config import load
 

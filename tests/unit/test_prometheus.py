@@ -19,14 +19,12 @@ from runner.output.prometheus import (
     HistogramSample,
     MetricsError,
     MetricSpec,
-    ProbeState,
-    RunnerStatus,
     Sample,
     SpecCollector,
     cumulative_buckets,
-    registry_for,
     snapshot,
 )
+from runner.output.prometheus_registry import ProbeState, RunnerStatus, registry_for
 from runner.output.prometheus_server import MetricsServer, parse_listen
 
 SYSCALLS = MetricSpec("syscalls_total", "System calls by name.", "counter", ("syscall",))
@@ -102,6 +100,9 @@ ebpf_run_metric_samples_dropped_total{metric="syscalls_total",spec="demo"} 0.0
 # HELP ebpf_run_metric_read_errors_total Scrapes whose map read failed.
 # TYPE ebpf_run_metric_read_errors_total counter
 ebpf_run_metric_read_errors_total{spec="demo"} 0.0
+# HELP ebpf_run_aggregation_keys_evicted_total Keys deleted from an aggregation's map after \
+an interval without a change.
+# TYPE ebpf_run_aggregation_keys_evicted_total counter
 """
 
 

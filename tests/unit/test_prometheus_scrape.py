@@ -21,7 +21,8 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runner.output.prometheus import SpecCollector, registry_for
+from runner.output.prometheus import SpecCollector
+from runner.output.prometheus_registry import registry_for
 from runner.output.prometheus_server import MetricsServer
 
 from .test_prometheus import LATENCY, OPEN, SYSCALLS, demo_read, status

@@ -117,10 +117,10 @@ def test_a_regular_file_gets_everything(tmp_path):
 _NOTE_DURING_CAPTURE = """
 import sys, threading
 from runner.kernel.bcc import CapturedStderr
-from runner.runtime.run import _writer
+from runner.runtime.run import fd_writer
 from runner.runtime.signals import Stop
 
-err = _writer(sys.stderr, Stop())  # as run_spec makes it, before any compile begins
+err = fd_writer(sys.stderr, Stop())  # as run_spec makes it, before any compile begins
 inside, done = threading.Event(), threading.Event()
 
 def compile_thread():  # what load.py's compile thread does around clang
