@@ -193,7 +193,7 @@ def test_the_daemonset_sees_the_hosts_processes_with_the_capabilities_it_needs()
     sc = container()["securityContext"]
     assert sc["privileged"] is False
     assert sc["capabilities"] == {"drop": ["ALL"], "add": sorted(POD_CAPS)}
-    assert UNIT_CAPS == {"CAP_" + c for c in POD_CAPS - {"SYS_RESOURCE"}}
+    assert {"CAP_" + c for c in POD_CAPS - {"SYS_RESOURCE"}} == UNIT_CAPS
     assert sc["readOnlyRootFilesystem"] is True and sc["runAsUser"] == 0
     assert sc["seccompProfile"] == {"type": "Unconfined"}
 
