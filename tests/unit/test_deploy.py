@@ -2,19 +2,23 @@
 other and with ebpf-run's own command line.
 
 What runs here: the systemd unit is parsed and checked with `systemd-analyze verify`
-(systemd 252 on Debian 12); the Kubernetes manifests are parsed and checked field by field;
-the ConfigMap's specs go through ebpf-run's checker; prometheus.yml goes through
-`promtool check config`. What cannot run here: no systemd is PID 1 on this project's
-machines, so the unit is never started (its sandbox is not exercised; the capability set
-itself was tried with setpriv, see docs/deploy.md); there is no Kubernetes, so the manifests
-are never applied (no API server validates them); Debian's promtool is built without
-Kubernetes service discovery, so the kubernetes_sd job is checked by promtool only where
-promtool has it and otherwise by the field checks below, and promtool checks the rest.
-Without systemd-analyze or promtool their tests skip, except under CI, where they fail.
+(systemd 252 on Debian 12); the Kubernetes manifests are parsed and checked field by field,
+and validated strictly against the Kubernetes API's own schemas (kubernetes-validate, for
+1.25 and the newest version it knows); the ConfigMap's specs go through ebpf-run's checker;
+prometheus.yml goes through `promtool check config`.
+
+What cannot run here: no systemd is PID 1 on this project's machines, so the unit is never
+started and its sandboxing is not exercised (its capability set is, by
+tests/kernel/test_deploy_caps.py); there is no Kubernetes, so the manifests are never
+applied; Debian's promtool is built without Kubernetes service discovery, so there promtool
+checks every job but the kubernetes_sd one, which the field checks below cover. Without
+systemd-analyze, promtool or kubernetes-validate their tests skip, except under CI, where
+they fail.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shlex
@@ -176,6 +180,32 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
 
 
 # ---------------------------------------------------------------- Kubernetes
+
+# The oldest Kubernetes the manifests are written for (seccompProfile and startupProbe are
+# fields from 1.19; the AppArmor annotation, not the 1.30 field), and the newest known.
+KUBERNETES_OLDEST = "1.25.0"
+
+
+def kubernetes_validate() -> Any:
+    try:
+        return importlib.import_module("kubernetes_validate")
+    except ImportError:
+        if in_ci():
+            pytest.fail("CI is set and kubernetes-validate is missing; run ./scripts/setup")
+        pytest.skip("kubernetes-validate is not installed (the test extras have it)")
+
+
+@pytest.mark.parametrize("path", [DAEMONSET, CONFIGMAP], ids=lambda p: p.name)
+def test_the_manifests_match_the_kubernetes_api_schemas(path):
+    """Strict: a misspelt or misplaced field fails, as `kubectl apply` would refuse it."""
+    kv = kubernetes_validate()
+    for version in (KUBERNETES_OLDEST, kv.latest_version()):
+        kv.validate(load(path), version, strict=True)  # raises ValidationError
+    bad = load(path)
+    bad["metadata"]["lables"] = {}
+    with pytest.raises(kv.ValidationError, match="'lables' was unexpected"):
+        kv.validate(bad, KUBERNETES_OLDEST, strict=True)
+
 
 
 def test_the_daemonset_runs_serve_with_the_units_arguments():
