@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -26,8 +26,9 @@ SLOW = 5.0 if os.environ.get("EBPF_RUN_VM") == "1" else 1.0
 class Run:
     """One ebpf-run process; collects stdout and stderr lines as they arrive."""
 
-    def __init__(self, *args: str, env: Optional[dict] = None):
-        self.args = [sys.executable, "-m", "runner", *args]
+    def __init__(self, *args: str, env: Optional[dict] = None, prefix: Sequence[str] = ()):
+        # prefix: a command that runs ebpf-run, such as setpriv with its options
+        self.args = [*prefix, sys.executable, "-m", "runner", *args]
         self.proc = subprocess.Popen(
             self.args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
