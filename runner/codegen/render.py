@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, List, Tuple
 from runner.codegen.c_expr import array_into, c_type, spell, string_into
 from runner.codegen.strings import c_bytes, c_string, py_literal
 from runner.kinds.attach import CONTEXTS
-from runner.kinds.builtins import SYSCALL_REGS
+from runner.kinds.builtins import SYSCALL_EXIT_RAW, SYSCALL_RAW, SYSCALL_REGS
 from runner.kinds.maps import MAP_KINDS
 from runner.kinds.registry import UnknownKind
 from runner.model.spec import Action, Assign, Function, Map, Rendered, Spec
@@ -80,10 +80,24 @@ def _needs_ptrace(spec: Spec) -> bool:
 
 
 def _headers(spec: Spec) -> List[str]:
-    """Kernel headers the functions' contexts need for their ctx struct (sorted)."""
+    """Kernel headers the functions' contexts need for their ctx struct (sorted), and
+    linux/sched.h for a raw syscall option's test of 32-bit syscalls (compat_guard.c.j2)."""
     fns = [c.function for p in spec.probes for c in p.candidates]
     fns += [f for prog in spec.programs for f in prog.functions]
-    return sorted({h for f in fns if (h := CONTEXTS.lookup(f.context).header)})
+    headers = {h for f in fns if (h := CONTEXTS.lookup(f.context).header)}
+    if any(_drops_compat(f, spec) for f in fns):
+        headers.add("linux/sched.h")
+    return sorted(headers)
+
+
+def _drops_compat(f: Function, spec: Spec) -> bool:
+    """Whether a raw sys_enter/sys_exit function on several syscalls must first drop 32-bit
+    syscalls: on x86_64, whose ia32 syscalls have numbers of their own. (The raw option of
+    one syscall, a fallback for kernels without syscalls:* tracepoints, is left as it was:
+    the test would put linux/sched.h in every syscall spec's compile. arm64's compat tasks
+    are left too: their test is a thread flag, not done here yet.)"""
+    return spec.arch == "x86_64" and f.context in (SYSCALL_RAW, SYSCALL_EXIT_RAW) \
+        and bool(f.filter_nrs)
 
 
 def _reads_pt_regs(f: Function) -> bool:
@@ -156,8 +170,8 @@ def template_environment(code: jinja2.BytecodeCache) -> jinja2.Environment:
         map_decl=_map_decl, map_c=_map_c, c_member=_c_member, ctypes_type=_ctypes_type,
         py_decode=_py_decode, pyrepr=py_literal, action_fragment=_action_fragment,
         map_kind=lambda m: MAP_KINDS.lookup(m.kind), has_ring=_has_ring,
-        needs_ptrace=_needs_ptrace, headers=_headers, c_expr=spell, string_into=string_into,
-        c_type=c_type,
+        needs_ptrace=_needs_ptrace, headers=_headers, drops_compat=_drops_compat,
+        c_expr=spell, string_into=string_into, c_type=c_type,
         array_into=array_into,
         c_string=c_string, c_bytes=c_bytes,
         signature=lambda fn: CONTEXTS.lookup(fn.context).signature,

@@ -115,8 +115,9 @@ def assert_located(err: SpecError, file: str, raw: bytes) -> None:
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 NUMBER = re.compile(r"[0-9][A-Za-z0-9_]*")
 INT_LITERAL = re.compile(r"(0|[1-9][0-9]*)(LL|ULL|U)?|0[xX][0-9a-fA-F]+")
-# The ptrace header, and the headers a context's row names (perf_event's sample struct).
-INCLUDES = {"#include <uapi/linux/ptrace.h>",
+# The ptrace header, linux/sched.h (a probe on several syscalls tests the task's TS_COMPAT),
+# and the headers a context's row names (perf_event's sample struct).
+INCLUDES = {"#include <uapi/linux/ptrace.h>", "#include <linux/sched.h>",
             *(f"#include <{c.header}>" for c in CONTEXTS.values() if c.header)}
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _QUOTED = re.compile(r"\"([^\"]*)\"|'([^']*)'")
