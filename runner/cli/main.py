@@ -52,7 +52,8 @@ def _serve(args: argparse.Namespace) -> int:
     from runner.runtime.serve import serve
 
     parse_listen(args.metrics)  # refused before anything is compiled
-    return serve(args.specs, Options(args.json, metrics=args.metrics,
+    return serve(args.specs, Options(args.json, params=_cgroup_param(args),
+                                     metrics=args.metrics,
                                      metrics_web_config=args.metrics_web_config),
                  strict=args.strict)
 
@@ -136,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true",
                    help="print every record as a JSON line with a \"spec\" field (without "
                         "it events are counted, not printed)")
+    s.add_argument("--cgroup", metavar="PATH",
+                   help="every spec sees only the tasks in this cgroup v2 and below it, "
+                        "filtered in the kernel (as for run)")
     s.add_argument("--strict", action="store_true",
                    help="any spec that fails to check, load or attach stops them all "
                         "(exit non-zero, nothing left attached)")
@@ -171,13 +175,18 @@ def _params(args: argparse.Namespace) -> Tuple[Tuple[str, str], ...]:
     """The --set pairs, and --cgroup PATH resolved to its id and level as one more pair
     (support/cgroups.py): the rendered program holds them as constants. A PATH that names
     no cgroup v2 is a usage error, before anything is compiled or attached."""
+    return (*args.set, *_cgroup_param(args))
+
+
+def _cgroup_param(args: argparse.Namespace) -> Tuple[Tuple[str, str], ...]:
+    """--cgroup PATH as the one pair that carries it, or nothing without it."""
     if args.cgroup is None:
-        return tuple(args.set)
+        return ()
     from runner.errors import UsageError
     from runner.support.cgroups import CgroupError, filter_param, require_v2_mount, resolve
 
     try:
-        return (*args.set, filter_param(resolve(args.cgroup, require_v2_mount())))
+        return (filter_param(resolve(args.cgroup, require_v2_mount())),)
     except CgroupError as e:
         raise UsageError(str(e)) from None
 

@@ -17,6 +17,8 @@ signals, and SIGHUP's re-read.
   did not change keeps running with its counts; a changed one is stopped (its summary) and
   started again from zero; a removed one is stopped; a new one, or one that had failed, is
   started.
+- --cgroup PATH filters every spec to that cgroup's tasks, in the kernel (one more compile
+  parameter, as for a run); `--set` is a run's only (a name one spec declares, not all).
 - SIGINT/SIGTERM stop every spec as they stop a run (detach, drain, summary), exit 0; a
   second one means "now" (dumps at exit cut short), as for a run.
 """
@@ -163,7 +165,7 @@ class Agent:
 
         name = Path(path).stem  # until the spec is read: its own name
         try:
-            compiled = compile_spec(path)
+            compiled = compile_spec(path, params=self.options.params)  # --cgroup: all
             name = compiled.spec.name
             self._start_compiled(path, digest, compiled)
         except (EbpfRunError, MetricsError) as e:  # MetricsError: a name another spec serves

@@ -3,6 +3,7 @@ known number of getppid calls equals ebpf-run's own dump; promtool accepts the e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -13,7 +14,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import List, Optional
+from pathlib import Path
+from typing import Iterator, List, Optional
 
 import pytest
 from getppid import Generator
@@ -49,6 +51,30 @@ def query(port: int, promql: str) -> Optional[float]:
     return float(result[0]["value"][1]) if result else None
 
 
+@contextlib.contextmanager
+def prometheus_server(tmp_path: Path, scrape_configs: str) -> Iterator[int]:
+    """Debian's Prometheus on a free port of 127.0.0.1, storing in tmp_path, scraping every
+    second (the YAML of `scrape_configs:`, indented by 2); its port. Stopped at the end."""
+    assert PROMETHEUS is not None
+    port = free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"scrape_configs:\n{scrape_configs}")
+    server = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield port
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
 def wait_until(predicate, timeout: float, what: str):
     end = time.monotonic() + timeout * SLOW
     while time.monotonic() < end:
@@ -62,20 +88,13 @@ def wait_until(predicate, timeout: float, what: str):
 @pytest.mark.skipif(PROMETHEUS is None or PROMTOOL is None, reason="prometheus not installed")
 def test_prometheus_scrapes_the_count_ebpf_run_dumps(tmp_path):
     assert PROMETHEUS is not None and PROMTOOL is not None
-    ours, theirs = free_port(), free_port()
-    (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - job_name: ebpf_run\n    static_configs: [{{targets: ['127.0.0.1:{ours}']}}]\n")
+    ours = free_port()
     gen = Generator(N)
-    server = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{theirs}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scrape = f"  - job_name: ebpf_run\n    static_configs: [{{targets: ['127.0.0.1:{ours}']}}]\n"
     try:
         spec = write(tmp_path, COUNT_SPEC.format(pid=gen.pid))
-        with Run(spec, "--json", "--metrics", f"127.0.0.1:{ours}") as run:
+        with prometheus_server(tmp_path, scrape) as theirs, \
+                Run(spec, "--json", "--metrics", f"127.0.0.1:{ours}") as run:
             run.wait_ready()
             gen.go()
             promql = 'calls_total{syscall="getppid",job="ebpf_run"}'
@@ -87,12 +106,6 @@ def test_prometheus_scrapes_the_count_ebpf_run_dumps(tmp_path):
             assert run.stop(signal.SIGTERM) == 0
     finally:
         gen.end()
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
     assert count_records(run)["getppid"]["value"] == scraped == N
     assert (lint.returncode, lint.stdout, lint.stderr) == (0, "", "")
     assert f'calls_total{{syscall="getppid"}} {float(N)}' in exposition

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import textwrap
 
 import pytest
 from getppid import Generator
 from harness import READY_TIMEOUT, Run
-from test_metrics import PROMETHEUS, free_port, get, query, wait_until
+from test_metrics import PROMETHEUS, free_port, get, prometheus_server, query, wait_until
 
 N_PPID = 3000
 N_PGID = 2000
@@ -162,23 +161,16 @@ def test_strict_makes_a_failed_spec_fatal_and_leaves_nothing_attached(tmp_path):
 @pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed")
 def test_prometheus_scrapes_every_spec_of_one_agent(tmp_path):
     assert PROMETHEUS is not None
-    ours, theirs = free_port(), free_port()
-    (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - job_name: agent\n    static_configs: [{{targets: ['127.0.0.1:{ours}']}}]\n")
+    ours = free_port()
     specs = tmp_path / "specs"
     specs.mkdir()
     ppid, pgid = Generator(N_PPID), Generator(N_PGID, GETPGID.format(n=N_PGID))
     write(specs / "a.yaml", SPEC.format(syscall="getppid", pid=ppid.pid))
     write(specs / "b.yaml", SPEC.format(syscall="getpgid", pid=pgid.pid))
-    server = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{theirs}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scrape = f"  - job_name: agent\n    static_configs: [{{targets: ['127.0.0.1:{ours}']}}]\n"
     try:
-        with Run("serve", str(specs), "--metrics", f"127.0.0.1:{ours}") as run:
+        with prometheus_server(tmp_path, scrape) as theirs, \
+                Run("serve", str(specs), "--metrics", f"127.0.0.1:{ours}") as run:
             serving(run)
             ppid.go()
             pgid.go()
@@ -191,9 +183,3 @@ def test_prometheus_scrapes_every_spec_of_one_agent(tmp_path):
     finally:
         for g in (ppid, pgid):
             g.end()
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()

@@ -108,3 +108,44 @@ def test_json_records_carry_the_spec_and_text_counts_events_only():
     sink.aggregation("calls", "@calls:\nCOMM COUNT", [])
     sink.flush()
     assert out.getvalue() == "[syscount]\n@calls:\nCOMM COUNT\n"
+
+
+def test_serve_cgroup_reaches_every_spec_compile(tmp_path, monkeypatch, capsys):
+    """serve --cgroup PATH: resolved once, before anything is compiled (a PATH that names no
+    cgroup is a usage error, exit 2), and the pair that carries it is every spec's compile
+    parameter, as a run's --cgroup is its one spec's."""
+    import runner.pipeline
+    import runner.runtime.serve as serve_module
+    from runner.cli import main as cli
+    from runner.support import cgroups
+
+    root = tmp_path / "cg"
+    (root / "n1").mkdir(parents=True)
+    (tmp_path / "mountinfo").write_text(f"30 25 0:26 / {root} rw - cgroup2 cgroup2 rw\n")
+    monkeypatch.setattr(cgroups, "MOUNTINFO", str(tmp_path / "mountinfo"))
+    pair = ("--cgroup", f"{(root / 'n1').stat().st_ino}:1:/n1")
+
+    assert cli.main(["serve", "a.yaml", "--metrics", "127.0.0.1:0", "--cgroup", "/nope"]) == 2
+    assert "--cgroup /nope: no such cgroup under the cgroup v2 root" in capsys.readouterr().err
+
+    given = []
+    monkeypatch.setattr(serve_module, "serve",
+                        lambda specs, options, strict=False: given.append(options.params) or 0)
+    assert cli.main(["serve", "a.yaml", "--metrics", "127.0.0.1:0", "--cgroup", "/n1"]) == 0
+    assert given == [(pair,)]
+
+    compiled = []
+
+    def compile_spec(path, params=()):
+        compiled.append((path, params))
+        raise UsageError("stop here")
+
+    class Served:
+        def remove(self, name, down=False):
+            pass
+
+    monkeypatch.setattr(runner.pipeline, "compile_spec", compile_spec)
+    agent = Agent(["a.yaml", "b.yaml"], Options(params=(pair,), metrics="127.0.0.1:0"))
+    agent.served = Served()
+    agent._reload()
+    assert compiled == [("a.yaml", (pair,)), ("b.yaml", (pair,))]
