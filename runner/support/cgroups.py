@@ -171,7 +171,10 @@ class CgroupPaths:
             return found
         now = self.clock()
         if self.walked_at is None or cgroup_id > self.newest or now - self.walked_at >= REWALK_S:
-            self.paths, self.newest = walk(self.mount.point, self.limit)
+            self.paths, newest = walk(self.mount.point, self.limit)
+            # An id the walk did not find (removed already, or past the limit) counts as
+            # seen: its next records wait for the once-a-REWALK_S walk, not a walk each.
+            self.newest = max(newest, cgroup_id)
             self.walked_at = now
             self.walks += 1
         return self.paths.get(cgroup_id)
