@@ -36,10 +36,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from runner.errors import EbpfRunError, UsageError, format_error
+from runner.errors import EbpfRunError, SpecError, UsageError, format_error
 from runner.runtime.options import Options
 from runner.runtime.signals import EARLY, SIGNALS, Stop
 from runner.runtime.streams import FdWriter
+from runner.spec.source import read_spec
 from runner.support.metric_names import MetricsError
 
 WAIT_S = 0.1  # how often the main thread looks at signals and at the specs' threads
@@ -274,9 +275,12 @@ def _close(fds: List[int]) -> None:
 
 
 def _digest(path: str) -> str:
+    """The file's digest, read as a spec is (bounded; a FIFO or a device is refused, never
+    waited on: a FIFO named x.yaml hung serve for good, deaf to signals); its check then
+    reports why it cannot be one."""
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError as e:
+        return hashlib.sha256(read_spec(path)).hexdigest()
+    except SpecError as e:
         return f"unreadable: {e}"
 
 

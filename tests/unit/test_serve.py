@@ -149,3 +149,21 @@ def test_serve_cgroup_reaches_every_spec_compile(tmp_path, monkeypatch, capsys):
     agent.served = Served()
     agent._reload()
     assert compiled == [("a.yaml", (pair,)), ("b.yaml", (pair,))]
+
+
+def test_a_fifo_named_like_a_spec_is_refused_not_waited_on(tmp_path):
+    """serve read each spec's bytes for its digest with a blocking open: a FIFO named
+    x.yaml hung it for good, SIGINT and SIGTERM unheard (a review). It is read as every
+    spec is: refused at once as what it is."""
+    import os
+    import threading
+
+    from runner.runtime.serve import _digest
+
+    fifo = tmp_path / "x.yaml"
+    os.mkfifo(fifo)
+    got = []
+    t = threading.Thread(target=lambda: got.append(_digest(str(fifo))), daemon=True)
+    t.start()
+    t.join(30)
+    assert got and got[0].startswith("unreadable: ") and "it is a FIFO" in got[0]
