@@ -12,7 +12,7 @@ import contextlib
 from typing import Any, Dict, Optional, Tuple
 
 from runner.check.checker import Checker, Skip
-from runner.check.names import name_ok
+from runner.check.names import hex_companions_free, name_ok
 from runner.check.structs import type_of
 from runner.kinds.decoders import Decoders, UnknownDecoder, UnknownEnum
 from runner.kinds.maps import DEFAULT_MAX_ENTRIES
@@ -105,6 +105,7 @@ def _keys(ck: Checker, path: PathKey, a: Dict[str, Any]) -> Tuple[AggKey, ...]:
             ck.err(fpath, f"a key field is a scalar or char[N], not {t}")
             raise Skip
         out.append(AggKey(fname, t, wanted.get(fname)))
+    hex_companions_free(ck, [(k.name, k.type, (*path, "key", k.name)) for k in out])
     names = {k.name for k in out}
     for fname, dname in wanted.items():
         dpath = (*path, "decode", fname)

@@ -4,11 +4,12 @@ that cannot collide with the types, built-ins and `er_`/`_pad` names ebpf-run ge
 from __future__ import annotations
 
 import keyword
+from typing import Iterable, Tuple
 
 from runner.check import reserved
 from runner.check.checker import Checker
 from runner.kinds.builtins import BUILTINS
-from runner.model.types import SCALARS
+from runner.model.types import SCALARS, TypeRef
 from runner.spec.loader import PathKey
 
 C_KEYWORDS = frozenset({
@@ -36,3 +37,15 @@ def name_ok(ck: Checker, path: PathKey, name: str, what: str) -> bool:
     if problem:
         ck.err(path, problem, "choose another name", key=True)
     return problem is None
+
+
+def hex_companions_free(ck: Checker, fields: Iterable[Tuple[str, TypeRef, PathKey]]) -> None:
+    """JSON gives a char[N] field X whose bytes are not UTF-8 a companion X_hex with the
+    bytes: a field of that name beside it would hide them (its value kept, the bytes lost
+    without a sign), so it is refused, at that field."""
+    named = {name: (t, path) for name, t, path in fields}
+    for name, (t, _) in named.items():
+        other = named.get(f"{name}_hex")
+        if t.is_string and other is not None:
+            ck.err(other[1], f"field '{name}_hex' would hide the bytes JSON gives '{name}' "
+                   "(char[N]) when they are not UTF-8", "rename it", key=True)

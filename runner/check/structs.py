@@ -6,7 +6,7 @@ import builtins as py_builtins
 from typing import Dict, List, Optional, Set, Tuple
 
 from runner.check.checker import Checker
-from runner.check.names import name_ok
+from runner.check.names import hex_companions_free, name_ok
 from runner.model.spec import Struct
 from runner.model.stacks import STACK_PID
 from runner.model.types import SCALARS, TypeRef, TypeSyntaxError, lay_out, parse_type
@@ -48,6 +48,7 @@ def _fields(ck: Checker, sname: str, fields: List[Dict[str, str]]) -> Fields:
                "choose another name", key=True)
     seen: Set[str] = set()
     out = []
+    where: List[Tuple[str, TypeRef, PathKey]] = []
     for i, entry in enumerate(fields):
         (fname, tname), = entry.items()
         fpath = (*path, i, fname)
@@ -58,6 +59,8 @@ def _fields(ck: Checker, sname: str, fields: List[Dict[str, str]]) -> Fields:
         t = type_of(ck, fpath, tname, stacks=True)
         if t:
             out.append((fname, t, ck.origin(fpath)))
+            where.append((fname, t, fpath))
+    hex_companions_free(ck, where)
     if any(t.base == "ustack" for _, t, _ in out):
         # A user stack's addresses mean something only in the process that took it: its pid
         # goes with it, hidden (set where the record is filled; runner/check/stacks.py).

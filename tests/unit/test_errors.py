@@ -34,6 +34,12 @@ CASES = {
         "2:1: error: unknown key 'probe'",
         "did you mean 'probes'?",
     ),
+    'hex_companion_hidden': (  # JSON's name_hex (the bytes of a non-UTF-8 name) would be lost
+        'name: x\nstructs:\n  s:\n    - name: char[16]\n    - name_hex: u64\n',
+        "5:7: error: field 'name_hex' would hide the bytes JSON gives 'name' (char[N]) when "
+        "they are not UTF-8",
+        'rename it',
+    ),
     'unknown_type': (
         'name: x\nstructs:\n  s:\n    - a: u23\n',
         "4:10: error: unknown type 'u23'",
