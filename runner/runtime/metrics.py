@@ -151,7 +151,8 @@ class Bounded:
             return self._histogram_rows(maps)
         m, adm = self.agg.map, self.admitted
         seen: Dict[bytes, List[bytes]] = {}
-        walked_all = len(adm) < self.limit
+        full = len(adm) >= self.limit
+        walked_all = not full
         if walked_all:
             for kb, values in maps.map_items(m):
                 if kb not in adm:
@@ -162,7 +163,13 @@ class Bounded:
                 seen[kb] = values
         missing = [kb for kb in adm if kb not in seen]
         if missing:
-            found = maps.lookup(m, missing)
+            # A map that holds no more entries than the keys to look up (one the size of
+            # the limit) is walked instead: 4096 entries a system call, not one a key
+            # (10,000 keys: 12 ms against 30-36 ms here, bench/agent_bench.py).
+            found = (self._walk_admitted(maps, len(missing))
+                     if full and len(missing) >= self._entries(maps) else None)
+            if found is None:
+                found = maps.lookup(m, missing)
             for kb in missing:
                 if kb not in found:
                     del adm[kb]
@@ -223,8 +230,10 @@ class Bounded:
         return out
 
     def _ident(self, kb: bytes) -> bytes:
-        """A histogram entry's key without its bucket: the label set's bytes."""
-        assert self.bucket is not None
+        """A histogram entry's key without its bucket: the label set's bytes (any other
+        aggregation's key is its label set's)."""
+        if self.bucket is None:
+            return kb
         at, size = self.bucket
         return kb[:at] + kb[at + size:]
 
