@@ -54,6 +54,7 @@ def test_the_units_capabilities_attach_and_receive_events(cache):
     assert any(Path(cache["XDG_CACHE_HOME"], "ebpf-run").iterdir())
 
 
+@pytest.mark.host_only  # 6.1 refused the tracepoint with EACCES under this set (docs/deploy.md)
 def test_the_units_capabilities_symbolize_kernel_stacks(cache):
     with Run(str(SPECS / "tools" / "stackcount.yaml"), "--duration", "2", env=cache,
              prefix=setpriv(unit_caps())) as run:

@@ -145,9 +145,12 @@ def test_text_prints_each_frame_a_line_as_bpftraces_printf(tmp_path, program):  
     finally:
         work.release()
     first = run.out[:run.out.index("")]
-    assert first[0] == "kstack=" and first[1].startswith("        __traceiter_signal_generate")
+    # The innermost kernel frame is the tracepoint's caller on 6.18 (__traceiter_...) and
+    # another on 6.1: the kill syscall's own function is in both.
+    assert first[0] == "kstack="
     at = first.index(" ustack=")
-    assert all(ln.startswith("        ") for ln in first[1:at] + first[at + 1:])
+    assert all(ln.startswith("        ") and ln.strip() for ln in first[1:at] + first[at + 1:])
+    assert any(ln.strip().startswith("__x64_sys_kill+") for ln in first[1:at]), first
     assert [ln.strip().split("+")[0] for ln in first[at + 1:]] == WORKLOAD_FRAMES
     assert run.out[len(first) + 1:2 * len(first) + 1] == first  # the same stacks again
 

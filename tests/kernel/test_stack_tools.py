@@ -129,5 +129,23 @@ def test_stackcount_counts_wakeups_on_bpftraces_kernel_stacks(tmp_path):
     finally:
         theirs = sorted((stacks[0], n) for stacks, comm, n in stack_counts(oracle.stop())
                         if comm == "erwake")
-    assert ours == theirs
+    assert_same_stacks_but_losses(ours, theirs)
     assert any("do_exit" in functions(stack) for stack, _ in ours), ours
+
+
+def assert_same_stacks_but_losses(ours, theirs):
+    """Both tools saw the same events, and each stack has bpftrace's count, except where a
+    tool could not capture one: a stack map keeps one stack per hash bucket, so on a busy
+    machine (the 6.1 VM: the whole machine's wakeups go through it) a stack of ours can meet
+    another in its bucket. We count that as a loss and show it as [lost stack]; bpftrace's
+    failed captures print as an empty stack. A difference per stack is at most the losses."""
+    lost = sum(n for stack, n in ours if stack == ("[lost stack]",))
+    their_lost = sum(n for stack, n in theirs if stack == ())
+    ours_by = {stack: n for stack, n in ours if stack != ("[lost stack]",)}
+    theirs_by = {stack: n for stack, n in theirs if stack != ()}
+    assert sum(ours_by.values()) + lost == sum(theirs_by.values()) + their_lost, (ours, theirs)
+    for stack in set(ours_by) | set(theirs_by):
+        mine, its = ours_by.get(stack, 0), theirs_by.get(stack, 0)
+        assert its - lost <= mine <= its + their_lost, (stack, mine, its, lost, their_lost)
+    if not lost and not their_lost:
+        assert ours == theirs
