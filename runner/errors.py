@@ -19,7 +19,17 @@ class Location:
     col: int
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        return f"{shown_name(self.file)}:{self.line}:{self.col}"
+
+
+def shown_name(name: str) -> str:
+    """A file or spec name as a message shows it: whoever named the file chose it, so what
+    a terminal would obey (control characters, bidi overrides, undecodable bytes) is
+    written as an escape."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else
+                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in name)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from runner.errors import EbpfRunError, SpecError, UsageError, format_error
+from runner.errors import EbpfRunError, SpecError, UsageError, format_error, shown_name
 from runner.runtime.options import Options
 from runner.runtime.signals import EARLY, SIGNALS, Stop
 from runner.runtime.streams import FdWriter
@@ -233,11 +233,11 @@ class Agent:
         text = text.removeprefix("ebpf-run: ")
         if any(r.name == name for r in self.running.values()):
             name = path  # a second spec of a running one's name: its down is its own
-        _say(f"[{name}] {text}")
+        _say(f"[{shown_name(name)}] {text}")
         self.failed[path] = name
         self.served.remove(name, down=True)
         if self.strict:
-            _say(f"--strict: stopping every spec ({name} failed)")
+            _say(f"--strict: stopping every spec ({shown_name(name)} failed)")
             self.code = e.exit_code if isinstance(e, EbpfRunError) else 1
             self.stop.fail(e)
 
@@ -259,7 +259,7 @@ class Agent:
         self.served.remove(r.name)
         _close(r.fds)
         if r.error is not None:
-            _say(f"[{r.name}] error while stopping: {r.error}")
+            _say(f"[{shown_name(r.name)}] error while stopping: {r.error}")
 
     def _stop_all(self, reason: str) -> None:
         for r in list(self.running.values()):  # all asked first: they stop side by side

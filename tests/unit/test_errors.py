@@ -311,3 +311,17 @@ def test_alias_bomb_is_refused_quickly(tmp_path):
         check(str(path))
     assert "alias bomb" in str(info.value)
 
+
+
+def test_a_file_name_a_terminal_would_obey_is_shown_escaped(tmp_path):
+    """Whoever named the file chose its name (a review printed an OSC title sequence and
+    a colour through an error's location): controls and bidi overrides become escapes."""
+    from runner.errors import format_error
+
+    path = tmp_path / "evil\x1b]0;pwned\x07\u202ex.yaml"
+    path.write_text("name: [\n")
+    with pytest.raises(SpecError) as info:
+        check(str(path))
+    text = format_error(info.value)
+    assert "evil\\x1b]0;pwned\\x07\\u202ex.yaml:2:1: error: invalid YAML" in text
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
