@@ -428,6 +428,12 @@ def test_a_compiler_crash_ends_the_run_with_a_clear_message(tmp_path, single_cpu
     if not single_cpu and CPUS < 2:
         pytest.skip("one CPU: no compiler child is forked (compiler.fork)")
     done = crash_a_run(tmp_path, single_cpu, sig)
+    if single_cpu and done.returncode == -signal.SIGALRM and done.stderr == "":
+        # The test's signal lands at a random point of the compile, at times inside malloc
+        # with its lock held: the handler, which runs Python, cannot allocate then, and the
+        # alarm it set first ends the process after CRASH_GRACE s (exit_notice.py; seen
+        # once in a loaded rehearsal). A real crash is seldom there; this one tries again.
+        done = crash_a_run(tmp_path, single_cpu, sig)
     spec = tmp_path / "child-marker-spec.yaml"
     assert (done.returncode, done.stdout) == (3, ""), done.stderr
     assert done.stderr == "ebpf-run: error: " + crashed(
